@@ -1,1 +1,152 @@
+//! The Selur control plane: a Kubernetes-shaped REST API over a revisioned
+//! store, with the admission chain, watch, and the control-plane controllers
+//! (garbage collector, namespace lifecycle, history compaction).
+//!
+//! Not here: TLS and authentication (a later security part plugs in at
+//! [`serve`]), the scheduler and workload controllers, the node agent.
 
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod api;
+pub mod clock;
+pub mod compaction;
+pub mod controllers;
+pub mod kubeconfig;
+pub mod registry;
+pub mod status;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use selur_store::{SqliteOptions, SqliteStore, Store};
+
+use crate::admission::Admission;
+use crate::clock::{Clock, SystemClock};
+pub use crate::compaction::CompactionPolicy;
+use crate::registry::Registry;
+
+/// Settings of `selur server`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub compaction: CompactionPolicy,
+    pub compaction_interval: Duration,
+    pub bookmark_interval: Duration,
+    pub gc_period: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            listen,
+            compaction: CompactionPolicy::default(),
+            compaction_interval: Duration::from_secs(60),
+            bookmark_interval: Duration::from_secs(60),
+            gc_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        dir: PathBuf,
+        #[source]
+        source: selur_store::StoreError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the admin kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("startup failed: {0}")]
+    Startup(String),
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Open the store, start the controllers and serve the API until `shutdown` resolves.
+pub async fn serve(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir, SqliteOptions::default()).map_err(|source| {
+            ServerError::Store {
+                dir: config.data_dir.clone(),
+                source,
+            }
+        })?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let registry = Registry::new(store.clone(), Admission::default(), clock);
+    for ns in ["default", "kube-system"] {
+        registry
+            .ensure_namespace(ns)
+            .await
+            .map_err(|e| ServerError::Startup(format!("creating namespace {ns}: {e}")))?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let kc_path = config.data_dir.join("kubeconfig");
+    kubeconfig::write(&kc_path, &format!("http://{addr}")).map_err(|source| {
+        ServerError::Kubeconfig {
+            path: kc_path.clone(),
+            source,
+        }
+    })?;
+    tracing::info!(%addr, store = %config.data_dir.display(), kubeconfig = %kc_path.display(), "selur API server listening");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(controllers::run_loop(
+        "garbage-collector",
+        registry.clone(),
+        controllers::gc::relevant,
+        config.gc_period,
+        controllers::gc::pass,
+    ));
+    tasks.spawn(controllers::run_loop(
+        "namespace",
+        registry.clone(),
+        controllers::namespace::relevant,
+        config.gc_period,
+        controllers::namespace::pass,
+    ));
+    tasks.spawn(compaction::run(
+        store.clone(),
+        config.compaction.clone(),
+        config.compaction_interval,
+    ));
+
+    let state = Arc::new(api::ApiState {
+        registry,
+        bookmark_interval: config.bookmark_interval,
+    });
+    let app = api::router(state);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Serve);
+    tasks.abort_all();
+    result
+}

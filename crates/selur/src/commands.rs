@@ -1,0 +1,374 @@
+//! The client verbs other than apply: get, describe, delete, scale, wait.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use futures::StreamExt;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use selur_api::kinds::{self, ResourceKind};
+
+use crate::client::{status_error, Client};
+use crate::print::{self, Format};
+
+fn kind_arg(word: &str) -> anyhow::Result<&'static ResourceKind> {
+    kinds::by_cli_name(word).ok_or_else(|| {
+        anyhow!("the server doesn't have a resource type \"{word}\" (see `selur get --help` for the kinds Selur serves)")
+    })
+}
+
+/// `KIND NAME...` or `KIND/NAME...` into (kind, names).
+fn targets(args: &[String]) -> anyhow::Result<Vec<(&'static ResourceKind, Option<String>)>> {
+    let mut out = Vec::new();
+    if args.iter().any(|a| a.contains('/')) {
+        for a in args {
+            let (k, n) = a
+                .split_once('/')
+                .ok_or_else(|| anyhow!("{a:?}: mix of KIND/NAME and KIND NAME; use one form"))?;
+            out.push((kind_arg(k)?, Some(n.to_string())));
+        }
+        return Ok(out);
+    }
+    let (first, rest) = args
+        .split_first()
+        .ok_or_else(|| anyhow!("name a kind, e.g. `pods` or `deployment/web`"))?;
+    let kind = kind_arg(first)?;
+    if rest.is_empty() {
+        out.push((kind, None));
+    }
+    for n in rest {
+        out.push((kind, Some(n.clone())));
+    }
+    Ok(out)
+}
+
+fn object_path(kind: &ResourceKind, ns: &str, name: &str) -> String {
+    format!("{}/{name}", kind.collection_path(Some(ns)))
+}
+
+/// `selur get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// KIND [NAME...] or KIND/NAME...
+    #[arg(required = true)]
+    args: Vec<String>,
+    /// Output format: wide, json, yaml, name.
+    #[arg(short = 'o', long, default_value = "")]
+    output: String,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// Label selector, e.g. app=web,tier in (a,b).
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector, e.g. spec.nodeName=n1.
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// After listing, watch for changes.
+    #[arg(short = 'w', long)]
+    watch: bool,
+}
+
+fn print_objects(kind: &ResourceKind, items: &[Value], fmt: Format, all_ns: bool, single: bool) {
+    match fmt {
+        Format::Json | Format::Yaml => {
+            let v = if single && items.len() == 1 {
+                items[0].clone()
+            } else {
+                json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items})
+            };
+            if fmt == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", print::to_yaml(&v));
+            }
+        }
+        Format::Name => {
+            for it in items {
+                println!("{}", print::name_of(kind, it));
+            }
+        }
+        Format::Table | Format::Wide => {
+            let rows = print::table(kind, items, fmt == Format::Wide, all_ns, chrono::Utc::now());
+            print!("{}", print::render(&rows));
+        }
+    }
+}
+
+pub async fn get(client: &Client, ns: &str, a: GetArgs) -> anyhow::Result<()> {
+    let fmt: Format = a.output.parse().map_err(|e: String| anyhow!(e))?;
+    let targets = targets(&a.args)?;
+    for (kind, name) in &targets {
+        let list_ns = if a.all_namespaces { None } else { Some(ns) };
+        match name {
+            Some(n) => {
+                let v = client.get(&object_path(kind, ns, n)).await?;
+                print_objects(kind, &[v], fmt, false, targets.len() == 1);
+            }
+            None => {
+                let mut q = Vec::new();
+                if let Some(s) = &a.selector {
+                    q.push(("labelSelector", s.clone()));
+                }
+                if let Some(s) = &a.field_selector {
+                    q.push(("fieldSelector", s.clone()));
+                }
+                let list = client
+                    .request(Method::GET, &kind.collection_path(list_ns), &q, None)
+                    .await?;
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                if items.is_empty() && matches!(fmt, Format::Table | Format::Wide) && !a.watch {
+                    match list_ns {
+                        Some(n) if kind.namespaced => eprintln!("No resources found in {n} namespace."),
+                        _ => eprintln!("No resources found"),
+                    }
+                } else {
+                    print_objects(kind, &items, fmt, a.all_namespaces, false);
+                }
+                if a.watch {
+                    q.push(("watch", "true".into()));
+                    q.push((
+                        "resourceVersion",
+                        list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string(),
+                    ));
+                    watch_print(client, kind, &kind.collection_path(list_ns), &q, fmt, a.all_namespaces).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn watch_print(
+    client: &Client,
+    kind: &ResourceKind,
+    path: &str,
+    q: &[(&str, String)],
+    fmt: Format,
+    all_ns: bool,
+) -> anyhow::Result<()> {
+    let resp = client.send(Method::GET, path, q, None).await?;
+    if !resp.status().is_success() {
+        let code = resp.status().as_u16();
+        let raw = resp.bytes().await.unwrap_or_default();
+        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        return Err(status_error(code, &v, &raw).into());
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.context("watch stream broke")?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+            match ev["type"].as_str() {
+                Some("BOOKMARK") => continue,
+                Some("ERROR") => bail!("watch ended: {}", ev["object"]["message"].as_str().unwrap_or("error")),
+                _ => {}
+            }
+            let obj = ev["object"].clone();
+            match fmt {
+                Format::Table | Format::Wide => {
+                    let rows = print::table(kind, &[obj], fmt == Format::Wide, all_ns, chrono::Utc::now());
+                    // Only the data row: the header was printed with the list.
+                    if let Some(r) = rows.get(1) {
+                        println!("{}", r.join("   "));
+                    }
+                }
+                _ => print_objects(kind, &[obj], fmt, all_ns, true),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn describe(client: &Client, ns: &str, args: &[String]) -> anyhow::Result<()> {
+    let mut first = true;
+    for (kind, name) in targets(args)? {
+        let items = match name {
+            Some(n) => vec![client.get(&object_path(kind, ns, &n)).await?],
+            None => client.get(&kind.collection_path(Some(ns))).await?["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        for it in items {
+            let name = it["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let ev_ns = it["metadata"]["namespace"].as_str().unwrap_or(ns).to_string();
+            let ev_kind = kinds::by_cli_name("events").ok_or_else(|| anyhow!("events kind missing"))?;
+            let q = [(
+                "fieldSelector",
+                format!("involvedObject.name={name},involvedObject.kind={}", kind.kind),
+            )];
+            let events = client
+                .request(Method::GET, &ev_kind.collection_path(Some(&ev_ns)), &q, None)
+                .await
+                .map(|l| l["items"].as_array().cloned().unwrap_or_default())
+                .unwrap_or_default();
+            if !first {
+                println!("\n");
+            }
+            first = false;
+            print!("{}", print::describe(kind, &it, &events, chrono::Utc::now()));
+        }
+    }
+    Ok(())
+}
+
+/// `selur delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// KIND NAME... or KIND/NAME...
+    args: Vec<String>,
+    /// Delete the objects in these files instead.
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
+    /// What happens to dependents: background, foreground or orphan.
+    #[arg(long, default_value = "background", value_parser = ["background", "foreground", "orphan"])]
+    cascade: String,
+    /// Do not fail when an object is already gone.
+    #[arg(long)]
+    ignore_not_found: bool,
+}
+
+pub async fn delete(client: &Client, ns: &str, a: DeleteArgs) -> anyhow::Result<()> {
+    let mut objs: Vec<(&'static ResourceKind, String, String)> = Vec::new();
+    if !a.files.is_empty() {
+        let docs = crate::manifest::read_all(&a.files).map_err(|e| anyhow!("error: {e}"))?;
+        for d in docs {
+            let kind = selur_api::decode::kind_of(&d.value).map_err(|e| anyhow!("{}: {e}", d.location()))?;
+            let name = d.value["metadata"]["name"].as_str().unwrap_or("").to_string();
+            let obj_ns = d.value["metadata"]["namespace"].as_str().unwrap_or(ns).to_string();
+            objs.push((kind, obj_ns, name));
+        }
+    } else {
+        for (kind, name) in targets(&a.args)? {
+            let name = name.ok_or_else(|| {
+                anyhow!("name the {} to delete (or use -f FILE)", kind.plural)
+            })?;
+            objs.push((kind, ns.to_string(), name));
+        }
+    }
+    let policy = match a.cascade.as_str() {
+        "foreground" => "Foreground",
+        "orphan" => "Orphan",
+        _ => "Background",
+    };
+    let mut failed = None;
+    for (kind, obj_ns, name) in objs {
+        let q = [("propagationPolicy", policy.to_string())];
+        match client
+            .request(Method::DELETE, &object_path(kind, &obj_ns, &name), &q, None)
+            .await
+        {
+            Ok(_) => println!("{} \"{name}\" deleted", kind.qualified_singular()),
+            Err(e) if e.code() == Some(404) && (a.ignore_not_found || !a.files.is_empty()) => {}
+            Err(e) => {
+                eprintln!("Error from server ({}): {e}", e.code().map(|c| c.to_string()).unwrap_or_default());
+                failed = Some(e);
+            }
+        }
+    }
+    match failed {
+        Some(_) => bail!("some objects were not deleted"),
+        None => Ok(()),
+    }
+}
+
+pub async fn scale(client: &Client, ns: &str, args: &[String], replicas: i64) -> anyhow::Result<()> {
+    for (kind, name) in targets(args)? {
+        let name = name.ok_or_else(|| anyhow!("name the {} to scale", kind.singular()))?;
+        if !kind.scale {
+            bail!("{} cannot be scaled: only deployments and replicasets have a scale subresource", kind.plural);
+        }
+        let path = format!("{}/scale", object_path(kind, ns, &name));
+        client
+            .json(Method::PATCH, &path, &[], &json!({"spec": {"replicas": replicas}}), "application/merge-patch+json")
+            .await?;
+        println!("{}/{name} scaled", kind.qualified_singular());
+    }
+    Ok(())
+}
+
+/// Parse `30s`, `5m`, `1h`, `500ms` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let n: f64 = num.parse().with_context(|| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => bail!("unknown duration unit {other:?} in {s:?}: use ms, s, m or h"),
+    };
+    Ok(Duration::from_secs_f64(secs.max(0.0)))
+}
+
+fn condition_met(obj: &Value, name: &str, want: &str) -> bool {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(name))
+                    && c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(want))
+            })
+        })
+}
+
+pub async fn wait(client: &Client, ns: &str, args: &[String], for_: &str, timeout: &str) -> anyhow::Result<()> {
+    let timeout = parse_duration(timeout)?;
+    let cond = if for_ == "delete" {
+        None
+    } else {
+        let c = for_
+            .strip_prefix("condition=")
+            .ok_or_else(|| anyhow!("--for={for_} is not supported: use --for=condition=NAME[=VALUE] or --for=delete"))?;
+        let (name, want) = c.split_once('=').unwrap_or((c, "True"));
+        Some((name.to_string(), want.to_string()))
+    };
+    for (kind, name) in targets(args)? {
+        let name = name.ok_or_else(|| anyhow!("name the {} to wait for", kind.singular()))?;
+        let path = object_path(kind, ns, &name);
+        let start = Instant::now();
+        loop {
+            let done = match (client.get(&path).await, &cond) {
+                (Err(e), None) if e.code() == Some(404) => true,
+                (Err(e), _) => return Err(e.into()),
+                (Ok(_), None) => false,
+                (Ok(obj), Some((c, want))) => condition_met(&obj, c, want),
+            };
+            if done {
+                match &cond {
+                    Some((c, _)) => println!("{}/{name} condition met ({c})", kind.qualified_singular()),
+                    None => println!("{}/{name} deleted", kind.qualified_singular()),
+                }
+                break;
+            }
+            if start.elapsed() >= timeout {
+                bail!("timed out waiting for the condition on {}/{name}", kind.plural);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_targets() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("x").is_err());
+        let t = targets(&["deploy/web".into(), "po/p".into()]).unwrap();
+        assert_eq!(t[0].0.kind, "Deployment");
+        let t = targets(&["pods".into()]).unwrap();
+        assert!(t[0].1.is_none());
+        assert!(targets(&["nope".into()]).is_err());
+    }
+}

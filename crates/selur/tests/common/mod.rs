@@ -1,0 +1,183 @@
+//! Test harness: a real `selur server` process on a loopback port in a temp
+//! dir, killed and cleaned up on drop (also when the test fails).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const SELUR: &str = env!("CARGO_BIN_EXE_selur");
+
+/// The repository's examples directory.
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub url: String,
+    extra: Vec<String>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    /// Start (or restart) the server process on the same data dir.
+    pub fn spawn(&mut self) {
+        let kc = self.kubeconfig();
+        let _ = std::fs::remove_file(&kc);
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let child = Command::new(SELUR)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn selur server");
+        self.child = Some(child);
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&kc) {
+                if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("server:")) {
+                    self.url = line.trim_start().trim_start_matches("server:").trim().to_string();
+                    break;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("server exited early ({status}): {}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "server did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run the CLI against this server.
+    pub fn selur(&self, args: &[&str]) -> Output {
+        self.selur_stdin(args, None)
+    }
+
+    pub fn selur_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(SELUR)
+            .args(args)
+            .env("SELUR_CONFIG", self.kubeconfig())
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn selur");
+        if let (Some(text), Some(mut si)) = (stdin, child.stdin.take()) {
+            si.write_all(text.as_bytes()).expect("stdin");
+        }
+        child.wait_with_output().expect("selur output")
+    }
+
+    /// Run the CLI and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.selur(args);
+        assert!(
+            out.status.success(),
+            "selur {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// `get -o json` of one object.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).expect("json output")
+    }
+
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Write `text` into the server's temp dir as `name`; returns the path.
+pub fn write_file(server: &Server, name: &str, text: &str) -> String {
+    let p = server.dir.path().join(name);
+    std::fs::write(&p, text).expect("write manifest");
+    p.display().to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// JSON over HTTP against the server; returns (status code, body).
+pub async fn call(
+    s_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<(&str, &Value)>,
+) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut req = c.request(method, format!("{s_url}{path}"));
+    if let Some((ct, b)) = body {
+        req = req
+            .header("content-type", ct)
+            .body(serde_json::to_vec(b).expect("json"));
+    }
+    let resp = req.send().await.expect("request");
+    let code = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("body");
+    (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+pub fn configmap(name: &str) -> Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+pub const CM_PATH: &str = "/api/v1/namespaces/default/configmaps";

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# System packages Selur's build and tests need (Debian 12). Idempotent.
+set -euo pipefail
+PKGS="gcc pkg-config ca-certificates"
+missing=""
+for p in $PKGS; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq $missing
+fi
