@@ -28,11 +28,8 @@ export SELUR_CONFIG="$SELUR_DATA/kubeconfig"
 echo "== selur apply -f examples/seed.yaml"
 selur apply -f examples/seed.yaml
 echo
-echo "== selur get deployments,pods,daemonsets,jobs,cronjobs,hpa,quota,psp"
-for k in deployments pods daemonsets jobs cronjobs hpa quota psp virtualservices servicemonitors; do
-  selur get "$k" -A
-  echo
-done
+echo "== selur get deploy,po,ds,job,cj,hpa,quota,psp,vs,smon -A"
+selur get deploy,po,ds,job,cj,hpa,quota,psp,vs,smon -A
 echo "Selur is running on http://$SELUR_LISTEN (client config: $SELUR_CONFIG)."
 echo "Try: SELUR_CONFIG=$SELUR_CONFIG selur get deploy web-service -o yaml"
 echo "Press Ctrl-C to stop."

@@ -75,10 +75,17 @@ async fn main() -> anyhow::Result<()> {
     let url = loop {
         if let Ok(t) = std::fs::read_to_string(&kc) {
             if let Some(l) = t.lines().find(|l| l.trim_start().starts_with("server:")) {
-                break l.trim_start().trim_start_matches("server:").trim().to_string();
+                break l
+                    .trim_start()
+                    .trim_start_matches("server:")
+                    .trim()
+                    .to_string();
             }
         }
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(20), "server did not start");
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let c = reqwest::Client::new();
@@ -87,7 +94,14 @@ async fn main() -> anyhow::Result<()> {
         let c = c.clone();
         let url = url.clone();
         async move {
-            check(c.post(format!("{url}{PODS}")).json(&pod(&format!("p{i:04}"))).send().await?, 201).await?;
+            check(
+                c.post(format!("{url}{PODS}"))
+                    .json(&pod(&format!("p{i:04}")))
+                    .send()
+                    .await?,
+                201,
+            )
+            .await?;
             Ok(())
         }
     })
@@ -108,7 +122,14 @@ async fn main() -> anyhow::Result<()> {
             let mut p = check(c.get(format!("{url}{PODS}/p{i:04}")).send().await?, 200).await?;
             p["metadata"]["labels"]["round"] = json!("2");
             let t = Instant::now();
-            check(c.put(format!("{url}{PODS}/p{i:04}")).json(&p).send().await?, 200).await?;
+            check(
+                c.put(format!("{url}{PODS}/p{i:04}"))
+                    .json(&p)
+                    .send()
+                    .await?,
+                200,
+            )
+            .await?;
             let _ = t;
             Ok(())
         }
@@ -120,7 +141,14 @@ async fn main() -> anyhow::Result<()> {
         let mut p = check(c.get(format!("{url}{PODS}/p{i:04}")).send().await?, 200).await?;
         p["metadata"]["labels"]["round"] = json!("3");
         let t = Instant::now();
-        check(c.put(format!("{url}{PODS}/p{i:04}")).json(&p).send().await?, 200).await?;
+        check(
+            c.put(format!("{url}{PODS}/p{i:04}"))
+                .json(&p)
+                .send()
+                .await?,
+            200,
+        )
+        .await?;
         put_only.push(t.elapsed());
     }
     let put_only = Stats(put_only);
@@ -145,11 +173,15 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     // Watch delivery: time from issuing a write to seeing its event, and from the write's ack.
-    let rv = check(c.get(format!("{url}{PODS}?limit=1")).send().await?, 200).await?["metadata"]["resourceVersion"]
+    let rv = check(c.get(format!("{url}{PODS}?limit=1")).send().await?, 200).await?["metadata"]
+        ["resourceVersion"]
         .as_str()
         .unwrap_or("0")
         .to_string();
-    let resp = c.get(format!("{url}{PODS}?watch=true&resourceVersion={rv}")).send().await?;
+    let resp = c
+        .get(format!("{url}{PODS}?watch=true&resourceVersion={rv}"))
+        .send()
+        .await?;
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut from_write = Vec::new();
@@ -157,7 +189,14 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..300 {
         let name = format!("w{i:04}");
         let t0 = Instant::now();
-        check(c.post(format!("{url}{PODS}")).json(&pod(&name)).send().await?, 201).await?;
+        check(
+            c.post(format!("{url}{PODS}"))
+                .json(&pod(&name))
+                .send()
+                .await?,
+            201,
+        )
+        .await?;
         let acked = Instant::now();
         'wait: loop {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
@@ -167,7 +206,10 @@ async fn main() -> anyhow::Result<()> {
                     break 'wait;
                 }
             }
-            let chunk = stream.next().await.ok_or_else(|| anyhow::anyhow!("watch ended"))??;
+            let chunk = stream
+                .next()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("watch ended"))??;
             buf.extend_from_slice(&chunk);
         }
         from_write.push(t0.elapsed());
@@ -184,7 +226,14 @@ async fn main() -> anyhow::Result<()> {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
-                check(c.post(format!("{url}{PODS}")).json(&pod(&format!("c{w}-{i}"))).send().await?, 201).await?;
+                check(
+                    c.post(format!("{url}{PODS}"))
+                        .json(&pod(&format!("c{w}-{i}")))
+                        .send()
+                        .await?,
+                    201,
+                )
+                .await?;
             }
             anyhow::Ok(())
         }));

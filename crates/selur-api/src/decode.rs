@@ -26,7 +26,9 @@ pub struct ParseError {
 /// Why a parsed document is not an acceptable object.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
-    #[error("Object 'apiVersion' is missing: add e.g. `apiVersion: v1` at the top of the document")]
+    #[error(
+        "Object 'apiVersion' is missing: add e.g. `apiVersion: v1` at the top of the document"
+    )]
     MissingApiVersion,
     #[error("Object 'Kind' is missing: add e.g. `kind: Pod` at the top of the document")]
     MissingKind,
@@ -161,7 +163,10 @@ pub fn kind_of(value: &Value) -> Result<&'static ResourceKind, DecodeError> {
             .map(|k| k.api_version())
             .collect();
         let hint = if !served.is_empty() {
-            format!("; Selur serves {kind} as apiVersion {}", served.join(" or "))
+            format!(
+                "; Selur serves {kind} as apiVersion {}",
+                served.join(" or ")
+            )
         } else if kinds::known_api_version(api_version) {
             format!("; {api_version} has no kind {kind} (check the spelling)")
         } else {
@@ -192,9 +197,9 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> String {
                 format!("{base}.{key}")
             }
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
@@ -249,9 +254,14 @@ mod tests {
         let e = decode(v).unwrap_err();
         assert_eq!(
             e.paths(),
-            vec!["spec.replicax".to_string(), "spec.template.spec.containers[0].imagee".to_string()]
+            vec![
+                "spec.replicax".to_string(),
+                "spec.template.spec.containers[0].imagee".to_string()
+            ]
         );
-        assert!(e.to_string().contains("strict decoding error: unknown field \"spec.replicax\""));
+        assert!(e
+            .to_string()
+            .contains("strict decoding error: unknown field \"spec.replicax\""));
     }
 
     #[test]
@@ -265,8 +275,15 @@ mod tests {
     #[test]
     fn unknown_kind_and_version() {
         let e = decode(json!({"apiVersion": "apps/v2", "kind": "Deployment"})).unwrap_err();
-        assert!(e.to_string().contains("Selur serves Deployment as apiVersion apps/v1"), "{e}");
-        assert!(matches!(decode(json!({"kind": "Pod"})), Err(DecodeError::MissingApiVersion)));
+        assert!(
+            e.to_string()
+                .contains("Selur serves Deployment as apiVersion apps/v1"),
+            "{e}"
+        );
+        assert!(matches!(
+            decode(json!({"kind": "Pod"})),
+            Err(DecodeError::MissingApiVersion)
+        ));
     }
 
     #[test]

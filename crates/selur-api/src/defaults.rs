@@ -5,10 +5,12 @@
 //! one so clients always see the field.
 
 use k8s_openapi::api::apps::v1::{
-    DaemonSetSpec, DaemonSetUpdateStrategy, DeploymentSpec, DeploymentStrategy, RollingUpdateDaemonSet,
-    RollingUpdateDeployment,
+    DaemonSetSpec, DaemonSetUpdateStrategy, DeploymentSpec, DeploymentStrategy,
+    RollingUpdateDaemonSet, RollingUpdateDeployment,
 };
-use k8s_openapi::api::autoscaling::v2::{HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscalerSpec};
+use k8s_openapi::api::autoscaling::v2::{
+    HPAScalingPolicy, HPAScalingRules, HorizontalPodAutoscalerSpec,
+};
 use k8s_openapi::api::batch::v1::JobSpec;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Probe, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -116,7 +118,9 @@ fn deployment(s: &mut DeploymentSpec) {
     let strategy = s.strategy.get_or_insert_with(DeploymentStrategy::default);
     set_str(&mut strategy.type_, "RollingUpdate");
     if strategy.type_.as_deref() == Some("RollingUpdate") {
-        let ru = strategy.rolling_update.get_or_insert_with(RollingUpdateDeployment::default);
+        let ru = strategy
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDeployment::default);
         set(&mut ru.max_surge, IntOrString::String("25%".into()));
         set(&mut ru.max_unavailable, IntOrString::String("25%".into()));
     }
@@ -126,10 +130,14 @@ fn deployment(s: &mut DeploymentSpec) {
 }
 
 fn daemonset(s: &mut DaemonSetSpec) {
-    let us = s.update_strategy.get_or_insert_with(DaemonSetUpdateStrategy::default);
+    let us = s
+        .update_strategy
+        .get_or_insert_with(DaemonSetUpdateStrategy::default);
     set_str(&mut us.type_, "RollingUpdate");
     if us.type_.as_deref() == Some("RollingUpdate") {
-        let ru = us.rolling_update.get_or_insert_with(RollingUpdateDaemonSet::default);
+        let ru = us
+            .rolling_update
+            .get_or_insert_with(RollingUpdateDaemonSet::default);
         set(&mut ru.max_unavailable, IntOrString::Int(1));
         set(&mut ru.max_surge, IntOrString::Int(0));
     }
@@ -159,7 +167,11 @@ fn service(s: &mut ServiceSpec) {
     }
 }
 
-fn scaling_rules(rules: &mut Option<HPAScalingRules>, window: i32, policies: Vec<HPAScalingPolicy>) {
+fn scaling_rules(
+    rules: &mut Option<HPAScalingRules>,
+    window: i32,
+    policies: Vec<HPAScalingPolicy>,
+) {
     let r = rules.get_or_insert_with(HPAScalingRules::default);
     set(&mut r.stabilization_window_seconds, window);
     set_str(&mut r.select_policy, "Max");
@@ -180,7 +192,11 @@ fn hpa(s: &mut HorizontalPodAutoscalerSpec) {
     set(&mut s.min_replicas, 1);
     // Behavior is filled in only when given, as Kubernetes does.
     if let Some(b) = &mut s.behavior {
-        scaling_rules(&mut b.scale_up, 0, vec![policy("Pods", 4), policy("Percent", 100)]);
+        scaling_rules(
+            &mut b.scale_up,
+            0,
+            vec![policy("Pods", 4), policy("Percent", 100)],
+        );
         scaling_rules(&mut b.scale_down, 300, vec![policy("Percent", 100)]);
     }
 }
@@ -284,8 +300,14 @@ mod tests {
 
     #[test]
     fn pull_policy_from_tag() {
-        assert_eq!(image_pull_policy("ghcr.io/hyperpolymath/lago-grey:minimal"), "IfNotPresent");
-        assert_eq!(image_pull_policy("ghcr.io/hyperpolymath/svalinn:latest"), "Always");
+        assert_eq!(
+            image_pull_policy("ghcr.io/hyperpolymath/lago-grey:minimal"),
+            "IfNotPresent"
+        );
+        assert_eq!(
+            image_pull_policy("ghcr.io/hyperpolymath/svalinn:latest"),
+            "Always"
+        );
         assert_eq!(image_pull_policy("busybox"), "Always");
         assert_eq!(image_pull_policy("localhost:5000/busybox"), "Always");
         assert_eq!(image_pull_policy("x@sha256:abc"), "IfNotPresent");
@@ -320,13 +342,23 @@ mod tests {
                 }
                 "CronJob" => {
                     assert_eq!(v["spec"]["concurrencyPolicy"], "Allow");
-                    assert_eq!(v["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"], "OnFailure");
+                    assert_eq!(
+                        v["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"],
+                        "OnFailure"
+                    );
                 }
                 "HorizontalPodAutoscaler" => {
                     let up = &v["spec"]["behavior"]["scaleUp"];
-                    assert_eq!(up["policies"].as_array().unwrap().len(), 1, "user policies kept");
+                    assert_eq!(
+                        up["policies"].as_array().unwrap().len(),
+                        1,
+                        "user policies kept"
+                    );
                     assert_eq!(up["selectPolicy"], "Max");
-                    assert_eq!(v["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
+                    assert_eq!(
+                        v["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+                        300
+                    );
                 }
                 "PodSecurityPolicy" => {
                     assert_eq!(v["spec"]["runAsUser"]["rule"], "MustRunAsNonRoot");
@@ -339,8 +371,10 @@ mod tests {
 
     #[test]
     fn services_default_to_ipv6_single_stack() {
-        let (_, mut s) = decode(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"ports": [{"port": 80}]}}))
+        let (_, mut s) = decode(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80}]}}),
+        )
         .unwrap();
         apply(&mut s);
         let v = s.to_value().unwrap();

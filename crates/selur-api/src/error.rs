@@ -37,14 +37,22 @@ impl FieldError {
             detail: detail.into(),
         }
     }
-    pub fn invalid(path: impl Into<String>, value: impl fmt::Display, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        path: impl Into<String>,
+        value: impl fmt::Display,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             path: path.into(),
             kind: FieldErrorKind::Invalid(value.to_string()),
             detail: detail.into(),
         }
     }
-    pub fn not_supported(path: impl Into<String>, value: impl fmt::Display, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        path: impl Into<String>,
+        value: impl fmt::Display,
+        supported: &[&str],
+    ) -> Self {
         Self {
             path: path.into(),
             kind: FieldErrorKind::NotSupported(
@@ -120,7 +128,10 @@ pub fn join(errors: &[FieldError]) -> String {
         [one] => one.to_string(),
         many => format!(
             "[{}]",
-            many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -132,7 +143,10 @@ mod tests {
     #[test]
     fn formats_like_kubernetes() {
         let e = FieldError::required("spec.template.spec.containers[0].image", "");
-        assert_eq!(e.to_string(), "spec.template.spec.containers[0].image: Required value");
+        assert_eq!(
+            e.to_string(),
+            "spec.template.spec.containers[0].image: Required value"
+        );
         let e = FieldError::invalid("spec.replicas", -1, "must be greater than or equal to 0");
         assert_eq!(
             e.to_string(),

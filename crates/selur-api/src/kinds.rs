@@ -97,27 +97,180 @@ const fn k(
 pub static KINDS: &[ResourceKind] = &[
     k("", "v1", "Pod", "pods", true, &["po"], true, false),
     k("", "v1", "Service", "services", true, &["svc"], true, false),
-    k("", "v1", "Endpoints", "endpoints", true, &["ep"], false, false),
-    k("", "v1", "Namespace", "namespaces", false, &["ns"], true, false),
+    k(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        false,
+        false,
+    ),
+    k(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        false,
+        &["ns"],
+        true,
+        false,
+    ),
     k("", "v1", "Node", "nodes", false, &["no"], true, false),
     k("", "v1", "Event", "events", true, &["ev"], false, false),
-    k("", "v1", "ResourceQuota", "resourcequotas", true, &["quota"], true, false),
-    k("", "v1", "LimitRange", "limitranges", true, &["limits"], false, false),
+    k(
+        "",
+        "v1",
+        "ResourceQuota",
+        "resourcequotas",
+        true,
+        &["quota"],
+        true,
+        false,
+    ),
+    k(
+        "",
+        "v1",
+        "LimitRange",
+        "limitranges",
+        true,
+        &["limits"],
+        false,
+        false,
+    ),
     k("", "v1", "Secret", "secrets", true, &[], false, false),
-    k("", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false),
-    k("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"], false, false),
-    k("apps", "v1", "Deployment", "deployments", true, &["deploy"], true, true),
-    k("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"], true, true),
-    k("apps", "v1", "DaemonSet", "daemonsets", true, &["ds"], true, false),
+    k(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        true,
+        &["cm"],
+        false,
+        false,
+    ),
+    k(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        true,
+        &["sa"],
+        false,
+        false,
+    ),
+    k(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        true,
+        &["deploy"],
+        true,
+        true,
+    ),
+    k(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        true,
+        &["rs"],
+        true,
+        true,
+    ),
+    k(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        true,
+        &["ds"],
+        true,
+        false,
+    ),
     k("batch", "v1", "Job", "jobs", true, &["job"], true, false),
-    k("batch", "v1", "CronJob", "cronjobs", true, &["cj"], true, false),
-    k("coordination.k8s.io", "v1", "Lease", "leases", true, &[], false, false),
-    k("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", false, &["pc"], false, false),
-    k("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", true, &[], false, false),
-    k("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", true, &["hpa"], true, false),
-    k("policy", "v1beta1", "PodSecurityPolicy", "podsecuritypolicies", false, &["psp"], false, false),
-    k("networking.istio.io", "v1beta1", "VirtualService", "virtualservices", true, &["vs"], true, false),
-    k("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", true, &["smon"], false, false),
+    k(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        true,
+        &["cj"],
+        true,
+        false,
+    ),
+    k(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        true,
+        &[],
+        false,
+        false,
+    ),
+    k(
+        "scheduling.k8s.io",
+        "v1",
+        "PriorityClass",
+        "priorityclasses",
+        false,
+        &["pc"],
+        false,
+        false,
+    ),
+    k(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        true,
+        &[],
+        false,
+        false,
+    ),
+    k(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+        &["hpa"],
+        true,
+        false,
+    ),
+    k(
+        "policy",
+        "v1beta1",
+        "PodSecurityPolicy",
+        "podsecuritypolicies",
+        false,
+        &["psp"],
+        false,
+        false,
+    ),
+    k(
+        "networking.istio.io",
+        "v1beta1",
+        "VirtualService",
+        "virtualservices",
+        true,
+        &["vs"],
+        true,
+        false,
+    ),
+    k(
+        "monitoring.coreos.com",
+        "v1",
+        "ServiceMonitor",
+        "servicemonitors",
+        true,
+        &["smon"],
+        false,
+        false,
+    ),
 ];
 
 /// The kind named by a manifest's `apiVersion` and `kind`.
@@ -166,12 +319,29 @@ mod tests {
     #[test]
     fn lookups() {
         let d = by_cli_name("deploy").unwrap();
-        assert_eq!(d.collection_path(Some("default")), "/apis/apps/v1/namespaces/default/deployments");
+        assert_eq!(
+            d.collection_path(Some("default")),
+            "/apis/apps/v1/namespaces/default/deployments"
+        );
         assert_eq!(by_cli_name("deployments.apps").unwrap().kind, "Deployment");
-        assert_eq!(by_cli_name("po").unwrap().collection_path(None), "/api/v1/pods");
-        assert_eq!(by_cli_name("no").unwrap().collection_path(Some("x")), "/api/v1/nodes");
-        assert_eq!(by_api_version_kind("autoscaling/v2", "HorizontalPodAutoscaler").unwrap().plural, "horizontalpodautoscalers");
-        for s in ["po", "deploy", "rs", "ds", "job", "cj", "svc", "ep", "hpa", "quota", "psp", "ns", "no", "ev", "sa", "pc"] {
+        assert_eq!(
+            by_cli_name("po").unwrap().collection_path(None),
+            "/api/v1/pods"
+        );
+        assert_eq!(
+            by_cli_name("no").unwrap().collection_path(Some("x")),
+            "/api/v1/nodes"
+        );
+        assert_eq!(
+            by_api_version_kind("autoscaling/v2", "HorizontalPodAutoscaler")
+                .unwrap()
+                .plural,
+            "horizontalpodautoscalers"
+        );
+        for s in [
+            "po", "deploy", "rs", "ds", "job", "cj", "svc", "ep", "hpa", "quota", "psp", "ns",
+            "no", "ev", "sa", "pc",
+        ] {
             assert!(by_cli_name(s).is_some(), "{s}");
         }
     }

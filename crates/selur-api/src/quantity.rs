@@ -17,25 +17,27 @@ pub struct QuantityError(pub String);
 const NANO: i128 = 1_000_000_000;
 
 fn suffix_nanos(s: &str) -> Option<i128> {
-    Some(match s {
-        "n" => 1,
-        "u" => 1_000,
-        "m" => 1_000_000,
-        "" => NANO,
-        "k" => 1_000 * NANO,
-        "M" => 1_000_000 * NANO,
-        "G" => 1_000_000_000 * NANO,
-        "T" => 1_000_000_000_000 * NANO,
-        "P" => 1_000_000_000_000_000 * NANO,
-        "E" => 1_000_000_000_000_000_000 * NANO,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        "Ei" => 1 << 60,
-        _ => return None,
-    } * if s.ends_with('i') { NANO } else { 1 })
+    Some(
+        match s {
+            "n" => 1,
+            "u" => 1_000,
+            "m" => 1_000_000,
+            "" => NANO,
+            "k" => 1_000 * NANO,
+            "M" => 1_000_000 * NANO,
+            "G" => 1_000_000_000 * NANO,
+            "T" => 1_000_000_000_000 * NANO,
+            "P" => 1_000_000_000_000_000 * NANO,
+            "E" => 1_000_000_000_000_000_000 * NANO,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            "Pi" => 1 << 50,
+            "Ei" => 1 << 60,
+            _ => return None,
+        } * if s.ends_with('i') { NANO } else { 1 },
+    )
 }
 
 /// Parse a quantity.
@@ -114,10 +116,14 @@ impl Quantity {
         self.nanos < 0
     }
     pub fn checked_add(&self, other: &Quantity) -> Option<Quantity> {
-        self.nanos.checked_add(other.nanos).map(|nanos| Quantity { nanos })
+        self.nanos
+            .checked_add(other.nanos)
+            .map(|nanos| Quantity { nanos })
     }
     pub fn checked_sub(&self, other: &Quantity) -> Option<Quantity> {
-        self.nanos.checked_sub(other.nanos).map(|nanos| Quantity { nanos })
+        self.nanos
+            .checked_sub(other.nanos)
+            .map(|nanos| Quantity { nanos })
     }
 }
 
@@ -137,7 +143,14 @@ impl fmt::Display for Quantity {
         let n = self.nanos;
         if n % NANO == 0 {
             let v = n / NANO;
-            for (suffix, mult) in [("Ei", 1i128 << 60), ("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
+            for (suffix, mult) in [
+                ("Ei", 1i128 << 60),
+                ("Pi", 1 << 50),
+                ("Ti", 1 << 40),
+                ("Gi", 1 << 30),
+                ("Mi", 1 << 20),
+                ("Ki", 1 << 10),
+            ] {
                 if v != 0 && v % mult == 0 {
                     return write!(f, "{}{suffix}", v / mult);
                 }

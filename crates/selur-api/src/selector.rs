@@ -75,8 +75,7 @@ fn check_key(input: &str, k: &str) -> Result<String, SelectorError> {
     let k = k.trim();
     let ok = !k.is_empty()
         && k.len() <= 317
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if ok {
         Ok(k.to_string())
@@ -88,8 +87,7 @@ fn check_key(input: &str, k: &str) -> Result<String, SelectorError> {
 fn check_value(input: &str, v: &str) -> Result<String, SelectorError> {
     let v = v.trim();
     let ok = v.len() <= 63
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(v.to_string())
@@ -103,7 +101,12 @@ fn parse_set(input: &str, rest: &str) -> Result<Vec<String>, SelectorError> {
     let inner = rest
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| err(input, "expected a parenthesised list of values, e.g. in (a,b)"))?;
+        .ok_or_else(|| {
+            err(
+                input,
+                "expected a parenthesised list of values, e.g. in (a,b)",
+            )
+        })?;
     inner
         .split(',')
         .map(|v| check_value(input, v))
@@ -251,15 +254,24 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn equality_and_set_based() {
-        let s = LabelSelector::parse("app=web,tier!=db,env in (prod, staging),!legacy,team").unwrap();
+        let s =
+            LabelSelector::parse("app=web,tier!=db,env in (prod, staging),!legacy,team").unwrap();
         assert!(s.matches(&labels(&[("app", "web"), ("env", "prod"), ("team", "a")])));
         assert!(!s.matches(&labels(&[("app", "web"), ("env", "dev"), ("team", "a")])));
-        assert!(!s.matches(&labels(&[("app", "web"), ("env", "prod"), ("team", "a"), ("legacy", "1")])));
+        assert!(!s.matches(&labels(&[
+            ("app", "web"),
+            ("env", "prod"),
+            ("team", "a"),
+            ("legacy", "1")
+        ])));
         let n = LabelSelector::parse("env notin (prod)").unwrap();
         assert!(n.matches(&labels(&[])));
         assert!(!n.matches(&labels(&[("env", "prod")])));
@@ -269,7 +281,11 @@ mod tests {
 
     #[test]
     fn field_selectors() {
-        let f = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", &["spec.nodeName", "status.phase"]).unwrap();
+        let f = FieldSelector::parse(
+            "spec.nodeName=n1,status.phase!=Failed",
+            &["spec.nodeName", "status.phase"],
+        )
+        .unwrap();
         assert!(f.matches(&json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}})));
         assert!(!f.matches(&json!({"spec": {"nodeName": "n2"}})));
         assert!(FieldSelector::parse("spec.foo=1", &[]).is_err());

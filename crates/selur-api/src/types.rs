@@ -82,7 +82,11 @@ pub struct PodSecurityPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_image_labels: Option<BTreeMap<String, String>>,
     /// Selur: largest image allowed, in MB (from the catalog, else `io.hyperpolymath.size-mb`).
-    #[serde(default, rename = "maxImageSizeMB", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "maxImageSizeMB",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_image_size_mb: Option<f64>,
 }
 
@@ -94,7 +98,11 @@ pub struct StrategyOptions {
     pub rule: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ranges: Option<Vec<IdRange>>,
-    #[serde(default, rename = "seLinuxOptions", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "seLinuxOptions",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub se_linux_options: Option<BTreeMap<String, String>>,
 }
 

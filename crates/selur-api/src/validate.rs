@@ -3,21 +3,39 @@
 //!
 //! Objects arrive here after defaults were applied and after the server set
 //! `metadata.name` (from `generateName`) and `metadata.namespace`. Every problem
-//! is collected; nothing here panics. This file holds the entry points and the
-//! helpers shared by the per-area submodules: [`pod`] (PodSpec), [`workloads`]
-//! (Deployment, ReplicaSet, DaemonSet, Job, CronJob) and [`other`] (the rest).
+//! is collected; nothing here panics. This file holds the entry points and
+//! metadata checks; the submodules, each small: `names` (DNS-1123, RFC 1035,
+//! qualified names, IANA service names), `fields` (quantities, bounds, enums,
+//! ports, selector vs template), `pod` with `probes`, `volumes` and
+//! `pod_update`, `workloads` (Deployment, ReplicaSet, DaemonSet, Job), `cron`
+//! (CronJob), `other` (Service, quotas, PriorityClass, ConfigMap, Secret),
+//! `hpa`, and `custom` (Selur's PodSecurityPolicy, VirtualService, ServiceMonitor).
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::{FieldError, TypedObject};
 
+mod cron;
+mod custom;
+mod fields;
+mod hpa;
+mod names;
 mod other;
 mod pod;
+mod pod_update;
+mod probes;
+mod volumes;
 mod workloads;
+
+use fields::{
+    in_range, non_negative, non_negative_quantity, one_of, port_num_or_name, positive, quantity,
+    quantity_map, selector_matches_template,
+};
+use names::{
+    dns1123_label, dns1123_subdomain, iana_svc_name, label_value, qualified_name, rfc1035_label,
+};
 
 /// Create-time validation; every problem, with Kubernetes field paths.
 pub fn validate(obj: &TypedObject) -> Vec<FieldError> {
@@ -40,7 +58,7 @@ pub fn validate(obj: &TypedObject) -> Vec<FieldError> {
             Some(spec) => workloads::validate_job_spec(spec, "spec", &mut errs),
             None => errs.push(FieldError::required("spec", "")),
         },
-        TypedObject::CronJob(c) => workloads::validate_cron_job(c, &mut errs),
+        TypedObject::CronJob(c) => cron::validate_cron_job(c, &mut errs),
         other => other::validate_other(other, &mut errs),
     }
     errs
@@ -51,40 +69,60 @@ pub fn validate_update(old: &TypedObject, new: &TypedObject) -> Vec<FieldError> 
     let mut errs = validate(new);
     let (om, nm) = (old.metadata(), new.metadata());
     if om.name != nm.name {
-        errs.push(immutable("metadata.name", &q(nm.name.as_deref().unwrap_or(""))));
+        errs.push(immutable(
+            "metadata.name",
+            &q(nm.name.as_deref().unwrap_or("")),
+        ));
     }
     if om.namespace != nm.namespace {
-        errs.push(immutable("metadata.namespace", &q(nm.namespace.as_deref().unwrap_or(""))));
+        errs.push(immutable(
+            "metadata.namespace",
+            &q(nm.namespace.as_deref().unwrap_or("")),
+        ));
     }
     match (old, new) {
         (TypedObject::Deployment(o), TypedObject::Deployment(n)) => {
-            let sel = |d: &k8s_openapi::api::apps::v1::Deployment| d.spec.as_ref().map(|s| s.selector.clone());
+            let sel = |d: &k8s_openapi::api::apps::v1::Deployment| {
+                d.spec.as_ref().map(|s| s.selector.clone())
+            };
             selector_unchanged(sel(o), sel(n), &mut errs);
         }
         (TypedObject::ReplicaSet(o), TypedObject::ReplicaSet(n)) => {
-            let sel = |d: &k8s_openapi::api::apps::v1::ReplicaSet| d.spec.as_ref().map(|s| s.selector.clone());
+            let sel = |d: &k8s_openapi::api::apps::v1::ReplicaSet| {
+                d.spec.as_ref().map(|s| s.selector.clone())
+            };
             selector_unchanged(sel(o), sel(n), &mut errs);
         }
         (TypedObject::DaemonSet(o), TypedObject::DaemonSet(n)) => {
-            let sel = |d: &k8s_openapi::api::apps::v1::DaemonSet| d.spec.as_ref().map(|s| s.selector.clone());
+            let sel = |d: &k8s_openapi::api::apps::v1::DaemonSet| {
+                d.spec.as_ref().map(|s| s.selector.clone())
+            };
             selector_unchanged(sel(o), sel(n), &mut errs);
         }
         (TypedObject::Job(o), TypedObject::Job(n)) => {
-            let sel = |j: &k8s_openapi::api::batch::v1::Job| j.spec.as_ref().and_then(|s| s.selector.clone());
+            let sel = |j: &k8s_openapi::api::batch::v1::Job| {
+                j.spec.as_ref().and_then(|s| s.selector.clone())
+            };
             selector_unchanged(sel(o), sel(n), &mut errs);
         }
         (TypedObject::Pod(o), TypedObject::Pod(n)) => {
             if let (Some(os), Some(ns)) = (&o.spec, &n.spec) {
-                pod::validate_pod_spec_update(os, ns, &mut errs);
+                pod_update::validate_pod_spec_update(os, ns, &mut errs);
             }
         }
-        (TypedObject::Service(o), TypedObject::Service(n)) => other::validate_service_update(o, n, &mut errs),
+        (TypedObject::Service(o), TypedObject::Service(n)) => {
+            other::validate_service_update(o, n, &mut errs)
+        }
         _ => {}
     }
     errs
 }
 
-fn selector_unchanged(old: Option<LabelSelector>, new: Option<LabelSelector>, errs: &mut Vec<FieldError>) {
+fn selector_unchanged(
+    old: Option<LabelSelector>,
+    new: Option<LabelSelector>,
+    errs: &mut Vec<FieldError>,
+) {
     if old != new {
         let shown = new.as_ref().map(selector_string).unwrap_or_default();
         errs.push(immutable("spec.selector", &shown));
@@ -142,7 +180,12 @@ fn validate_object_meta(meta: &ObjectMeta, format: NameFormat, errs: &mut Vec<Fi
     if let Some(annotations) = &meta.annotations {
         let mut total = 0usize;
         for (k, v) in annotations {
-            push_msgs("metadata.annotations", k, qualified_name(&k.to_lowercase()), errs);
+            push_msgs(
+                "metadata.annotations",
+                k,
+                qualified_name(&k.to_lowercase()),
+                errs,
+            );
             total += k.len() + v.len();
         }
         if total > TOTAL_ANNOTATION_SIZE_LIMIT {
@@ -170,125 +213,169 @@ fn push_msgs(path: &str, value: &str, msgs: Vec<String>, errs: &mut Vec<FieldErr
     }
 }
 
-const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const RFC1035_LABEL_MSG: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')";
-const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
 
-fn too_long(max: usize) -> String {
-    format!("must be no more than {max} characters")
-}
-
-fn is_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-/// Problems with `s` as a DNS-1123 label (empty when valid).
-pub(crate) fn dns1123_label(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 63 {
-        out.push(too_long(63));
+    /// Decode `v` and apply defaults, as the server does before validating.
+    pub(super) fn object(v: Value) -> TypedObject {
+        let (_, mut obj) = crate::decode::decode(v).expect("test object decodes");
+        crate::defaults::apply(&mut obj);
+        obj
     }
-    if !is_label_chars(s) {
-        out.push(DNS1123_LABEL_MSG.to_string());
-    }
-    out
-}
 
-/// Problems with `s` as a DNS-1123 subdomain (empty when valid).
-pub(crate) fn dns1123_subdomain(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 253 {
-        out.push(too_long(253));
+    /// The errors of `validate` on `v`, as displayed.
+    pub(super) fn errors(v: Value) -> Vec<String> {
+        validate(&object(v))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
-    if !s.split('.').all(is_label_chars) {
-        out.push(DNS1123_SUBDOMAIN_MSG.to_string());
-    }
-    out
-}
 
-/// Problems with `s` as an RFC 1035 label (empty when valid).
-pub(crate) fn rfc1035_label(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 63 {
-        out.push(too_long(63));
+    /// Assert some error contains `needle`.
+    pub(super) fn assert_has(errs: &[String], needle: &str) {
+        assert!(
+            errs.iter().any(|e| e.contains(needle)),
+            "no error contains {needle:?}: {errs:#?}"
+        );
     }
-    if !is_label_chars(s) || !s.as_bytes()[0].is_ascii_lowercase() {
-        out.push(RFC1035_LABEL_MSG.to_string());
+
+    /// A minimal valid pod named `name` with one container.
+    pub(super) fn pod(name: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"containers": [{"name": "app", "image": "nginx:1"}]}})
     }
-    out
-}
 
-fn is_name_part(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
+    const SEED: &[(&str, &str)] = &[
+        (
+            "pod-microservices",
+            include_str!("../../../examples/seed/pod-microservices.yaml"),
+        ),
+        (
+            "daemonset-vordr",
+            include_str!("../../../examples/seed/daemonset-vordr.yaml"),
+        ),
+        (
+            "hpa-lago-grey-app",
+            include_str!("../../../examples/seed/hpa-lago-grey-app.yaml"),
+        ),
+        (
+            "resourcequota-compute",
+            include_str!("../../../examples/seed/resourcequota-compute.yaml"),
+        ),
+        (
+            "psp-lago-grey-restricted",
+            include_str!("../../../examples/seed/psp-lago-grey-restricted.yaml"),
+        ),
+        (
+            "virtualservice-lago-grey",
+            include_str!("../../../examples/seed/virtualservice-lago-grey.yaml"),
+        ),
+        (
+            "servicemonitor-lago-grey",
+            include_str!("../../../examples/seed/servicemonitor-lago-grey.yaml"),
+        ),
+        (
+            "deployment-web-service",
+            include_str!("../../../examples/seed/deployment-web-service.yaml"),
+        ),
+        (
+            "job-data-processing",
+            include_str!("../../../examples/seed/job-data-processing.yaml"),
+        ),
+        (
+            "cronjob-nightly-backup",
+            include_str!("../../../examples/seed/cronjob-nightly-backup.yaml"),
+        ),
+    ];
 
-/// Problems with `s` as a qualified name (label or annotation key): `[prefix/]name`.
-pub(crate) fn qualified_name(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
-    };
-    if let Some(p) = prefix {
-        if p.is_empty() {
-            out.push("prefix part must be non-empty".to_string());
-        } else {
-            out.extend(dns1123_subdomain(p).into_iter().map(|m| format!("prefix part {m}")));
+    #[test]
+    fn every_seed_manifest_is_valid() {
+        for (name, text) in SEED {
+            let docs = crate::decode::parse_documents(text).expect("seed parses");
+            assert_eq!(docs.len(), 1, "{name}");
+            for doc in docs {
+                let mut obj = object(doc);
+                obj.metadata_mut().namespace = match obj.kind() {
+                    "PodSecurityPolicy" => None,
+                    _ => Some("default".into()),
+                };
+                let errs = validate(&obj);
+                assert!(errs.is_empty(), "{name}: {}", crate::error::join(&errs));
+                assert!(validate_update(&obj, &obj).is_empty(), "{name} update");
+            }
         }
     }
-    if name.is_empty() {
-        out.push("name part must be non-empty".to_string());
-        return out;
-    }
-    if name.len() > 63 {
-        out.push(format!("name part {}", too_long(63)));
-    }
-    if !is_name_part(name) {
-        out.push(QUALIFIED_NAME_MSG.to_string());
-    }
-    out
-}
 
-/// Problems with `s` as a label value (may be empty).
-pub(crate) fn label_value(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 63 {
-        out.push(too_long(63));
+    #[test]
+    fn metadata_name_is_required_and_formatted() {
+        let mut p = pod("x");
+        p["metadata"] = json!({"generateName": "web-"});
+        let errs = errors(p);
+        assert_eq!(
+            errs,
+            ["metadata.name: Required value: name or generateName is required"]
+        );
+        assert_has(
+            &errors(pod("Web_1")),
+            "metadata.name: Invalid value: \"Web_1\": a lowercase RFC 1123 subdomain",
+        );
+        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1web"},
+                         "spec": {"ports": [{"port": 80}]}});
+        assert_has(
+            &errors(svc),
+            "metadata.name: Invalid value: \"1web\": a DNS-1035 label",
+        );
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a.b"}});
+        assert_has(&errors(ns), "a lowercase RFC 1123 label");
     }
-    if !s.is_empty() && !is_name_part(s) {
-        out.push(LABEL_VALUE_MSG.to_string());
-    }
-    out
-}
 
-/// Problems with `s` as an IANA service name (a named port).
-pub(crate) fn iana_svc_name(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    if s.len() > 15 {
-        out.push(too_long(15));
+    #[test]
+    fn labels_annotations_and_namespace() {
+        let mut p = pod("web");
+        p["metadata"]["namespace"] = json!("Bad_NS");
+        p["metadata"]["labels"] =
+            json!({"example.com/app": "web", "-bad": "ok", "good": "bad value"});
+        p["metadata"]["annotations"] = json!({"note": "x".repeat(300 * 1024)});
+        let errs = errors(p);
+        assert_has(&errs, "metadata.namespace: Invalid value: \"Bad_NS\"");
+        assert_has(
+            &errs,
+            "metadata.labels: Invalid value: \"-bad\": name part must consist",
+        );
+        assert_has(
+            &errs,
+            "metadata.labels: Invalid value: \"bad value\": a valid label must be",
+        );
+        assert_has(
+            &errs,
+            "metadata.annotations: Invalid value: 307204 bytes: Too long",
+        );
+        assert_eq!(errs.len(), 4, "{errs:#?}");
     }
-    let b = s.as_bytes();
-    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-') {
-        out.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+
+    #[test]
+    fn update_keeps_name_namespace_and_selectors() {
+        let deploy = |app: &str, name: &str| {
+            object(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"selector": {"matchLabels": {"app": app}},
+                         "template": {"metadata": {"labels": {"app": app}},
+                                      "spec": {"containers": [{"name": "c", "image": "i"}]}}}}))
+        };
+        assert!(validate_update(&deploy("a", "d"), &deploy("a", "d")).is_empty());
+        let errs: Vec<String> = validate_update(&deploy("a", "d"), &deploy("b", "e"))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_has(
+            &errs,
+            "metadata.name: Invalid value: \"e\": field is immutable",
+        );
+        assert_has(
+            &errs,
+            "spec.selector: Invalid value: {\"matchLabels\":{\"app\":\"b\"}}: field is immutable",
+        );
     }
-    if s.contains("--") {
-        out.push("must not contain consecutive hyphens".into());
-    }
-    if !b.iter().any(|c| c.is_ascii_lowercase()) {
-        out.push("must contain at least one letter (a-z)".into());
-    }
-    if s.starts_with('-') || s.ends_with('-') {
-        out.push("must not begin or end with a hyphen".into());
-    }
-    out
 }

@@ -83,13 +83,27 @@ async fn api_groups() -> Json<Value> {
 
 fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for k in KINDS.iter().filter(|k| k.group == group && k.version == version) {
-        let mut verbs = vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+    for k in KINDS
+        .iter()
+        .filter(|k| k.group == group && k.version == version)
+    {
+        let mut verbs = vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
         if k.kind == "Event" {
             verbs.retain(|v| *v != "deletecollection");
         }
-        resources.push(json!({"name": k.plural, "singularName": k.singular(), "namespaced": k.namespaced,
-            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names}));
+        resources.push(
+            json!({"name": k.plural, "singularName": k.singular(), "namespaced": k.namespaced,
+            "kind": k.kind, "verbs": verbs, "shortNames": k.short_names}),
+        );
         if k.status {
             resources.push(json!({"name": format!("{}/status", k.plural), "singularName": "", "namespaced": k.namespaced,
                 "kind": k.kind, "verbs": ["get", "patch", "update"]}));
@@ -99,8 +113,10 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
         if k.kind == "Pod" {
-            resources.push(json!({"name": "pods/binding", "singularName": "", "namespaced": true,
-                "kind": "Binding", "verbs": ["create"]}));
+            resources.push(
+                json!({"name": "pods/binding", "singularName": "", "namespaced": true,
+                "kind": "Binding", "verbs": ["create"]}),
+            );
         }
     }
     if resources.is_empty() {
@@ -111,7 +127,9 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 /// What a request path names.
@@ -129,7 +147,11 @@ enum Route {
 }
 
 fn parse_path(path: &str) -> ApiResult<Route> {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
@@ -144,7 +166,9 @@ fn parse_path(path: &str) -> ApiResult<Route> {
         kinds::by_plural(group, version, plural).ok_or_else(|| ApiError::not_found_path(path))
     };
     let target = match rest {
-        ["namespaces", ns, plural, tail @ ..] if kinds::by_plural(group, version, plural).is_some() => {
+        ["namespaces", ns, plural, tail @ ..]
+            if kinds::by_plural(group, version, plural).is_some() =>
+        {
             let kind = lookup(plural)?;
             if !kind.namespaced {
                 return Err(ApiError::not_found_path(path));
@@ -183,7 +207,9 @@ fn parse_path(path: &str) -> ApiResult<Route> {
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     if body.is_empty() {
-        return Err(ApiError::bad_request("the request body is empty: send the object as JSON or YAML"));
+        return Err(ApiError::bad_request(
+            "the request body is empty: send the object as JSON or YAML",
+        ));
     }
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -195,7 +221,9 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
         let mut docs = selur_api::decode::parse_documents(text)
             .map_err(|e| ApiError::bad_request(format!("the YAML body does not parse: {e}")))?;
         if docs.len() != 1 {
-            return Err(ApiError::bad_request("the request body must hold exactly one object"));
+            return Err(ApiError::bad_request(
+                "the request body must hold exactly one object",
+            ));
         }
         Ok(docs.remove(0))
     } else {
@@ -285,12 +313,17 @@ async fn handle(
                 label_selector: q.get("labelSelector").cloned(),
                 field_selector: q.get("fieldSelector").cloned(),
                 limit: match q.get("limit") {
-                    Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("limit {l:?} is not a number")))?,
+                    Some(l) => l.parse().map_err(|_| {
+                        ApiError::bad_request(format!("limit {l:?} is not a number"))
+                    })?,
                     None => 0,
                 },
                 continue_token: q.get("continue").cloned().filter(|s| !s.is_empty()),
             };
-            Ok(json_response(StatusCode::OK, reg.list(kind, ns, &opts).await?))
+            Ok(json_response(
+                StatusCode::OK,
+                reg.list(kind, ns, &opts).await?,
+            ))
         }
         (None, None, Method::POST) => {
             let obj = parse_body(headers, &body)?;
@@ -320,10 +353,15 @@ async fn handle(
             out["items"] = Value::Array(items);
             Ok(json_response(StatusCode::OK, out))
         }
-        (Some(name), None, Method::GET) => Ok(json_response(StatusCode::OK, reg.get(kind, ns, name).await?)),
+        (Some(name), None, Method::GET) => Ok(json_response(
+            StatusCode::OK,
+            reg.get(kind, ns, name).await?,
+        )),
         (Some(name), None, Method::PUT) => {
             let obj = parse_body(headers, &body)?;
-            let v = reg.update(kind, ns, name, obj, Subresource::Main, dry_run(q)?).await?;
+            let v = reg
+                .update(kind, ns, name, obj, Subresource::Main, dry_run(q)?)
+                .await?;
             Ok(json_response(StatusCode::OK, v))
         }
         (Some(name), sub @ (None | Some("status")), Method::PATCH) => {
@@ -331,8 +369,14 @@ async fn handle(
                 return Err(ApiError::not_found_path(path));
             }
             let (pt, patch) = patch_body(headers, &body)?;
-            let sub = if sub.is_some() { Subresource::Status } else { Subresource::Main };
-            let v = reg.patch(kind, ns, name, pt, &patch, sub, dry_run(q)?).await?;
+            let sub = if sub.is_some() {
+                Subresource::Status
+            } else {
+                Subresource::Main
+            };
+            let v = reg
+                .patch(kind, ns, name, pt, &patch, sub, dry_run(q)?)
+                .await?;
             Ok(json_response(StatusCode::OK, v))
         }
         (Some(name), None, Method::DELETE) => {
@@ -347,15 +391,20 @@ async fn handle(
                 Deleted::Pending(obj) => Ok(json_response(StatusCode::OK, obj)),
             }
         }
-        (Some(name), Some("status"), Method::GET) if kind.status => {
-            Ok(json_response(StatusCode::OK, reg.get(kind, ns, name).await?))
-        }
+        (Some(name), Some("status"), Method::GET) if kind.status => Ok(json_response(
+            StatusCode::OK,
+            reg.get(kind, ns, name).await?,
+        )),
         (Some(name), Some("status"), Method::PUT) if kind.status => {
             let obj = parse_body(headers, &body)?;
-            let v = reg.update(kind, ns, name, obj, Subresource::Status, dry_run(q)?).await?;
+            let v = reg
+                .update(kind, ns, name, obj, Subresource::Status, dry_run(q)?)
+                .await?;
             Ok(json_response(StatusCode::OK, v))
         }
-        (Some(name), Some("scale"), m) if kind.scale => scale(reg, kind, ns, name, m, q, headers, &body).await,
+        (Some(name), Some("scale"), m) if kind.scale => {
+            scale(reg, kind, ns, name, m, q, headers, &body).await
+        }
         (Some(name), Some("binding"), Method::POST) if kind.kind == "Pod" => {
             let b = parse_body(headers, &body)?;
             bind(reg, kind, ns, name, &b, dry_run(q)?).await
@@ -363,7 +412,9 @@ async fn handle(
         (None, _, _) | (Some(_), None, _) => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on {path}"
         ))),
-        (Some(_), Some(sub), _) => Err(ApiError::not_found_path(&format!("{path} (subresource {sub})"))),
+        (Some(_), Some(sub), _) => Err(ApiError::not_found_path(&format!(
+            "{path} (subresource {sub})"
+        ))),
     }
 }
 
@@ -382,7 +433,11 @@ fn patch_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<(PatchType, Value)
     Ok((pt, v))
 }
 
-fn delete_options(q: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes) -> ApiResult<DeleteOptions> {
+fn delete_options(
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<DeleteOptions> {
     let mut o = DeleteOptions {
         propagation_policy: q.get("propagationPolicy").cloned(),
         dry_run: dry_run(q)?,
@@ -398,9 +453,15 @@ fn delete_options(q: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes
         }
         if let Some(p) = b.get("preconditions") {
             o.precondition_uid = p.get("uid").and_then(Value::as_str).map(String::from);
-            o.precondition_resource_version = p.get("resourceVersion").and_then(Value::as_str).map(String::from);
+            o.precondition_resource_version = p
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
         }
-        if b.get("dryRun").and_then(Value::as_array).is_some_and(|a| a.iter().any(|v| v == "All")) {
+        if b.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"))
+        {
             o.dry_run = true;
         }
     }
@@ -410,7 +471,12 @@ fn delete_options(q: &HashMap<String, String>, headers: &HeaderMap, body: &Bytes
 fn scale_of(kind: &ResourceKind, obj: &Value) -> Value {
     let selector = obj
         .pointer("/spec/selector")
-        .and_then(|s| serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(s.clone()).ok())
+        .and_then(|s| {
+            serde_json::from_value::<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>(
+                s.clone(),
+            )
+            .ok()
+        })
         .map(|s| selector_string(&s))
         .unwrap_or_default();
     json!({
@@ -428,7 +494,9 @@ fn scale_of(kind: &ResourceKind, obj: &Value) -> Value {
 }
 
 /// The string form of a selector (`a=b,c in (d)`), as Scale's `status.selector`.
-pub fn selector_string(s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+pub fn selector_string(
+    s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> String {
     let mut parts = Vec::new();
     for (k, v) in s.match_labels.iter().flatten() {
         parts.push(format!("{k}={v}"));
@@ -484,25 +552,49 @@ async fn scale(
                     .map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?,
             }
         }
-        other => return Err(ApiError::method_not_allowed(format!("{other} is not supported on scale"))),
+        other => {
+            return Err(ApiError::method_not_allowed(format!(
+                "{other} is not supported on scale"
+            )))
+        }
     };
     let replicas = wanted
         .pointer("/spec/replicas")
         .and_then(Value::as_i64)
-        .ok_or_else(|| ApiError::new(422, "Invalid", "Scale.spec.replicas: Required value: set spec.replicas to a number"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                422,
+                "Invalid",
+                "Scale.spec.replicas: Required value: set spec.replicas to a number",
+            )
+        })?;
     if replicas < 0 {
         return Err(ApiError::new(422, "Invalid", format!("Scale.spec.replicas: Invalid value: {replicas}: must be greater than or equal to 0")));
     }
     let mut patch = json!({"spec": {"replicas": replicas}});
-    if let Some(rv) = wanted.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    if let Some(rv) = wanted
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         if method == Method::PUT && !rv.is_empty() {
             patch["metadata"] = json!({"resourceVersion": rv});
         }
     }
     let updated = reg
-        .patch(kind, ns, name, PatchType::Merge, &patch, Subresource::Main, dry_run(q)?)
+        .patch(
+            kind,
+            ns,
+            name,
+            PatchType::Merge,
+            &patch,
+            Subresource::Main,
+            dry_run(q)?,
+        )
         .await?;
-    Ok(json_response(StatusCode::OK, strip(scale_of(kind, &updated))))
+    Ok(json_response(
+        StatusCode::OK,
+        strip(scale_of(kind, &updated)),
+    ))
 }
 
 async fn bind(
@@ -517,12 +609,27 @@ async fn bind(
         .pointer("/target/name")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::new(422, "Invalid", "Binding.target.name: Required value: name the node to bind to"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                422,
+                "Invalid",
+                "Binding.target.name: Required value: name the node to bind to",
+            )
+        })?;
     let (pod, rev) = reg.get_kv(kind, ns, name).await?;
-    if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
-        return Err(ApiError::conflict(kind, name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+    if let Some(existing) = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        return Err(ApiError::conflict(
+            kind,
+            name,
+            &format!("pod {name} is already assigned to node \"{existing}\""),
+        ));
     }
-    reg.bind_node(kind, ns, name, rev, pod, node, dry_run).await?;
+    reg.bind_node(kind, ns, name, rev, pod, node, dry_run)
+        .await?;
     Ok(json_response(
         StatusCode::CREATED,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),

@@ -114,7 +114,13 @@ pub enum Deleted {
 /// Fields a kind can be selected by besides metadata.name/namespace.
 pub fn field_selector_fields(kind: &ResourceKind) -> &'static [&'static str] {
     match kind.kind {
-        "Pod" => &["spec.nodeName", "status.phase", "spec.restartPolicy", "spec.schedulerName", "status.podIP"],
+        "Pod" => &[
+            "spec.nodeName",
+            "status.phase",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "status.podIP",
+        ],
         "Event" => &[
             "involvedObject.kind",
             "involvedObject.name",
@@ -255,11 +261,20 @@ impl Registry {
             Some(t) => {
                 let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(t)
-                    .map_err(|_| ApiError::bad_request("continue token is not valid; start the list again without it"))?;
-                let tok: ContinueToken = serde_json::from_slice(&raw)
-                    .map_err(|_| ApiError::bad_request("continue token is not valid; start the list again without it"))?;
+                    .map_err(|_| {
+                        ApiError::bad_request(
+                            "continue token is not valid; start the list again without it",
+                        )
+                    })?;
+                let tok: ContinueToken = serde_json::from_slice(&raw).map_err(|_| {
+                    ApiError::bad_request(
+                        "continue token is not valid; start the list again without it",
+                    )
+                })?;
                 if !tok.start.starts_with(&pfx) {
-                    return Err(ApiError::bad_request("continue token belongs to another list"));
+                    return Err(ApiError::bad_request(
+                        "continue token belongs to another list",
+                    ));
                 }
                 Some(tok.start)
             }
@@ -268,7 +283,11 @@ impl Registry {
         let mut items = Vec::new();
         let mut revision = None;
         let mut more = false;
-        let page = if opts.limit == 0 { 0 } else { opts.limit.max(50) };
+        let page = if opts.limit == 0 {
+            0
+        } else {
+            opts.limit.max(50)
+        };
         loop {
             let resp = self.store.list(&pfx, start.as_deref(), page).await?;
             revision.get_or_insert(resp.revision);
@@ -317,7 +336,8 @@ impl Registry {
         let mut body = body;
         // A body may leave apiVersion/kind out; the URL says what it is.
         if let Some(m) = body.as_object_mut() {
-            m.entry("apiVersion").or_insert_with(|| json!(kind.api_version()));
+            m.entry("apiVersion")
+                .or_insert_with(|| json!(kind.api_version()));
             m.entry("kind").or_insert_with(|| json!(kind.kind));
         }
         let (found, obj) = decode::decode(body).map_err(|e| ApiError::decode(&e))?;
@@ -509,7 +529,13 @@ impl Registry {
         // Server-owned metadata always comes from the stored object.
         {
             let m = meta_mut(&mut merged)?;
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match old.get("metadata").and_then(|om| om.get(f)) {
                     Some(v) => m.insert(f.into(), v.clone()),
                     None => m.remove(f),
@@ -630,7 +656,10 @@ impl Registry {
                 return Err(ApiError::conflict(
                     kind,
                     name,
-                    &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", meta_str(&obj, "uid").unwrap_or("")),
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&obj, "uid").unwrap_or("")
+                    ),
                 ));
             }
         }
@@ -646,7 +675,11 @@ impl Registry {
         let mut finalizers: Vec<String> = obj
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let extra = match opts.propagation_policy.as_deref() {
             None | Some("Background") => None,
@@ -684,7 +717,8 @@ impl Registry {
         }
         {
             let m = meta_mut(&mut obj)?;
-            m.entry("deletionTimestamp").or_insert_with(|| json!(rfc3339(self.clock.now())));
+            m.entry("deletionTimestamp")
+                .or_insert_with(|| json!(rfc3339(self.clock.now())));
             m.entry("deletionGracePeriodSeconds").or_insert(json!(0));
             if !finalizers.is_empty() {
                 m.insert("finalizers".into(), json!(finalizers));
@@ -701,7 +735,11 @@ impl Registry {
         }
         let resp = self
             .store
-            .txn(Txn::new().when(Compare::at(k.clone(), rev)).put(k, serialize(&obj)?))
+            .txn(
+                Txn::new()
+                    .when(Compare::at(k.clone(), rev))
+                    .put(k, serialize(&obj)?),
+            )
             .await?;
         if !resp.succeeded {
             return Err(ApiError::stale(kind, name));

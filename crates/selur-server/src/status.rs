@@ -23,6 +23,13 @@ pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,
     pub message: String,
+    /// `details` of the Status; boxed to keep `Result<_, ApiError>` small.
+    pub details: Box<Details>,
+}
+
+/// What a `Status` is about.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
     pub name: Option<String>,
     pub group: Option<String>,
     pub kind: Option<String>,
@@ -35,16 +42,13 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: vec![],
+            details: Box::default(),
         }
     }
     fn about(mut self, kind: &ResourceKind, name: &str) -> Self {
-        self.name = Some(name.to_string());
-        self.group = Some(kind.group.to_string());
-        self.kind = Some(kind.plural.to_string());
+        self.details.name = Some(name.to_string());
+        self.details.group = Some(kind.group.to_string());
+        self.details.kind = Some(kind.plural.to_string());
         self
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -59,7 +63,11 @@ impl ApiError {
         .about(kind, name)
     }
     pub fn not_found_path(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
     }
     pub fn already_exists(kind: &ResourceKind, name: &str) -> Self {
         Self::new(
@@ -117,8 +125,8 @@ impl ApiError {
             ),
         )
         .about(kind, name);
-        e.kind = Some(kind.kind.to_string());
-        e.causes = errors
+        e.details.kind = Some(kind.kind.to_string());
+        e.details.causes = errors
             .iter()
             .map(|f| Cause {
                 reason: f.reason().to_string(),
@@ -134,7 +142,7 @@ impl ApiError {
             DecodeError::UnknownKind { .. } => Self::new(404, "NotFound", e.to_string()),
             _ => Self::bad_request(e.to_string()),
         };
-        err.causes = e
+        err.details.causes = e
             .paths()
             .into_iter()
             .map(|p| Cause {
@@ -149,22 +157,25 @@ impl ApiError {
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        let d = &self.details;
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
+        if !d.causes.is_empty() {
             details.insert(
                 "causes".into(),
                 Value::Array(
-                    self.causes
+                    d.causes
                         .iter()
-                        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                        .map(
+                            |c| json!({"reason": c.reason, "message": c.message, "field": c.field}),
+                        )
                         .collect(),
                 ),
             );
@@ -188,7 +199,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Compacted { requested, compacted } => ApiError::gone(format!(
+            StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::gone(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             other => ApiError::internal(other.to_string()),

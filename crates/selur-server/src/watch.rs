@@ -96,7 +96,9 @@ pub async fn start(
             list.revision
         }
         Some(s) => s.parse().map_err(|_| {
-            ApiError::bad_request(format!("resourceVersion {s:?} is not valid: it must be a number from an earlier response"))
+            ApiError::bad_request(format!(
+                "resourceVersion {s:?} is not valid: it must be a number from an earlier response"
+            ))
         })?,
     };
     let mut events = registry.store.watch(&pfx, from).await?;

@@ -161,7 +161,9 @@ pub struct ListResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The requested history is gone.
-    #[error("required revision {requested} has been compacted (oldest available is after {compacted})")]
+    #[error(
+        "required revision {requested} has been compacted (oldest available is after {compacted})"
+    )]
     Compacted {
         requested: Revision,
         compacted: Revision,

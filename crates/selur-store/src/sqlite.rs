@@ -80,7 +80,9 @@ fn open_conn(path: &Path) -> Result<Connection> {
 
 fn read_meta(conn: &Connection, name: &str) -> Result<i64> {
     Ok(conn
-        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
         .optional()?
         .unwrap_or(0))
 }
@@ -251,7 +253,10 @@ fn apply_txn(
         let before = get_kv(tx, op.key())?;
         match op {
             Op::Put { key, value } => {
-                let create = before.as_ref().map(|b| b.create_revision).unwrap_or(next_rev);
+                let create = before
+                    .as_ref()
+                    .map(|b| b.create_revision)
+                    .unwrap_or(next_rev);
                 tx.execute(
                     "INSERT INTO kv (key, value, create_rev, mod_rev) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value,
@@ -321,7 +326,11 @@ fn apply_txn(
 type Pending = Vec<(Result<TxnResponse>, oneshot::Sender<Result<TxnResponse>>)>;
 
 /// Run one batch of transactions in one SQLite transaction; on commit failure every caller gets the error.
-fn run_batch(conn: &mut Connection, batch: Vec<(Txn, oneshot::Sender<Result<TxnResponse>>)>, shared: &Shared) {
+fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<(Txn, oneshot::Sender<Result<TxnResponse>>)>,
+    shared: &Shared,
+) {
     let start_rev = shared.revision.load(Ordering::SeqCst);
     let ts = now_ms();
     let mut rev = start_rev;
@@ -506,10 +515,9 @@ async fn replay(
     loop {
         let s = shared.clone();
         let p = prefix.to_string();
-        let page = tokio::task::spawn_blocking(move || {
-            with_reader(&s, |c| read_history(c, &p, after))
-        })
-        .await;
+        let page =
+            tokio::task::spawn_blocking(move || with_reader(&s, |c| read_history(c, &p, after)))
+                .await;
         let (events, upto, done) = match page {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
@@ -518,7 +526,9 @@ async fn replay(
             }
             Err(e) => {
                 let _ = out
-                    .send(Err(StoreError::Backend(format!("history read failed: {e}"))))
+                    .send(Err(StoreError::Backend(format!(
+                        "history read failed: {e}"
+                    ))))
                     .await;
                 return Err(());
             }
@@ -694,26 +704,42 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = open(d.path());
         let r = s
-            .txn(Txn::new().when(Compare::absent("/a")).put("/a", b"1".to_vec()))
+            .txn(
+                Txn::new()
+                    .when(Compare::absent("/a"))
+                    .put("/a", b"1".to_vec()),
+            )
             .await
             .unwrap();
         assert!(r.succeeded);
         assert_eq!(r.revision, 1);
         // Second create fails and reports the existing value.
         let r2 = s
-            .txn(Txn::new().when(Compare::absent("/a")).put("/a", b"2".to_vec()))
+            .txn(
+                Txn::new()
+                    .when(Compare::absent("/a"))
+                    .put("/a", b"2".to_vec()),
+            )
             .await
             .unwrap();
         assert!(!r2.succeeded);
         assert_eq!(r2.current[0].as_ref().unwrap().value, b"1");
         // Stale update fails.
         let stale = s
-            .txn(Txn::new().when(Compare::at("/a", 7)).put("/a", b"x".to_vec()))
+            .txn(
+                Txn::new()
+                    .when(Compare::at("/a", 7))
+                    .put("/a", b"x".to_vec()),
+            )
             .await
             .unwrap();
         assert!(!stale.succeeded);
         let up = s
-            .txn(Txn::new().when(Compare::at("/a", 1)).put("/a", b"3".to_vec()))
+            .txn(
+                Txn::new()
+                    .when(Compare::at("/a", 1))
+                    .put("/a", b"3".to_vec()),
+            )
             .await
             .unwrap();
         assert!(up.succeeded);
@@ -785,7 +811,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = open(d.path());
         for i in 0..5 {
-            s.txn(Txn::new().put(format!("/l/{i}"), vec![])).await.unwrap();
+            s.txn(Txn::new().put(format!("/l/{i}"), vec![]))
+                .await
+                .unwrap();
         }
         s.txn(Txn::new().put("/m/0", vec![])).await.unwrap();
         let p1 = s.list("/l/", None, 2).await.unwrap();
@@ -804,7 +832,9 @@ mod tests {
         {
             let s = open(d.path());
             for i in 0..3 {
-                s.txn(Txn::new().put(format!("/w/{i}"), vec![i])).await.unwrap();
+                s.txn(Txn::new().put(format!("/w/{i}"), vec![i]))
+                    .await
+                    .unwrap();
             }
             s.txn(Txn::new().put("/other", vec![])).await.unwrap();
             let mut w = s.watch("/w/", 1).await.unwrap();

@@ -114,7 +114,10 @@ fn modified_of(doc: &Doc, t: &Target) -> Value {
         a.remove(LAST_APPLIED);
     }
     let last = serde_json::to_string(&m).unwrap_or_default();
-    if !m["metadata"].get("annotations").is_some_and(Value::is_object) {
+    if !m["metadata"]
+        .get("annotations")
+        .is_some_and(Value::is_object)
+    {
         m["metadata"]["annotations"] = json!({});
     }
     m["metadata"]["annotations"][LAST_APPLIED] = json!(last);
@@ -248,10 +251,9 @@ pub async fn apply(
                 for c in created.iter().rev() {
                     match client.request(Method::DELETE, &c.path(), &[], None).await {
                         Ok(_) => undone.push(c.display()),
-                        Err(de) => msg.push_str(&format!(
-                            "\nrollback of {} failed: {de}",
-                            c.display()
-                        )),
+                        Err(de) => {
+                            msg.push_str(&format!("\nrollback of {} failed: {de}", c.display()))
+                        }
                     }
                 }
                 if !undone.is_empty() {

@@ -56,9 +56,9 @@ fn server_from_kubeconfig(text: &str) -> Option<String> {
         .and_then(|c| c.pointer("/context/cluster"))
         .and_then(Value::as_str);
     let clusters = v.get("clusters").and_then(Value::as_array)?;
-    let cluster = clusters
-        .iter()
-        .find(|c| cluster_name.is_none() || c.get("name").and_then(Value::as_str) == cluster_name)?;
+    let cluster = clusters.iter().find(|c| {
+        cluster_name.is_none() || c.get("name").and_then(Value::as_str) == cluster_name
+    })?;
     cluster
         .pointer("/cluster/server")
         .and_then(Value::as_str)
@@ -71,7 +71,9 @@ impl Client {
         let base = match server {
             Some(s) => s.trim_end_matches('/').to_string(),
             None => {
-                let path = config.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+                let path = config
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
                 let text = std::fs::read_to_string(&path).map_err(|e| ClientError::Config {
                     path: path.clone(),
                     reason: e.to_string(),
@@ -146,7 +148,8 @@ impl Client {
         content_type: &str,
     ) -> Result<Value, ClientError> {
         let bytes = serde_json::to_vec(body).unwrap_or_default();
-        self.request(method, path, query, Some((content_type, bytes))).await
+        self.request(method, path, query, Some((content_type, bytes)))
+            .await
     }
 }
 
@@ -159,10 +162,20 @@ pub fn status_error(code: u16, v: &Value, raw: &[u8]) -> ClientError {
         .unwrap_or_else(|| String::from_utf8_lossy(raw).trim().to_string());
     ClientError::Api {
         code,
-        reason: v.get("reason").and_then(Value::as_str).unwrap_or("").to_string(),
+        reason: v
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         message,
-        details_kind: v.pointer("/details/kind").and_then(Value::as_str).map(String::from),
-        details_name: v.pointer("/details/name").and_then(Value::as_str).map(String::from),
+        details_kind: v
+            .pointer("/details/kind")
+            .and_then(Value::as_str)
+            .map(String::from),
+        details_name: v
+            .pointer("/details/name")
+            .and_then(Value::as_str)
+            .map(String::from),
     }
 }
 
@@ -173,6 +186,9 @@ mod tests {
     #[test]
     fn reads_server_from_kubeconfig() {
         let kc = "apiVersion: v1\nkind: Config\nclusters:\n- name: selur\n  cluster:\n    server: http://127.0.0.1:6443/\ncontexts:\n- name: selur\n  context:\n    cluster: selur\ncurrent-context: selur\n";
-        assert_eq!(server_from_kubeconfig(kc).as_deref(), Some("http://127.0.0.1:6443"));
+        assert_eq!(
+            server_from_kubeconfig(kc).as_deref(),
+            Some("http://127.0.0.1:6443")
+        );
     }
 }

@@ -34,6 +34,16 @@ fn targets(args: &[String]) -> anyhow::Result<Vec<(&'static ResourceKind, Option
     let (first, rest) = args
         .split_first()
         .ok_or_else(|| anyhow!("name a kind, e.g. `pods` or `deployment/web`"))?;
+    if first.contains(',') {
+        // `get deploy,po`: several kinds, no names.
+        if !rest.is_empty() {
+            bail!("names cannot follow a list of kinds ({first}); use KIND/NAME instead");
+        }
+        for k in first.split(',').filter(|k| !k.is_empty()) {
+            out.push((kind_arg(k)?, None));
+        }
+        return Ok(out);
+    }
     let kind = kind_arg(first)?;
     if rest.is_empty() {
         out.push((kind, None));
@@ -100,7 +110,10 @@ fn print_objects(kind: &ResourceKind, items: &[Value], fmt: Format, all_ns: bool
 pub async fn get(client: &Client, ns: &str, a: GetArgs) -> anyhow::Result<()> {
     let fmt: Format = a.output.parse().map_err(|e: String| anyhow!(e))?;
     let targets = targets(&a.args)?;
-    for (kind, name) in &targets {
+    for (i, (kind, name)) in targets.iter().enumerate() {
+        if i > 0 && name.is_none() && matches!(fmt, Format::Table | Format::Wide) {
+            println!();
+        }
         let list_ns = if a.all_namespaces { None } else { Some(ns) };
         match name {
             Some(n) => {
@@ -121,7 +134,9 @@ pub async fn get(client: &Client, ns: &str, a: GetArgs) -> anyhow::Result<()> {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
                 if items.is_empty() && matches!(fmt, Format::Table | Format::Wide) && !a.watch {
                     match list_ns {
-                        Some(n) if kind.namespaced => eprintln!("No resources found in {n} namespace."),
+                        Some(n) if kind.namespaced => {
+                            eprintln!("No resources found in {n} namespace.")
+                        }
                         _ => eprintln!("No resources found"),
                     }
                 } else {
@@ -131,9 +146,20 @@ pub async fn get(client: &Client, ns: &str, a: GetArgs) -> anyhow::Result<()> {
                     q.push(("watch", "true".into()));
                     q.push((
                         "resourceVersion",
-                        list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string(),
+                        list["metadata"]["resourceVersion"]
+                            .as_str()
+                            .unwrap_or("0")
+                            .to_string(),
                     ));
-                    watch_print(client, kind, &kind.collection_path(list_ns), &q, fmt, a.all_namespaces).await?;
+                    watch_print(
+                        client,
+                        kind,
+                        &kind.collection_path(list_ns),
+                        &q,
+                        fmt,
+                        a.all_namespaces,
+                    )
+                    .await?;
                 }
             }
         }
@@ -162,16 +188,27 @@ async fn watch_print(
         buf.extend_from_slice(&chunk.context("watch stream broke")?);
         while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
             match ev["type"].as_str() {
                 Some("BOOKMARK") => continue,
-                Some("ERROR") => bail!("watch ended: {}", ev["object"]["message"].as_str().unwrap_or("error")),
+                Some("ERROR") => bail!(
+                    "watch ended: {}",
+                    ev["object"]["message"].as_str().unwrap_or("error")
+                ),
                 _ => {}
             }
             let obj = ev["object"].clone();
             match fmt {
                 Format::Table | Format::Wide => {
-                    let rows = print::table(kind, &[obj], fmt == Format::Wide, all_ns, chrono::Utc::now());
+                    let rows = print::table(
+                        kind,
+                        &[obj],
+                        fmt == Format::Wide,
+                        all_ns,
+                        chrono::Utc::now(),
+                    );
                     // Only the data row: the header was printed with the list.
                     if let Some(r) = rows.get(1) {
                         println!("{}", r.join("   "));
@@ -196,14 +233,26 @@ pub async fn describe(client: &Client, ns: &str, args: &[String]) -> anyhow::Res
         };
         for it in items {
             let name = it["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let ev_ns = it["metadata"]["namespace"].as_str().unwrap_or(ns).to_string();
-            let ev_kind = kinds::by_cli_name("events").ok_or_else(|| anyhow!("events kind missing"))?;
+            let ev_ns = it["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(ns)
+                .to_string();
+            let ev_kind =
+                kinds::by_cli_name("events").ok_or_else(|| anyhow!("events kind missing"))?;
             let q = [(
                 "fieldSelector",
-                format!("involvedObject.name={name},involvedObject.kind={}", kind.kind),
+                format!(
+                    "involvedObject.name={name},involvedObject.kind={}",
+                    kind.kind
+                ),
             )];
             let events = client
-                .request(Method::GET, &ev_kind.collection_path(Some(&ev_ns)), &q, None)
+                .request(
+                    Method::GET,
+                    &ev_kind.collection_path(Some(&ev_ns)),
+                    &q,
+                    None,
+                )
                 .await
                 .map(|l| l["items"].as_array().cloned().unwrap_or_default())
                 .unwrap_or_default();
@@ -211,7 +260,10 @@ pub async fn describe(client: &Client, ns: &str, args: &[String]) -> anyhow::Res
                 println!("\n");
             }
             first = false;
-            print!("{}", print::describe(kind, &it, &events, chrono::Utc::now()));
+            print!(
+                "{}",
+                print::describe(kind, &it, &events, chrono::Utc::now())
+            );
         }
     }
     Ok(())
@@ -238,16 +290,22 @@ pub async fn delete(client: &Client, ns: &str, a: DeleteArgs) -> anyhow::Result<
     if !a.files.is_empty() {
         let docs = crate::manifest::read_all(&a.files).map_err(|e| anyhow!("error: {e}"))?;
         for d in docs {
-            let kind = selur_api::decode::kind_of(&d.value).map_err(|e| anyhow!("{}: {e}", d.location()))?;
-            let name = d.value["metadata"]["name"].as_str().unwrap_or("").to_string();
-            let obj_ns = d.value["metadata"]["namespace"].as_str().unwrap_or(ns).to_string();
+            let kind = selur_api::decode::kind_of(&d.value)
+                .map_err(|e| anyhow!("{}: {e}", d.location()))?;
+            let name = d.value["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let obj_ns = d.value["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or(ns)
+                .to_string();
             objs.push((kind, obj_ns, name));
         }
     } else {
         for (kind, name) in targets(&a.args)? {
-            let name = name.ok_or_else(|| {
-                anyhow!("name the {} to delete (or use -f FILE)", kind.plural)
-            })?;
+            let name =
+                name.ok_or_else(|| anyhow!("name the {} to delete (or use -f FILE)", kind.plural))?;
             objs.push((kind, ns.to_string(), name));
         }
     }
@@ -266,7 +324,10 @@ pub async fn delete(client: &Client, ns: &str, a: DeleteArgs) -> anyhow::Result<
             Ok(_) => println!("{} \"{name}\" deleted", kind.qualified_singular()),
             Err(e) if e.code() == Some(404) && (a.ignore_not_found || !a.files.is_empty()) => {}
             Err(e) => {
-                eprintln!("Error from server ({}): {e}", e.code().map(|c| c.to_string()).unwrap_or_default());
+                eprintln!(
+                    "Error from server ({}): {e}",
+                    e.code().map(|c| c.to_string()).unwrap_or_default()
+                );
                 failed = Some(e);
             }
         }
@@ -277,15 +338,29 @@ pub async fn delete(client: &Client, ns: &str, a: DeleteArgs) -> anyhow::Result<
     }
 }
 
-pub async fn scale(client: &Client, ns: &str, args: &[String], replicas: i64) -> anyhow::Result<()> {
+pub async fn scale(
+    client: &Client,
+    ns: &str,
+    args: &[String],
+    replicas: i64,
+) -> anyhow::Result<()> {
     for (kind, name) in targets(args)? {
         let name = name.ok_or_else(|| anyhow!("name the {} to scale", kind.singular()))?;
         if !kind.scale {
-            bail!("{} cannot be scaled: only deployments and replicasets have a scale subresource", kind.plural);
+            bail!(
+                "{} cannot be scaled: only deployments and replicasets have a scale subresource",
+                kind.plural
+            );
         }
         let path = format!("{}/scale", object_path(kind, ns, &name));
         client
-            .json(Method::PATCH, &path, &[], &json!({"spec": {"replicas": replicas}}), "application/merge-patch+json")
+            .json(
+                Method::PATCH,
+                &path,
+                &[],
+                &json!({"spec": {"replicas": replicas}}),
+                "application/merge-patch+json",
+            )
             .await?;
         println!("{}/{name} scaled", kind.qualified_singular());
     }
@@ -296,7 +371,9 @@ pub async fn scale(client: &Client, ns: &str, args: &[String], replicas: i64) ->
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let n: f64 = num.parse().with_context(|| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("{s:?} is not a duration like 30s, 5m or 1h"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -312,20 +389,32 @@ fn condition_met(obj: &Value, name: &str, want: &str) -> bool {
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
-                c["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(name))
-                    && c["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case(want))
+                c["type"]
+                    .as_str()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(name))
+                    && c["status"]
+                        .as_str()
+                        .is_some_and(|s| s.eq_ignore_ascii_case(want))
             })
         })
 }
 
-pub async fn wait(client: &Client, ns: &str, args: &[String], for_: &str, timeout: &str) -> anyhow::Result<()> {
+pub async fn wait(
+    client: &Client,
+    ns: &str,
+    args: &[String],
+    for_: &str,
+    timeout: &str,
+) -> anyhow::Result<()> {
     let timeout = parse_duration(timeout)?;
     let cond = if for_ == "delete" {
         None
     } else {
-        let c = for_
-            .strip_prefix("condition=")
-            .ok_or_else(|| anyhow!("--for={for_} is not supported: use --for=condition=NAME[=VALUE] or --for=delete"))?;
+        let c = for_.strip_prefix("condition=").ok_or_else(|| {
+            anyhow!(
+                "--for={for_} is not supported: use --for=condition=NAME[=VALUE] or --for=delete"
+            )
+        })?;
         let (name, want) = c.split_once('=').unwrap_or((c, "True"));
         Some((name.to_string(), want.to_string()))
     };
@@ -342,13 +431,18 @@ pub async fn wait(client: &Client, ns: &str, args: &[String], for_: &str, timeou
             };
             if done {
                 match &cond {
-                    Some((c, _)) => println!("{}/{name} condition met ({c})", kind.qualified_singular()),
+                    Some((c, _)) => {
+                        println!("{}/{name} condition met ({c})", kind.qualified_singular())
+                    }
                     None => println!("{}/{name} deleted", kind.qualified_singular()),
                 }
                 break;
             }
             if start.elapsed() >= timeout {
-                bail!("timed out waiting for the condition on {}/{name}", kind.plural);
+                bail!(
+                    "timed out waiting for the condition on {}/{name}",
+                    kind.plural
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -367,6 +461,7 @@ mod tests {
         assert!(parse_duration("x").is_err());
         let t = targets(&["deploy/web".into(), "po/p".into()]).unwrap();
         assert_eq!(t[0].0.kind, "Deployment");
+        assert_eq!(targets(&["deploy,po".into()]).unwrap().len(), 2);
         let t = targets(&["pods".into()]).unwrap();
         assert!(t[0].1.is_none());
         assert!(targets(&["nope".into()]).is_err());

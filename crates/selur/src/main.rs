@@ -53,10 +53,14 @@ impl Global {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane (API server, store, controllers).
-    #[command(after_help = "Examples:\n  selur server --data-dir /var/lib/selur --listen 127.0.0.1:6443\n  selur server --data-dir /tmp/s --listen 127.0.0.1:0 --history-retain-revisions 1000")]
+    #[command(
+        after_help = "Examples:\n  selur server --data-dir /var/lib/selur --listen 127.0.0.1:6443\n  selur server --data-dir /tmp/s --listen 127.0.0.1:0 --history-retain-revisions 1000"
+    )]
     Server(ServerArgs),
     /// Create or update objects from files, keeping the last-applied configuration.
-    #[command(after_help = "Examples:\n  selur apply -f examples/seed.yaml\n  selur apply -f manifests/\n  cat pod.yaml | selur apply -f -")]
+    #[command(
+        after_help = "Examples:\n  selur apply -f examples/seed.yaml\n  selur apply -f manifests/\n  cat pod.yaml | selur apply -f -"
+    )]
     Apply {
         /// File, directory or - for stdin (repeatable).
         #[arg(short = 'f', long = "filename", required = true)]
@@ -66,20 +70,28 @@ enum Command {
         dry_run: Option<String>,
     },
     /// List objects or show one.
-    #[command(after_help = "Examples:\n  selur get pods -A\n  selur get deploy web-service -o yaml\n  selur get po -l app=web -o wide\n  selur get deployments -w")]
+    #[command(
+        after_help = "Examples:\n  selur get pods -A\n  selur get deploy web-service -o yaml\n  selur get po -l app=web -o wide\n  selur get deployments -w"
+    )]
     Get(commands::GetArgs),
     /// Show an object in detail, with its events.
-    #[command(after_help = "Examples:\n  selur describe deployment web-service\n  selur describe po/mypod -n prod")]
+    #[command(
+        after_help = "Examples:\n  selur describe deployment web-service\n  selur describe po/mypod -n prod"
+    )]
     Describe {
         /// KIND NAME or KIND/NAME.
         #[arg(required = true)]
         args: Vec<String>,
     },
     /// Delete objects by name or from files.
-    #[command(after_help = "Examples:\n  selur delete deployment web-service\n  selur delete -f examples/seed.yaml\n  selur delete rs/web-abc --cascade=orphan")]
+    #[command(
+        after_help = "Examples:\n  selur delete deployment web-service\n  selur delete -f examples/seed.yaml\n  selur delete rs/web-abc --cascade=orphan"
+    )]
     Delete(commands::DeleteArgs),
     /// Set the replicas of a Deployment or ReplicaSet (through the scale subresource).
-    #[command(after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0")]
+    #[command(
+        after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0"
+    )]
     Scale {
         /// KIND NAME or KIND/NAME.
         #[arg(required = true)]
@@ -88,7 +100,9 @@ enum Command {
         replicas: i64,
     },
     /// Wait for a condition on an object, or for its deletion.
-    #[command(after_help = "Examples:\n  selur wait --for=condition=Available deployment/web-service --timeout=60s\n  selur wait --for=delete pod/mypod --timeout=30s")]
+    #[command(
+        after_help = "Examples:\n  selur wait --for=condition=Available deployment/web-service --timeout=60s\n  selur wait --for=delete pod/mypod --timeout=30s"
+    )]
     Wait {
         /// KIND/NAME or KIND NAME.
         #[arg(required = true)]
@@ -130,7 +144,9 @@ struct ServerArgs {
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SELUR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if a.log_format == "json" {
         builder.json().init();
     } else {
@@ -145,13 +161,14 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     config.compaction_interval = Duration::from_secs(a.compaction_interval.max(1));
     config.bookmark_interval = Duration::from_secs(a.bookmark_interval.max(1));
     let shutdown = async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -170,9 +187,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dry = match dry_run.as_deref() {
                 None => false,
                 Some("All") | Some("server") => true,
-                Some(other) => anyhow::bail!("--dry-run={other} is not supported: use --dry-run=All"),
+                Some(other) => {
+                    anyhow::bail!("--dry-run={other} is not supported: use --dry-run=All")
+                }
             };
-            let docs = manifest::read_all(&files).map_err(|e| anyhow::anyhow!("error: {e}\nnothing was applied"))?;
+            let docs = manifest::read_all(&files)
+                .map_err(|e| anyhow::anyhow!("error: {e}\nnothing was applied"))?;
             let client = g.client()?;
             apply::apply(&client, &docs, &g.namespace, dry).await?;
             Ok(())
@@ -180,16 +200,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get(a) => commands::get(&g.client()?, &g.namespace, a).await,
         Command::Describe { args } => commands::describe(&g.client()?, &g.namespace, &args).await,
         Command::Delete(a) => commands::delete(&g.client()?, &g.namespace, a).await,
-        Command::Scale { args, replicas } => commands::scale(&g.client()?, &g.namespace, &args, replicas).await,
-        Command::Wait { args, for_, timeout } => {
-            commands::wait(&g.client()?, &g.namespace, &args, &for_, &timeout).await
+        Command::Scale { args, replicas } => {
+            commands::scale(&g.client()?, &g.namespace, &args, replicas).await
         }
+        Command::Wait {
+            args,
+            for_,
+            timeout,
+        } => commands::wait(&g.client()?, &g.namespace, &args, &for_, &timeout).await,
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -21,7 +21,11 @@ pub struct Doc {
 impl Doc {
     /// `seed.yaml: document 2 (Deployment "web-service")`
     pub fn location(&self) -> String {
-        let kind = self.value.get("kind").and_then(Value::as_str).unwrap_or("?");
+        let kind = self
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         match self.value.pointer("/metadata/name").and_then(Value::as_str) {
             Some(n) => format!("{}: document {} ({kind} \"{n}\")", self.source, self.index),
             None => format!("{}: document {} ({kind})", self.source, self.index),

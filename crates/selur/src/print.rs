@@ -76,7 +76,10 @@ fn pod_status(p: &Value) -> String {
         if let Some(r) = cs.pointer("/state/waiting/reason").and_then(Value::as_str) {
             return r.to_string();
         }
-        if let Some(r) = cs.pointer("/state/terminated/reason").and_then(Value::as_str) {
+        if let Some(r) = cs
+            .pointer("/state/terminated/reason")
+            .and_then(Value::as_str)
+        {
             return r.to_string();
         }
     }
@@ -116,98 +119,342 @@ fn or_none(x: String) -> String {
     }
 }
 
+/// Builds one table row from an object.
+type RowFn = Box<dyn Fn(&Value) -> Vec<String>>;
+
 /// Column headers and one row per object.
-pub fn table(kind: &ResourceKind, items: &[Value], wide: bool, all_ns: bool, now: DateTime<Utc>) -> Vec<Vec<String>> {
-    let (mut header, row): (Vec<&str>, Box<dyn Fn(&Value) -> Vec<String>>) = match kind.kind {
+pub fn table(
+    kind: &ResourceKind,
+    items: &[Value],
+    wide: bool,
+    all_ns: bool,
+    now: DateTime<Utc>,
+) -> Vec<Vec<String>> {
+    let (mut header, row): (Vec<&str>, RowFn) = match kind.kind {
         "Pod" => {
             let mut h = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
             if wide {
                 h.extend(["IP", "NODE"]);
             }
-            (h, Box::new(move |p: &Value| {
-                let total = p.pointer("/spec/containers").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-                let statuses = p.pointer("/status/containerStatuses").and_then(Value::as_array);
-                let ready = statuses.map(|a| a.iter().filter(|c| c.get("ready") == Some(&Value::Bool(true))).count()).unwrap_or(0);
-                let restarts: i64 = statuses.map(|a| a.iter().map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0)).sum()).unwrap_or(0);
-                let mut r = vec![s(p, "/metadata/name").into(), format!("{ready}/{total}"), pod_status(p), restarts.to_string(), age(s(p, "/metadata/creationTimestamp"), now)];
-                if wide {
-                    r.push(or_none(s(p, "/status/podIP").into()));
-                    r.push(or_none(s(p, "/spec/nodeName").into()));
-                }
-                r
-            }))
+            (
+                h,
+                Box::new(move |p: &Value| {
+                    let total = p
+                        .pointer("/spec/containers")
+                        .and_then(Value::as_array)
+                        .map(Vec::len)
+                        .unwrap_or(0);
+                    let statuses = p
+                        .pointer("/status/containerStatuses")
+                        .and_then(Value::as_array);
+                    let ready = statuses
+                        .map(|a| {
+                            a.iter()
+                                .filter(|c| c.get("ready") == Some(&Value::Bool(true)))
+                                .count()
+                        })
+                        .unwrap_or(0);
+                    let restarts: i64 = statuses
+                        .map(|a| {
+                            a.iter()
+                                .map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
+                                .sum()
+                        })
+                        .unwrap_or(0);
+                    let mut r = vec![
+                        s(p, "/metadata/name").into(),
+                        format!("{ready}/{total}"),
+                        pod_status(p),
+                        restarts.to_string(),
+                        age(s(p, "/metadata/creationTimestamp"), now),
+                    ];
+                    if wide {
+                        r.push(or_none(s(p, "/status/podIP").into()));
+                        r.push(or_none(s(p, "/spec/nodeName").into()));
+                    }
+                    r
+                }),
+            )
         }
-        "Deployment" => (vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], Box::new(move |d: &Value| {
-            vec![s(d, "/metadata/name").into(), format!("{}/{}", n(d, "/status/readyReplicas"), n(d, "/spec/replicas")),
-                n(d, "/status/updatedReplicas").to_string(), n(d, "/status/availableReplicas").to_string(), age(s(d, "/metadata/creationTimestamp"), now)]
-        })),
-        "ReplicaSet" => (vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"], Box::new(move |d: &Value| {
-            vec![s(d, "/metadata/name").into(), n(d, "/spec/replicas").to_string(), n(d, "/status/replicas").to_string(),
-                n(d, "/status/readyReplicas").to_string(), age(s(d, "/metadata/creationTimestamp"), now)]
-        })),
-        "DaemonSet" => (vec!["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], Box::new(move |d: &Value| {
-            vec![s(d, "/metadata/name").into(), n(d, "/status/desiredNumberScheduled").to_string(), n(d, "/status/currentNumberScheduled").to_string(),
-                n(d, "/status/numberReady").to_string(), n(d, "/status/updatedNumberScheduled").to_string(), n(d, "/status/numberAvailable").to_string(),
-                age(s(d, "/metadata/creationTimestamp"), now)]
-        })),
-        "Job" => (vec!["NAME", "STATUS", "COMPLETIONS", "AGE"], Box::new(move |j: &Value| {
-            let status = if condition(j, "Complete").as_deref() == Some("True") { "Complete" }
-                else if condition(j, "Failed").as_deref() == Some("True") { "Failed" }
-                else if j.pointer("/spec/suspend") == Some(&Value::Bool(true)) { "Suspended" } else { "Running" };
-            let completions = j.pointer("/spec/completions").and_then(Value::as_i64).map(|c| c.to_string()).unwrap_or_else(|| "1".into());
-            vec![s(j, "/metadata/name").into(), status.into(), format!("{}/{}", n(j, "/status/succeeded"), completions), age(s(j, "/metadata/creationTimestamp"), now)]
-        })),
-        "CronJob" => (vec!["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"], Box::new(move |c: &Value| {
-            let active = c.pointer("/status/active").and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-            let last = s(c, "/status/lastScheduleTime");
-            vec![s(c, "/metadata/name").into(), s(c, "/spec/schedule").into(), or_none(s(c, "/spec/timeZone").into()),
-                c.pointer("/spec/suspend").and_then(Value::as_bool).unwrap_or(false).to_string().replace("false", "False").replace("true", "True"),
-                active.to_string(), if last.is_empty() { "<none>".into() } else { age(last, now) }, age(s(c, "/metadata/creationTimestamp"), now)]
-        })),
-        "Service" => (vec!["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"], Box::new(move |v: &Value| {
-            vec![s(v, "/metadata/name").into(), s(v, "/spec/type").into(), or_none(s(v, "/spec/clusterIP").into()), "<none>".into(),
-                ports_of_service(v), age(s(v, "/metadata/creationTimestamp"), now)]
-        })),
-        "HorizontalPodAutoscaler" => (vec!["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"], Box::new(move |h: &Value| {
-            let targets = h.pointer("/spec/metrics").and_then(Value::as_array).map(|ms| ms.iter().map(|m| {
-                let target = m.pointer("/resource/target/averageUtilization").and_then(Value::as_i64).map(|t| format!("{t}%")).unwrap_or_else(|| "?".into());
-                format!("<unknown>/{target}")
-            }).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-            vec![s(h, "/metadata/name").into(), format!("{}/{}", s(h, "/spec/scaleTargetRef/kind"), s(h, "/spec/scaleTargetRef/name")), or_none(targets),
-                n(h, "/spec/minReplicas").to_string(), n(h, "/spec/maxReplicas").to_string(), n(h, "/status/currentReplicas").to_string(), age(s(h, "/metadata/creationTimestamp"), now)]
-        })),
-        "ResourceQuota" => (vec!["NAME", "AGE", "REQUEST", "LIMIT"], Box::new(move |q: &Value| {
-            let mut req = Vec::new();
-            let mut lim = Vec::new();
-            if let Some(hard) = q.pointer("/spec/hard").and_then(Value::as_object) {
-                for (k, v) in hard {
-                    let used = q.pointer(&format!("/status/used/{}", k.replace('/', "~1"))).and_then(Value::as_str).unwrap_or("0");
-                    let e = format!("{k}: {used}/{}", v.as_str().unwrap_or(""));
-                    if k.starts_with("limits.") { lim.push(e) } else { req.push(e) }
+        "Deployment" => (
+            vec!["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+            Box::new(move |d: &Value| {
+                vec![
+                    s(d, "/metadata/name").into(),
+                    format!(
+                        "{}/{}",
+                        n(d, "/status/readyReplicas"),
+                        n(d, "/spec/replicas")
+                    ),
+                    n(d, "/status/updatedReplicas").to_string(),
+                    n(d, "/status/availableReplicas").to_string(),
+                    age(s(d, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "ReplicaSet" => (
+            vec!["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+            Box::new(move |d: &Value| {
+                vec![
+                    s(d, "/metadata/name").into(),
+                    n(d, "/spec/replicas").to_string(),
+                    n(d, "/status/replicas").to_string(),
+                    n(d, "/status/readyReplicas").to_string(),
+                    age(s(d, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "DaemonSet" => (
+            vec![
+                "NAME",
+                "DESIRED",
+                "CURRENT",
+                "READY",
+                "UP-TO-DATE",
+                "AVAILABLE",
+                "AGE",
+            ],
+            Box::new(move |d: &Value| {
+                vec![
+                    s(d, "/metadata/name").into(),
+                    n(d, "/status/desiredNumberScheduled").to_string(),
+                    n(d, "/status/currentNumberScheduled").to_string(),
+                    n(d, "/status/numberReady").to_string(),
+                    n(d, "/status/updatedNumberScheduled").to_string(),
+                    n(d, "/status/numberAvailable").to_string(),
+                    age(s(d, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "Job" => (
+            vec!["NAME", "STATUS", "COMPLETIONS", "AGE"],
+            Box::new(move |j: &Value| {
+                let status = if condition(j, "Complete").as_deref() == Some("True") {
+                    "Complete"
+                } else if condition(j, "Failed").as_deref() == Some("True") {
+                    "Failed"
+                } else if j.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+                    "Suspended"
+                } else {
+                    "Running"
+                };
+                let completions = j
+                    .pointer("/spec/completions")
+                    .and_then(Value::as_i64)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "1".into());
+                vec![
+                    s(j, "/metadata/name").into(),
+                    status.into(),
+                    format!("{}/{}", n(j, "/status/succeeded"), completions),
+                    age(s(j, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "CronJob" => (
+            vec![
+                "NAME",
+                "SCHEDULE",
+                "TIMEZONE",
+                "SUSPEND",
+                "ACTIVE",
+                "LAST SCHEDULE",
+                "AGE",
+            ],
+            Box::new(move |c: &Value| {
+                let active = c
+                    .pointer("/status/active")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .unwrap_or(0);
+                let last = s(c, "/status/lastScheduleTime");
+                vec![
+                    s(c, "/metadata/name").into(),
+                    s(c, "/spec/schedule").into(),
+                    or_none(s(c, "/spec/timeZone").into()),
+                    c.pointer("/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                        .replace("false", "False")
+                        .replace("true", "True"),
+                    active.to_string(),
+                    if last.is_empty() {
+                        "<none>".into()
+                    } else {
+                        age(last, now)
+                    },
+                    age(s(c, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "Service" => (
+            vec![
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "AGE",
+            ],
+            Box::new(move |v: &Value| {
+                vec![
+                    s(v, "/metadata/name").into(),
+                    s(v, "/spec/type").into(),
+                    or_none(s(v, "/spec/clusterIP").into()),
+                    "<none>".into(),
+                    ports_of_service(v),
+                    age(s(v, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "HorizontalPodAutoscaler" => (
+            vec![
+                "NAME",
+                "REFERENCE",
+                "TARGETS",
+                "MINPODS",
+                "MAXPODS",
+                "REPLICAS",
+                "AGE",
+            ],
+            Box::new(move |h: &Value| {
+                let targets = h
+                    .pointer("/spec/metrics")
+                    .and_then(Value::as_array)
+                    .map(|ms| {
+                        ms.iter()
+                            .map(|m| {
+                                let target = m
+                                    .pointer("/resource/target/averageUtilization")
+                                    .and_then(Value::as_i64)
+                                    .map(|t| format!("{t}%"))
+                                    .unwrap_or_else(|| "?".into());
+                                format!("<unknown>/{target}")
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                vec![
+                    s(h, "/metadata/name").into(),
+                    format!(
+                        "{}/{}",
+                        s(h, "/spec/scaleTargetRef/kind"),
+                        s(h, "/spec/scaleTargetRef/name")
+                    ),
+                    or_none(targets),
+                    n(h, "/spec/minReplicas").to_string(),
+                    n(h, "/spec/maxReplicas").to_string(),
+                    n(h, "/status/currentReplicas").to_string(),
+                    age(s(h, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "ResourceQuota" => (
+            vec!["NAME", "AGE", "REQUEST", "LIMIT"],
+            Box::new(move |q: &Value| {
+                let mut req = Vec::new();
+                let mut lim = Vec::new();
+                if let Some(hard) = q.pointer("/spec/hard").and_then(Value::as_object) {
+                    for (k, v) in hard {
+                        let used = q
+                            .pointer(&format!("/status/used/{}", k.replace('/', "~1")))
+                            .and_then(Value::as_str)
+                            .unwrap_or("0");
+                        let e = format!("{k}: {used}/{}", v.as_str().unwrap_or(""));
+                        if k.starts_with("limits.") {
+                            lim.push(e)
+                        } else {
+                            req.push(e)
+                        }
+                    }
                 }
-            }
-            vec![s(q, "/metadata/name").into(), age(s(q, "/metadata/creationTimestamp"), now), req.join(", "), lim.join(", ")]
-        })),
-        "Namespace" => (vec!["NAME", "STATUS", "AGE"], Box::new(move |v: &Value| {
-            vec![s(v, "/metadata/name").into(), s(v, "/status/phase").into(), age(s(v, "/metadata/creationTimestamp"), now)]
-        })),
-        "Node" => (vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"], Box::new(move |v: &Value| {
-            let ready = match condition(v, "Ready").as_deref() { Some("True") => "Ready", _ => "NotReady" };
-            vec![s(v, "/metadata/name").into(), ready.into(), "<none>".into(), age(s(v, "/metadata/creationTimestamp"), now), s(v, "/status/nodeInfo/kubeletVersion").into()]
-        })),
-        "Event" => (vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"], Box::new(move |e: &Value| {
-            let last = [s(e, "/lastTimestamp"), s(e, "/eventTime"), s(e, "/metadata/creationTimestamp")].into_iter().find(|x| !x.is_empty()).unwrap_or("");
-            vec![age(last, now), s(e, "/type").into(), s(e, "/reason").into(),
-                format!("{}/{}", s(e, "/involvedObject/kind").to_ascii_lowercase(), s(e, "/involvedObject/name")), s(e, "/message").into()]
-        })),
-        "PodSecurityPolicy" => (vec!["NAME", "PRIV", "READONLYROOTFS", "RUNASUSER", "AGE"], Box::new(move |p: &Value| {
-            vec![s(p, "/metadata/name").into(), p.pointer("/spec/privileged").and_then(Value::as_bool).unwrap_or(false).to_string(),
-                p.pointer("/spec/readOnlyRootFilesystem").and_then(Value::as_bool).unwrap_or(false).to_string(),
-                s(p, "/spec/runAsUser/rule").into(), age(s(p, "/metadata/creationTimestamp"), now)]
-        })),
-        _ => (vec!["NAME", "AGE"], Box::new(move |v: &Value| {
-            vec![s(v, "/metadata/name").into(), age(s(v, "/metadata/creationTimestamp"), now)]
-        })),
+                vec![
+                    s(q, "/metadata/name").into(),
+                    age(s(q, "/metadata/creationTimestamp"), now),
+                    req.join(", "),
+                    lim.join(", "),
+                ]
+            }),
+        ),
+        "Namespace" => (
+            vec!["NAME", "STATUS", "AGE"],
+            Box::new(move |v: &Value| {
+                vec![
+                    s(v, "/metadata/name").into(),
+                    s(v, "/status/phase").into(),
+                    age(s(v, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        "Node" => (
+            vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+            Box::new(move |v: &Value| {
+                let ready = match condition(v, "Ready").as_deref() {
+                    Some("True") => "Ready",
+                    _ => "NotReady",
+                };
+                vec![
+                    s(v, "/metadata/name").into(),
+                    ready.into(),
+                    "<none>".into(),
+                    age(s(v, "/metadata/creationTimestamp"), now),
+                    s(v, "/status/nodeInfo/kubeletVersion").into(),
+                ]
+            }),
+        ),
+        "Event" => (
+            vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+            Box::new(move |e: &Value| {
+                let last = [
+                    s(e, "/lastTimestamp"),
+                    s(e, "/eventTime"),
+                    s(e, "/metadata/creationTimestamp"),
+                ]
+                .into_iter()
+                .find(|x| !x.is_empty())
+                .unwrap_or("");
+                vec![
+                    age(last, now),
+                    s(e, "/type").into(),
+                    s(e, "/reason").into(),
+                    format!(
+                        "{}/{}",
+                        s(e, "/involvedObject/kind").to_ascii_lowercase(),
+                        s(e, "/involvedObject/name")
+                    ),
+                    s(e, "/message").into(),
+                ]
+            }),
+        ),
+        "PodSecurityPolicy" => (
+            vec!["NAME", "PRIV", "READONLYROOTFS", "RUNASUSER", "AGE"],
+            Box::new(move |p: &Value| {
+                vec![
+                    s(p, "/metadata/name").into(),
+                    p.pointer("/spec/privileged")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                    p.pointer("/spec/readOnlyRootFilesystem")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string(),
+                    s(p, "/spec/runAsUser/rule").into(),
+                    age(s(p, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
+        _ => (
+            vec!["NAME", "AGE"],
+            Box::new(move |v: &Value| {
+                vec![
+                    s(v, "/metadata/name").into(),
+                    age(s(v, "/metadata/creationTimestamp"), now),
+                ]
+            }),
+        ),
     };
     let namespaced_col = all_ns && kind.namespaced;
     if namespaced_col {
@@ -279,7 +526,10 @@ pub fn describe(kind: &ResourceKind, v: &Value, events: &[Value], now: DateTime<
             .unwrap_or_else(|| "<none>".into())
     };
     out.push_str(&format!("Labels:       {}\n", kv("/metadata/labels")));
-    let mut ann = v.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null);
+    let mut ann = v
+        .pointer("/metadata/annotations")
+        .cloned()
+        .unwrap_or(Value::Null);
     if let Some(m) = ann.as_object_mut() {
         m.remove(crate::apply::LAST_APPLIED);
     }
@@ -294,16 +544,27 @@ pub fn describe(kind: &ResourceKind, v: &Value, events: &[Value], now: DateTime<
         })
         .unwrap_or_else(|| "<none>".into());
     out.push_str(&format!("Annotations:  {ann_text}\n"));
-    out.push_str(&format!("Kind:         {} ({})\n", kind.kind, kind.api_version()));
+    out.push_str(&format!(
+        "Kind:         {} ({})\n",
+        kind.kind,
+        kind.api_version()
+    ));
     out.push_str(&format!("UID:          {}\n", s(v, "/metadata/uid")));
     out.push_str(&format!(
         "Created:      {} ({} ago)\n",
         s(v, "/metadata/creationTimestamp"),
         age(s(v, "/metadata/creationTimestamp"), now)
     ));
-    if let Some(refs) = v.pointer("/metadata/ownerReferences").and_then(Value::as_array) {
+    if let Some(refs) = v
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+    {
         for r in refs {
-            out.push_str(&format!("Controlled By:  {}/{}\n", s(r, "/kind"), s(r, "/name")));
+            out.push_str(&format!(
+                "Controlled By:  {}/{}\n",
+                s(r, "/kind"),
+                s(r, "/name")
+            ));
         }
     }
     for section in ["spec", "status", "data"] {
@@ -320,12 +581,35 @@ pub fn describe(kind: &ResourceKind, v: &Value, events: &[Value], now: DateTime<
         out.push_str("       <none>\n");
     } else {
         out.push('\n');
-        let mut rows = vec![vec!["Type".to_string(), "Reason".into(), "Age".into(), "From".into(), "Message".into()]];
+        let mut rows = vec![vec![
+            "Type".to_string(),
+            "Reason".into(),
+            "Age".into(),
+            "From".into(),
+            "Message".into(),
+        ]];
         for e in events {
-            let last = [s(e, "/lastTimestamp"), s(e, "/eventTime"), s(e, "/metadata/creationTimestamp")].into_iter().find(|x| !x.is_empty()).unwrap_or("");
+            let last = [
+                s(e, "/lastTimestamp"),
+                s(e, "/eventTime"),
+                s(e, "/metadata/creationTimestamp"),
+            ]
+            .into_iter()
+            .find(|x| !x.is_empty())
+            .unwrap_or("");
             let count = n(e, "/count");
-            let when = if count > 1 { format!("{} (x{count})", age(last, now)) } else { age(last, now) };
-            rows.push(vec![s(e, "/type").into(), s(e, "/reason").into(), when, s(e, "/source/component").into(), s(e, "/message").into()]);
+            let when = if count > 1 {
+                format!("{} (x{count})", age(last, now))
+            } else {
+                age(last, now)
+            };
+            rows.push(vec![
+                s(e, "/type").into(),
+                s(e, "/reason").into(),
+                when,
+                s(e, "/source/component").into(),
+                s(e, "/message").into(),
+            ]);
         }
         for line in render(&rows).lines() {
             out.push_str(&format!("  {line}\n"));
@@ -341,7 +625,9 @@ mod tests {
 
     #[test]
     fn ages_and_tables() {
-        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-01T01:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(age("2026-01-01T00:59:30Z", now), "30s");
         assert_eq!(age("2026-01-01T00:00:00Z", now), "60m");
         let kind = selur_api::kinds::by_cli_name("deploy").unwrap();

@@ -10,9 +10,21 @@ const SEED: &[(&str, &str, &str)] = &[
     ("daemonset-vordr.yaml", "daemonset", "vordr-monitor"),
     ("hpa-lago-grey-app.yaml", "hpa", "lago-grey-app"),
     ("resourcequota-compute.yaml", "quota", "compute-resources"),
-    ("psp-lago-grey-restricted.yaml", "psp", "lago-grey-restricted"),
-    ("virtualservice-lago-grey.yaml", "virtualservice", "lago-grey-service"),
-    ("servicemonitor-lago-grey.yaml", "servicemonitor", "lago-grey-metrics"),
+    (
+        "psp-lago-grey-restricted.yaml",
+        "psp",
+        "lago-grey-restricted",
+    ),
+    (
+        "virtualservice-lago-grey.yaml",
+        "virtualservice",
+        "lago-grey-service",
+    ),
+    (
+        "servicemonitor-lago-grey.yaml",
+        "servicemonitor",
+        "lago-grey-metrics",
+    ),
     ("deployment-web-service.yaml", "deploy", "web-service"),
     ("job-data-processing.yaml", "job", "data-processing"),
     ("cronjob-nightly-backup.yaml", "cj", "nightly-backup"),
@@ -28,15 +40,28 @@ fn each_seed_manifest_applies_and_reapplies_unchanged() {
         let obj = s.get_json(&[kind, name]);
         let meta = &obj["metadata"];
         assert_eq!(meta["name"], *name);
-        assert!(meta["uid"].as_str().is_some_and(|u| u.len() == 36), "{file}: uid");
-        assert!(meta["creationTimestamp"].is_string(), "{file}: creationTimestamp");
-        assert!(meta["resourceVersion"].is_string(), "{file}: resourceVersion");
+        assert!(
+            meta["uid"].as_str().is_some_and(|u| u.len() == 36),
+            "{file}: uid"
+        );
+        assert!(
+            meta["creationTimestamp"].is_string(),
+            "{file}: creationTimestamp"
+        );
+        assert!(
+            meta["resourceVersion"].is_string(),
+            "{file}: resourceVersion"
+        );
         assert_eq!(meta["generation"], 1, "{file}: generation");
         assert!(obj.get("status").is_some(), "{file}: status field present");
         let rv = meta["resourceVersion"].clone();
         let again = s.ok(&["apply", "-f", path.to_str().unwrap()]);
         assert!(again.contains("unchanged"), "{file}: {again}");
-        assert_eq!(s.get_json(&[kind, name])["metadata"]["resourceVersion"], rv, "{file}: RV bumped by no-op apply");
+        assert_eq!(
+            s.get_json(&[kind, name])["metadata"]["resourceVersion"],
+            rv,
+            "{file}: RV bumped by no-op apply"
+        );
     }
 }
 
@@ -45,15 +70,34 @@ fn multi_document_seed_file_applies_and_yaml_shows_metadata() {
     let s = Server::start(&[]);
     let path = examples().join("seed.yaml");
     let out = s.ok(&["apply", "-f", path.to_str().unwrap()]);
-    assert_eq!(out.lines().filter(|l| l.ends_with(" created")).count(), 10, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(" created")).count(),
+        10,
+        "{out}"
+    );
     assert!(out.contains("deployment.apps/web-service created"), "{out}");
-    assert!(out.contains("horizontalpodautoscaler.autoscaling/lago-grey-app created"), "{out}");
+    assert!(
+        out.contains("horizontalpodautoscaler.autoscaling/lago-grey-app created"),
+        "{out}"
+    );
     let yaml = s.ok(&["get", "deploy", "web-service", "-o", "yaml"]);
-    for needle in ["uid:", "resourceVersion:", "creationTimestamp:", "namespace: default", "status:", "imagePullPolicy: IfNotPresent", "kubectl.kubernetes.io/last-applied-configuration"] {
+    for needle in [
+        "uid:",
+        "resourceVersion:",
+        "creationTimestamp:",
+        "namespace: default",
+        "status:",
+        "imagePullPolicy: IfNotPresent",
+        "kubectl.kubernetes.io/last-applied-configuration",
+    ] {
         assert!(yaml.contains(needle), "missing {needle} in\n{yaml}");
     }
     let again = s.ok(&["apply", "-f", path.to_str().unwrap()]);
-    assert_eq!(again.lines().filter(|l| l.ends_with(" unchanged")).count(), 10, "{again}");
+    assert_eq!(
+        again.lines().filter(|l| l.ends_with(" unchanged")).count(),
+        10,
+        "{again}"
+    );
     // The table view lists what was applied.
     let pods = stdout(&s.selur(&["get", "po"]));
     assert!(pods.contains("microservices-pod"), "{pods}");

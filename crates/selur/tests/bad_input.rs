@@ -16,28 +16,46 @@ fn assert_rejected(s: &Server, name: &str, bad_doc: &str, needles: &[&str]) {
     let first = err.lines().next().unwrap_or("");
     assert!(first.contains(name), "{name}: error names the file: {err}");
     for n in needles {
-        assert!(first.contains(n), "{name}: error should contain {n:?}: {err}");
+        assert!(
+            first.contains(n),
+            "{name}: error should contain {n:?}: {err}"
+        );
     }
     // Nothing applied: the good first document was not created.
     let got = s.selur(&["get", "configmap", "first"]);
-    assert!(!got.status.success(), "{name}: first document must not be applied");
+    assert!(
+        !got.status.success(),
+        "{name}: first document must not be applied"
+    );
 }
 
 #[test]
 fn bad_documents_are_refused_whole() {
     let s = Server::start(&[]);
-    assert_rejected(&s, "parse.yaml", "apiVersion: v1\nkind: Pod\nmetadata: [unclosed\n", &["parse.yaml:", "document 2"]);
+    assert_rejected(
+        &s,
+        "parse.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: [unclosed\n",
+        &["parse.yaml:", "document 2"],
+    );
     assert_rejected(
         &s,
         "kind.yaml",
         "apiVersion: v1\nkind: Podd\nmetadata:\n  name: x\n",
-        &["document 2", "no matches for kind \"Podd\" in version \"v1\""],
+        &[
+            "document 2",
+            "no matches for kind \"Podd\" in version \"v1\"",
+        ],
     );
     assert_rejected(
         &s,
         "version.yaml",
         "apiVersion: apps/v2\nkind: Deployment\nmetadata:\n  name: x\n",
-        &["document 2", "apps/v2", "Selur serves Deployment as apiVersion apps/v1"],
+        &[
+            "document 2",
+            "apps/v2",
+            "Selur serves Deployment as apiVersion apps/v1",
+        ],
     );
     assert_rejected(
         &s,
@@ -68,7 +86,11 @@ fn bad_documents_are_refused_whole() {
 #[test]
 fn yaml_parse_errors_give_line_and_column() {
     let s = Server::start(&[]);
-    let path = write_file(&s, "broken.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n   bad: indent\n");
+    let path = write_file(
+        &s,
+        "broken.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n   bad: indent\n",
+    );
     let out = s.selur(&["apply", "-f", &path]);
     let err = stderr(&out);
     assert!(!out.status.success());
@@ -85,18 +107,32 @@ fn namespace_and_its_objects_share_a_file_and_failures_roll_back() {
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: team-a\ndata: {k: v}\n",
     );
     let out = s.ok(&["apply", "-f", &ok]);
-    assert!(out.contains("namespace/team-a created") && out.contains("configmap/c created"), "{out}");
+    assert!(
+        out.contains("namespace/team-a created") && out.contains("configmap/c created"),
+        "{out}"
+    );
 
     // Passes the dry run (neither Deployment exists yet), fails for real on the
     // second because a Deployment's selector is immutable: everything created is undone.
-    let dep = |sel: &str| format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: twice\nspec:\n  selector:\n    matchLabels: {{app: {sel}}}\n  template:\n    metadata:\n      labels: {{app: {sel}}}\n    spec:\n      containers:\n      - name: c\n        image: x:1\n");
+    let dep = |sel: &str| {
+        format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: twice\nspec:\n  selector:\n    matchLabels: {{app: {sel}}}\n  template:\n    metadata:\n      labels: {{app: {sel}}}\n    spec:\n      containers:\n      - name: c\n        image: x:1\n")
+    };
     let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rollme\ndata: {{k: v}}\n---\n{}---\n{}", dep("a"), dep("b"));
     let path = write_file(&s, "rollback.yaml", &text);
     let out = s.selur(&["apply", "-f", &path]);
     let err = stderr(&out);
     assert!(!out.status.success(), "should fail");
-    assert!(err.contains("document 3") && err.contains("spec.selector"), "{err}");
+    assert!(
+        err.contains("document 3") && err.contains("spec.selector"),
+        "{err}"
+    );
     assert!(err.contains("rolled back"), "{err}");
-    assert!(!s.selur(&["get", "cm", "rollme"]).status.success(), "configmap rolled back");
-    assert!(!s.selur(&["get", "deploy", "twice"]).status.success(), "deployment rolled back");
+    assert!(
+        !s.selur(&["get", "cm", "rollme"]).status.success(),
+        "configmap rolled back"
+    );
+    assert!(
+        !s.selur(&["get", "deploy", "twice"]).status.success(),
+        "deployment rolled back"
+    );
 }

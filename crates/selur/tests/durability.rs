@@ -40,7 +40,11 @@ async fn kill_9_during_write_burst_loses_no_acknowledged_write() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "burst too small to mean anything: {}", acked.len());
+    assert!(
+        acked.len() > 50,
+        "burst too small to mean anything: {}",
+        acked.len()
+    );
     s.spawn();
     let (code, list) = call(&s.url, Method::GET, CM_PATH, None).await;
     assert_eq!(code, 200);
@@ -51,5 +55,10 @@ async fn kill_9_during_write_burst_loses_no_acknowledged_write() {
         .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
     let lost: Vec<_> = acked.iter().filter(|n| !present.contains(*n)).collect();
-    assert!(lost.is_empty(), "{} acknowledged writes lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
 }

@@ -45,8 +45,15 @@ fn summary(evs: &[Value]) -> Vec<(String, String, u64)> {
         .map(|e| {
             (
                 e["type"].as_str().unwrap().to_string(),
-                e["object"]["metadata"]["name"].as_str().unwrap().to_string(),
-                e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e["object"]["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
             )
         })
         .collect()
@@ -57,11 +64,23 @@ async fn changes(url: &str, from: usize, to: usize) -> Vec<(String, String)> {
     let mut expected = Vec::new();
     for i in from..to {
         let name = format!("w{i}");
-        let (c, _) = call(url, Method::POST, CM_PATH, Some(("application/json", &configmap(&name)))).await;
+        let (c, _) = call(
+            url,
+            Method::POST,
+            CM_PATH,
+            Some(("application/json", &configmap(&name))),
+        )
+        .await;
         assert_eq!(c, 201);
         expected.push(("ADDED".to_string(), name.clone()));
         let patch = json!({"data": {"k": format!("v{i}")}});
-        let (c, _) = call(url, Method::PATCH, &format!("{CM_PATH}/{name}"), Some(("application/merge-patch+json", &patch))).await;
+        let (c, _) = call(
+            url,
+            Method::PATCH,
+            &format!("{CM_PATH}/{name}"),
+            Some(("application/merge-patch+json", &patch)),
+        )
+        .await;
         assert_eq!(c, 200);
         expected.push(("MODIFIED".to_string(), name.clone()));
         if i % 3 == 0 {
@@ -77,12 +96,19 @@ async fn changes(url: &str, from: usize, to: usize) -> Vec<(String, String)> {
 async fn watch_sees_every_change_once_in_order_and_resumes_after_restart() {
     let mut s = Server::start(&[]);
     let (_, list) = call(&s.url, Method::GET, CM_PATH, None).await;
-    let start_rv = list["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let start_rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let expected = changes(&s.url, 0, 12).await;
     let got = summary(&watch_events(&s.url, &start_rv, expected.len()).await);
-    let got_pairs: Vec<(String, String)> = got.iter().map(|(t, n, _)| (t.clone(), n.clone())).collect();
+    let got_pairs: Vec<(String, String)> =
+        got.iter().map(|(t, n, _)| (t.clone(), n.clone())).collect();
     assert_eq!(got_pairs, expected);
-    assert!(got.windows(2).all(|w| w[0].2 < w[1].2), "resourceVersions strictly increase: {got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0].2 < w[1].2),
+        "resourceVersions strictly increase: {got:?}"
+    );
 
     // A live watch started before changes sees them as they happen.
     let url = s.url.clone();
@@ -91,39 +117,81 @@ async fn watch_sees_every_change_once_in_order_and_resumes_after_restart() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let more = changes(&s.url, 12, 14).await;
     let live = live.await.unwrap();
-    assert_eq!(live.iter().map(|(t, n, _)| (t.clone(), n.clone())).collect::<Vec<_>>(), more);
+    assert_eq!(
+        live.iter()
+            .map(|(t, n, _)| (t.clone(), n.clone()))
+            .collect::<Vec<_>>(),
+        more
+    );
 
     // Resume from the middle after a restart (kill -9), with changes on both sides of it.
     let mid_rv = got[got.len() / 2].2.to_string();
-    let tail: Vec<(String, String)> = expected[expected.len() / 2 + 1..].iter().cloned().chain(more.clone()).collect();
+    let tail: Vec<(String, String)> = expected[expected.len() / 2 + 1..]
+        .iter()
+        .cloned()
+        .chain(more.clone())
+        .collect();
     s.kill();
     s.spawn();
     let after = changes(&s.url, 14, 16).await;
     let want: Vec<(String, String)> = tail.into_iter().chain(after).collect();
     let resumed = summary(&watch_events(&s.url, &mid_rv, want.len()).await);
-    assert_eq!(resumed.iter().map(|(t, n, _)| (t.clone(), n.clone())).collect::<Vec<_>>(), want);
+    assert_eq!(
+        resumed
+            .iter()
+            .map(|(t, n, _)| (t.clone(), n.clone()))
+            .collect::<Vec<_>>(),
+        want
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_compacted_revision_is_gone() {
-    let s = Server::start(&["--history-retain-revisions", "5", "--compaction-interval", "1"]);
+    let s = Server::start(&[
+        "--history-retain-revisions",
+        "5",
+        "--compaction-interval",
+        "1",
+    ]);
     changes(&s.url, 0, 10).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let (code, body) = call(&s.url, Method::GET, &format!("{CM_PATH}?watch=true&resourceVersion=1&timeoutSeconds=1"), None).await;
+        let (code, body) = call(
+            &s.url,
+            Method::GET,
+            &format!("{CM_PATH}?watch=true&resourceVersion=1&timeoutSeconds=1"),
+            None,
+        )
+        .await;
         if code == 410 {
             assert_eq!(body["kind"], "Status");
             assert_eq!(body["code"], 410);
             assert_eq!(body["reason"], "Expired");
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never compacted (last {code})");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never compacted (last {code})"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // Recent history is still there.
     let (_, list) = call(&s.url, Method::GET, CM_PATH, None).await;
-    let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    let (code, _) = call(&s.url, Method::GET, &format!("{CM_PATH}?watch=true&resourceVersion={}&timeoutSeconds=1", rv - 2), None).await;
+    let rv: i64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (code, _) = call(
+        &s.url,
+        Method::GET,
+        &format!(
+            "{CM_PATH}?watch=true&resourceVersion={}&timeoutSeconds=1",
+            rv - 2
+        ),
+        None,
+    )
+    .await;
     assert_eq!(code, 200);
 }
 
@@ -131,7 +199,10 @@ async fn watch_from_compacted_revision_is_gone() {
 async fn watch_sends_bookmarks_when_asked() {
     let s = Server::start(&["--bookmark-interval", "1"]);
     let resp = reqwest::Client::new()
-        .get(format!("{}{CM_PATH}?watch=true&allowWatchBookmarks=true&resourceVersion=1", s.url))
+        .get(format!(
+            "{}{CM_PATH}?watch=true&allowWatchBookmarks=true&resourceVersion=1",
+            s.url
+        ))
         .send()
         .await
         .unwrap();
@@ -139,7 +210,11 @@ async fn watch_sends_bookmarks_when_asked() {
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains("BOOKMARK") {
-        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("no bookmark").unwrap().unwrap();
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("no bookmark")
+            .unwrap()
+            .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
 }

@@ -22,7 +22,8 @@ pub fn relevant(ev: &Event) -> bool {
         EventType::Put => {
             let v = &ev.kv.value;
             // Cheap byte checks avoid parsing every object on every write.
-            contains(v, b"\"deletionTimestamp\"") || (ev.prev.is_none() && contains(v, b"\"ownerReferences\""))
+            contains(v, b"\"deletionTimestamp\"")
+                || (ev.prev.is_none() && contains(v, b"\"ownerReferences\""))
         }
     }
 }
@@ -38,13 +39,20 @@ struct Obj {
 
 impl Obj {
     fn uid(&self) -> &str {
-        self.value.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("")
+        self.value
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
     fn owner_uids(&self) -> Vec<String> {
         self.value
             .pointer("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|o| o.get("uid")?.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| o.get("uid")?.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     }
     fn has_finalizer(&self, f: &str) -> bool {
@@ -59,7 +67,10 @@ impl Obj {
 }
 
 fn remove_finalizer(v: &mut Value, f: &str) {
-    if let Some(a) = v.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
+    if let Some(a) = v
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
         a.retain(|x| x != f);
     }
 }
@@ -68,8 +79,15 @@ async fn delete_obj(reg: &Registry, o: &Obj) -> ApiResult<()> {
     let Some(kind) = kind_of_key(&o.kv.key) else {
         return Ok(());
     };
-    let ns = o.value.pointer("/metadata/namespace").and_then(Value::as_str);
-    let name = o.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let ns = o
+        .value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str);
+    let name = o
+        .value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match reg.delete(kind, ns, name, &DeleteOptions::default()).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 404 || e.code == 409 => Ok(()),
@@ -99,7 +117,10 @@ pub async fn pass(reg: Registry) -> ApiResult<()> {
             for &d in &deps {
                 let dep = &objs[d];
                 let mut v = dep.value.clone();
-                if let Some(refs) = v.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+                if let Some(refs) = v
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(o.uid()));
                 }
                 reg.write_back(&dep.kv.key, dep.kv.mod_revision, &v).await?;
@@ -126,7 +147,8 @@ pub async fn pass(reg: Registry) -> ApiResult<()> {
             continue;
         }
         let owners = o.owner_uids();
-        if !owners.is_empty() && owners.iter().all(|u| !uids.contains(u.as_str())) && !o.deleting() {
+        if !owners.is_empty() && owners.iter().all(|u| !uids.contains(u.as_str())) && !o.deleting()
+        {
             tracing::debug!(key = %o.kv.key, "garbage collecting object whose owners are gone");
             delete_obj(&reg, o).await?;
         }

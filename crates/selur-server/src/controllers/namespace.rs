@@ -13,7 +13,11 @@ use crate::status::ApiResult;
 pub fn relevant(ev: &Event) -> bool {
     ev.event_type == EventType::Delete
         || (ev.kv.key.starts_with(&prefix(ns_kind(), None))
-            && ev.kv.value.windows(19).any(|w| w == b"\"deletionTimestamp\""))
+            && ev
+                .kv
+                .value
+                .windows(19)
+                .any(|w| w == b"\"deletionTimestamp\""))
 }
 
 /// One pass: empty and finalize every terminating namespace.
@@ -24,7 +28,11 @@ pub async fn pass(reg: Registry) -> ApiResult<()> {
         if ns.pointer("/metadata/deletionTimestamp").is_none() {
             continue;
         }
-        let name = ns.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = ns
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let mut remaining = 0usize;
         for kind in KINDS.iter().filter(|k| k.namespaced) {
             let (items, _) = reg.list_all(&prefix(kind, Some(&name))).await?;
@@ -34,8 +42,14 @@ pub async fn pass(reg: Registry) -> ApiResult<()> {
                 if obj.pointer("/metadata/deletionTimestamp").is_some() {
                     continue;
                 }
-                let n = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-                match reg.delete(kind, Some(&name), n, &DeleteOptions::default()).await {
+                let n = obj
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                match reg
+                    .delete(kind, Some(&name), n, &DeleteOptions::default())
+                    .await
+                {
                     Ok(_) => {}
                     Err(e) if e.code == 404 || e.code == 409 => {}
                     Err(e) => return Err(e),

@@ -65,14 +65,26 @@ impl Server {
         loop {
             if let Ok(text) = std::fs::read_to_string(&kc) {
                 if let Some(line) = text.lines().find(|l| l.trim_start().starts_with("server:")) {
-                    self.url = line.trim_start().trim_start_matches("server:").trim().to_string();
+                    self.url = line
+                        .trim_start()
+                        .trim_start_matches("server:")
+                        .trim()
+                        .to_string();
                     break;
                 }
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("server exited early ({status}): {}", self.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "server did not start: {}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -99,7 +111,11 @@ impl Server {
         let mut child = Command::new(SELUR)
             .args(args)
             .env("SELUR_CONFIG", self.kubeconfig())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
