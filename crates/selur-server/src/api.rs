@@ -14,7 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,6 +32,7 @@ use crate::watch::{self, WatchParams};
 pub struct ApiState {
     pub registry: Registry,
     pub bookmark_interval: Duration,
+    pub tunnels: crate::tunnel::Tunnels,
 }
 
 /// The router for the whole API.
@@ -43,6 +44,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(ok))
         .route("/api", get(api_versions))
         .route("/apis", get(api_groups))
+        .route("/api/v1/nodes/{name}/tunnel", get(crate::tunnel::accept))
+        .route(
+            "/api/v1/nodes/{name}/proxy/{*path}",
+            any(crate::tunnel::proxy),
+        )
         .fallback(dispatch)
         .with_state(state)
 }

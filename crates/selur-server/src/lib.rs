@@ -15,6 +15,7 @@ pub mod controllers;
 pub mod kubeconfig;
 pub mod registry;
 pub mod status;
+pub mod tunnel;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -38,6 +39,8 @@ pub struct ServerConfig {
     pub compaction_interval: Duration,
     pub bookmark_interval: Duration,
     pub gc_period: Duration,
+    /// How long a node may miss heartbeats before it is marked unreachable.
+    pub node_grace: Duration,
 }
 
 impl ServerConfig {
@@ -49,6 +52,7 @@ impl ServerConfig {
             compaction_interval: Duration::from_secs(60),
             bookmark_interval: Duration::from_secs(60),
             gc_period: Duration::from_secs(30),
+            node_grace: Duration::from_secs(40),
         }
     }
 }
@@ -85,6 +89,16 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with(config, shutdown, |_| {}).await
+}
+
+/// [`serve`], calling `on_listen` with the bound address once the API is reachable
+/// (the in-process agent uses it to dial back).
+pub async fn serve_with(
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    on_listen: impl FnOnce(SocketAddr) + Send,
+) -> Result<(), ServerError> {
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir, SqliteOptions::default()).map_err(|source| {
             ServerError::Store {
@@ -95,7 +109,7 @@ pub async fn serve(
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let registry = Registry::new(store.clone(), Admission::default(), clock);
-    for ns in ["default", "kube-system"] {
+    for ns in ["default", "kube-system", "kube-node-lease"] {
         registry
             .ensure_namespace(ns)
             .await
@@ -132,6 +146,14 @@ pub async fn serve(
         config.gc_period,
         controllers::namespace::pass,
     ));
+    let grace = config.node_grace;
+    tasks.spawn(controllers::run_loop(
+        "node-lifecycle",
+        registry.clone(),
+        controllers::node_lifecycle::relevant,
+        (grace / 4).max(Duration::from_millis(250)),
+        move |reg| controllers::node_lifecycle::pass(reg, grace),
+    ));
     tasks.spawn(compaction::run(
         store.clone(),
         config.compaction.clone(),
@@ -141,8 +163,10 @@ pub async fn serve(
     let state = Arc::new(api::ApiState {
         registry,
         bookmark_interval: config.bookmark_interval,
+        tunnels: tunnel::Tunnels::default(),
     });
     let app = api::router(state);
+    on_listen(addr);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

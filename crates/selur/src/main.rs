@@ -6,6 +6,7 @@
 mod apply;
 mod client;
 mod commands;
+mod image_cmd;
 mod manifest;
 mod print;
 
@@ -52,7 +53,14 @@ impl Global {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the control plane (API server, store, controllers).
+    /// Image commands on a node's store (through the API server and the node's tunnel).
+    Image(image_cmd::ImageArgs),
+    /// Run a node agent that joins a server.
+    #[command(
+        after_help = "Examples:\n  selur agent --server http://127.0.0.1:6443 --node-name n2 --data-dir /var/lib/selur-n2 \\\n      --node-label disk=ssd --node-taint dedicated=gpu:NoSchedule --capacity cpu=2,memory=4Gi,pods=50"
+    )]
+    Agent(AgentCmdArgs),
+    /// Run the control plane (API server, store, controllers) with an in-process node agent.
     #[command(
         after_help = "Examples:\n  selur server --data-dir /var/lib/selur --listen 127.0.0.1:6443\n  selur server --data-dir /tmp/s --listen 127.0.0.1:0 --history-retain-revisions 1000"
     )]
@@ -136,23 +144,124 @@ struct ServerArgs {
     /// How often watches that asked for bookmarks get one, in seconds.
     #[arg(long, default_value_t = 60)]
     bookmark_interval: u64,
+    /// Seconds a node may miss heartbeats before it is marked Ready=Unknown and tainted unreachable.
+    #[arg(long, default_value_t = 40)]
+    node_grace_period: u64,
+    /// Do not run a node agent inside the server (control plane only).
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    agent: AgentArgs,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
 }
 
-async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+/// Node settings shared by `selur agent` and the server's in-process agent.
+#[derive(Args, Debug, Clone)]
+struct AgentArgs {
+    /// Node name (default: this machine's host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Override detected capacity, e.g. cpu=2,memory=4Gi,pods=50.
+    #[arg(long, value_parser = parse_resources)]
+    capacity: Option<std::collections::BTreeMap<String, selur_api::quantity::Quantity>>,
+    /// Reserve part of the capacity for the system, e.g. cpu=500m,memory=512Mi.
+    #[arg(long, value_parser = parse_resources)]
+    reserved: Option<std::collections::BTreeMap<String, selur_api::quantity::Quantity>>,
+    /// Node label key=value (repeatable).
+    #[arg(long = "node-label", value_parser = parse_label)]
+    node_labels: Vec<(String, String)>,
+    /// Node taint key=value:Effect (repeatable).
+    #[arg(long = "node-taint")]
+    node_taints: Vec<selur_agent::Taint>,
+    /// Seconds between node lease renewals.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_interval: u64,
+}
+
+fn parse_resources(
+    s: &str,
+) -> Result<std::collections::BTreeMap<String, selur_api::quantity::Quantity>, String> {
+    selur_agent::node::parse_resources(s)
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?}: expected key=value"))
+}
+
+impl AgentArgs {
+    fn config(&self, server: String, data_dir: PathBuf) -> selur_agent::AgentConfig {
+        let name = self
+            .node_name
+            .clone()
+            .unwrap_or_else(selur_agent::node::hostname);
+        let mut c = selur_agent::AgentConfig::new(server, name, data_dir);
+        c.labels = self.node_labels.iter().cloned().collect();
+        c.taints = self.node_taints.clone();
+        c.capacity = self.capacity.clone().unwrap_or_default();
+        c.reserved = self.reserved.clone().unwrap_or_default();
+        c.heartbeat = Duration::from_secs(self.heartbeat_interval.max(1));
+        c
+    }
+}
+
+#[derive(Args, Debug)]
+struct AgentCmdArgs {
+    /// API server URL.
+    #[arg(long, env = "SELUR_SERVER_URL")]
+    server: String,
+    /// Where this node's images and state live.
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SELUR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if a.log_format == "json" {
+    if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
-    let mut config = ServerConfig::new(a.data_dir, a.listen);
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn run_agent(a: AgentCmdArgs) -> anyhow::Result<()> {
+    init_logging(&a.log_format);
+    let config = a.agent.config(a.server, a.data_dir);
+    selur_agent::run(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
+    init_logging(&a.log_format);
+    let mut config = ServerConfig::new(a.data_dir.clone(), a.listen);
+    config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
     config.compaction = match (a.history_retain_revisions, a.history_retain_seconds) {
         (Some(n), _) => CompactionPolicy::Revisions(n),
         (None, Some(s)) => CompactionPolicy::Age(Duration::from_secs(s)),
@@ -160,22 +269,28 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     };
     config.compaction_interval = Duration::from_secs(a.compaction_interval.max(1));
     config.bookmark_interval = Duration::from_secs(a.bookmark_interval.max(1));
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let agent_args = (!a.disable_agent).then(|| a.agent.clone());
+    let agent_dir = a.data_dir.join("agent");
+    let on_listen = move |addr: SocketAddr| {
+        if let Some(args) = agent_args {
+            let config = args.config(format!("http://{addr}"), agent_dir);
+            let mut rx = stop_rx;
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = selur_agent::run(config, stop).await {
+                    tracing::error!(error = %e, "in-process agent failed");
                 }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            });
         }
-        tracing::info!("shutting down");
     };
-    selur_server::serve(config, shutdown).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    selur_server::serve_with(config, shutdown, on_listen).await?;
     Ok(())
 }
 
@@ -183,6 +298,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
         Command::Server(a) => run_server(a).await,
+        Command::Agent(a) => run_agent(a).await,
+        Command::Image(a) => image_cmd::run(&g.client()?, a).await,
         Command::Apply { files, dry_run } => {
             let dry = match dry_run.as_deref() {
                 None => false,

@@ -388,22 +388,85 @@ pub fn table(
                 ]
             }),
         ),
-        "Node" => (
-            vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
-            Box::new(move |v: &Value| {
-                let ready = match condition(v, "Ready").as_deref() {
-                    Some("True") => "Ready",
-                    _ => "NotReady",
-                };
-                vec![
-                    s(v, "/metadata/name").into(),
-                    ready.into(),
-                    "<none>".into(),
-                    age(s(v, "/metadata/creationTimestamp"), now),
-                    s(v, "/status/nodeInfo/kubeletVersion").into(),
-                ]
-            }),
-        ),
+        "Node" => {
+            let mut h = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+            if wide {
+                h.extend([
+                    "INTERNAL-IP",
+                    "OS-IMAGE",
+                    "KERNEL-VERSION",
+                    "CAPACITY",
+                    "TAINTS",
+                ]);
+            }
+            (
+                h,
+                Box::new(move |v: &Value| {
+                    let mut status = match condition(v, "Ready").as_deref() {
+                        Some("True") => "Ready".to_string(),
+                        Some("Unknown") => "NotReady".to_string(),
+                        _ => "NotReady".to_string(),
+                    };
+                    if v.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
+                        status.push_str(",SchedulingDisabled");
+                    }
+                    let roles: Vec<String> = v
+                        .pointer("/metadata/labels")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.keys()
+                                .filter_map(|k| {
+                                    k.strip_prefix("node-role.kubernetes.io/").map(String::from)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let mut r = vec![
+                        s(v, "/metadata/name").into(),
+                        status,
+                        or_none(roles.join(",")),
+                        age(s(v, "/metadata/creationTimestamp"), now),
+                        s(v, "/status/nodeInfo/kubeletVersion").into(),
+                    ];
+                    if wide {
+                        let ip = v
+                            .pointer("/status/addresses")
+                            .and_then(Value::as_array)
+                            .and_then(|a| a.iter().find(|x| x["type"] == "InternalIP"))
+                            .and_then(|x| x["address"].as_str())
+                            .unwrap_or("<none>");
+                        let cap = format!(
+                            "cpu={},memory={},pods={}",
+                            s(v, "/status/allocatable/cpu"),
+                            s(v, "/status/allocatable/memory"),
+                            s(v, "/status/allocatable/pods")
+                        );
+                        let taints: Vec<String> = v
+                            .pointer("/spec/taints")
+                            .and_then(Value::as_array)
+                            .map(|ts| {
+                                ts.iter()
+                                    .map(|t| match t["value"].as_str() {
+                                        Some(val) => {
+                                            format!("{}={}:{}", s(t, "/key"), val, s(t, "/effect"))
+                                        }
+                                        None => format!("{}:{}", s(t, "/key"), s(t, "/effect")),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        r.extend([
+                            ip.to_string(),
+                            s(v, "/status/nodeInfo/osImage").into(),
+                            s(v, "/status/nodeInfo/kernelVersion").into(),
+                            cap,
+                            or_none(taints.join(",")),
+                        ]);
+                    }
+                    r
+                }),
+            )
+        }
         "Event" => (
             vec!["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
             Box::new(move |e: &Value| {

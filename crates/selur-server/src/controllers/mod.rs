@@ -5,6 +5,7 @@
 
 pub mod gc;
 pub mod namespace;
+pub mod node_lifecycle;
 
 use std::future::Future;
 use std::time::Duration;

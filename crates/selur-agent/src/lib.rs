@@ -1,0 +1,329 @@
+//! The Selur node agent: registers its Node with the API server and keeps it
+//! current (capacity, labels, taints, images, Ready), renews its Lease as a
+//! heartbeat, and dials a tunnel to the server over which it serves the
+//! node-local API (images now; logs, exec and port-forward later).
+//!
+//! Several agents with distinct node names and data dirs can run on one
+//! machine; everything an agent creates lives under its data dir.
+
+#![forbid(unsafe_code)]
+
+pub mod images;
+pub mod node;
+pub mod tunnel;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use selur_api::quantity::Quantity;
+use selur_image::ImageStore;
+
+pub use node::Taint;
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent configuration: {0}")]
+    Config(String),
+    #[error("API server {url}: {reason}")]
+    Api { url: String, reason: String },
+    #[error("image store: {0}")]
+    Images(#[from] selur_image::StoreError),
+}
+
+/// Settings of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// API server URL, e.g. `http://127.0.0.1:6443`.
+    pub server: String,
+    pub node_name: String,
+    pub data_dir: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub capacity: BTreeMap<String, Quantity>,
+    pub reserved: BTreeMap<String, Quantity>,
+    /// Lease renewal period.
+    pub heartbeat: Duration,
+    /// Full node status refresh period (also refreshed when images change).
+    pub status_interval: Duration,
+}
+
+impl AgentConfig {
+    pub fn new(server: String, node_name: String, data_dir: PathBuf) -> Self {
+        Self {
+            server,
+            node_name,
+            data_dir,
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            capacity: BTreeMap::new(),
+            reserved: BTreeMap::new(),
+            heartbeat: Duration::from_secs(10),
+            status_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running agent's shared state.
+pub struct Agent {
+    pub config: AgentConfig,
+    pub images: Arc<ImageStore>,
+    http: reqwest::Client,
+    /// Poked when the node's reported state (images) changed.
+    pub changed: Notify,
+}
+
+impl Agent {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.server.trim_end_matches('/'))
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ct: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), AgentError> {
+        let resp = self
+            .http
+            .request(method, self.url(path))
+            .header(reqwest::header::CONTENT_TYPE, ct)
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .send()
+            .await
+            .map_err(|e| AgentError::Api {
+                url: self.config.server.clone(),
+                reason: e.to_string(),
+            })?;
+        let code = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(Value::Null);
+        Ok((code, v))
+    }
+
+    fn node_path(&self) -> String {
+        format!("/api/v1/nodes/{}", self.config.node_name)
+    }
+
+    /// `status.images`: names and sizes of what the store holds.
+    pub fn images_status(&self) -> Value {
+        match self.images.list() {
+            Ok(list) => Value::Array(
+                list.iter()
+                    .map(|i| {
+                        let mut names = i.names.clone();
+                        names.push(format!("{}", i.digest));
+                        json!({"names": names, "sizeBytes": i.size})
+                    })
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list images for node status");
+                json!([])
+            }
+        }
+    }
+
+    /// Create the Node, or bring an existing one in line with this agent's settings.
+    pub async fn register(&self) -> Result<(), AgentError> {
+        let (cap, alloc) =
+            node::capacity_and_allocatable(&self.config.capacity, &self.config.reserved)?;
+        let mut labels: BTreeMap<String, String> = BTreeMap::from([
+            (
+                "kubernetes.io/hostname".to_string(),
+                self.config.node_name.clone(),
+            ),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+            ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+        ]);
+        labels.extend(self.config.labels.clone());
+        let user_taints: Vec<Value> = self.config.taints.iter().map(Taint::to_json).collect();
+        let node = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.config.node_name, "labels": labels},
+            "spec": {"taints": user_taints}});
+        let (code, existing) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/nodes",
+                "application/json",
+                &node,
+            )
+            .await?;
+        if code == 409 {
+            let (_, current) = self
+                .call(
+                    reqwest::Method::GET,
+                    &self.node_path(),
+                    "application/json",
+                    &Value::Null,
+                )
+                .await
+                .map(|(c, v)| (c, v))?;
+            // Keep the taints the control plane owns (node.kubernetes.io/*); replace ours.
+            let mut taints: Vec<Value> = current
+                .pointer("/spec/taints")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|t| {
+                            t["key"]
+                                .as_str()
+                                .is_some_and(|k| k.starts_with("node.kubernetes.io/"))
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            taints.extend(user_taints);
+            let patch = json!({"metadata": {"labels": labels}, "spec": {"taints": taints}});
+            let (c, v) = self
+                .call(
+                    reqwest::Method::PATCH,
+                    &self.node_path(),
+                    "application/merge-patch+json",
+                    &patch,
+                )
+                .await?;
+            if c != 200 {
+                return Err(self.refused("updating the Node", &v));
+            }
+        } else if code != 201 {
+            return Err(self.refused("registering the Node", &existing));
+        }
+        self.post_status(&cap, &alloc).await?;
+        self.renew_lease().await
+    }
+
+    fn refused(&self, what: &str, status: &Value) -> AgentError {
+        AgentError::Api {
+            url: self.config.server.clone(),
+            reason: format!(
+                "{what} failed: {}",
+                status["message"].as_str().unwrap_or("unexpected answer")
+            ),
+        }
+    }
+
+    async fn post_status(
+        &self,
+        cap: &BTreeMap<String, Quantity>,
+        alloc: &BTreeMap<String, Quantity>,
+    ) -> Result<(), AgentError> {
+        let patch = json!({"status": node::status(cap, alloc, self.images_status())});
+        let (c, v) = self
+            .call(
+                reqwest::Method::PATCH,
+                &format!("{}/status", self.node_path()),
+                "application/merge-patch+json",
+                &patch,
+            )
+            .await?;
+        if c != 200 {
+            return Err(self.refused("posting node status", &v));
+        }
+        Ok(())
+    }
+
+    /// Renew (or create) `kube-node-lease/<node>`.
+    pub async fn renew_lease(&self) -> Result<(), AgentError> {
+        let path = format!(
+            "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{}",
+            self.config.node_name
+        );
+        let lease_secs = (self.config.heartbeat.as_secs() * 4).max(1);
+        let patch = json!({"spec": {"holderIdentity": self.config.node_name, "renewTime": node::now_micro(),
+            "leaseDurationSeconds": lease_secs}});
+        let (c, _) = self
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                "application/merge-patch+json",
+                &patch,
+            )
+            .await?;
+        if c == 404 {
+            let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.config.node_name, "namespace": "kube-node-lease"},
+                "spec": patch["spec"]});
+            let (c, v) = self
+                .call(
+                    reqwest::Method::POST,
+                    "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases",
+                    "application/json",
+                    &lease,
+                )
+                .await?;
+            if c != 201 && c != 409 {
+                return Err(self.refused("creating the node lease", &v));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run an agent until `shutdown` resolves.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let images = Arc::new(ImageStore::open(&config.data_dir.join("images"))?);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    let agent = Arc::new(Agent {
+        config,
+        images,
+        http,
+        changed: Notify::new(),
+    });
+    // The server may still be starting (in-process agent): retry registration.
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match agent.register().await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "node registration failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    tracing::info!(node = %agent.config.node_name, "node registered");
+    let tunnel = tokio::spawn(tunnel::maintain(agent.clone()));
+    let beat = tokio::spawn(heartbeat(agent.clone()));
+    shutdown.await;
+    tunnel.abort();
+    beat.abort();
+    Ok(())
+}
+
+async fn heartbeat(agent: Arc<Agent>) {
+    let mut lease = tokio::time::interval(agent.config.heartbeat);
+    let mut status = tokio::time::interval(agent.config.status_interval);
+    lease.tick().await;
+    status.tick().await;
+    loop {
+        let refresh_status = tokio::select! {
+            _ = lease.tick() => false,
+            _ = status.tick() => true,
+            _ = agent.changed.notified() => true,
+        };
+        let result = if refresh_status {
+            match node::capacity_and_allocatable(&agent.config.capacity, &agent.config.reserved) {
+                Ok((cap, alloc)) => agent.post_status(&cap, &alloc).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            agent.renew_lease().await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}

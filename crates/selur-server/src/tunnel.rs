@@ -1,0 +1,159 @@
+//! Agent tunnels: an agent dials the server (`GET /api/v1/nodes/{name}/tunnel`
+//! with `Upgrade: selur-tunnel`), and the upgraded connection then carries
+//! HTTP/2 the other way round: the server is the client, the agent serves its
+//! node-local API. Nodes need no inbound port (as k3s does it). Requests to
+//! `/api/v1/nodes/{name}/proxy/{path}` are forwarded over the node's tunnel,
+//! bodies streamed both ways (image uploads, later logs and exec).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::TokioExecutor;
+
+use crate::api::ApiState;
+use crate::status::ApiError;
+
+/// The protocol name in the `Upgrade` header.
+pub const PROTOCOL: &str = "selur-tunnel";
+
+/// Connected agents, by node name.
+#[derive(Clone, Default)]
+pub struct Tunnels {
+    inner: Arc<Mutex<HashMap<String, (u64, SendRequest<Body>)>>>,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Tunnels {
+    fn insert(&self, node: &str, sender: SendRequest<Body>) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = self.inner.lock() {
+            m.insert(node.to_string(), (id, sender));
+        }
+        id
+    }
+    fn remove(&self, node: &str, id: u64) {
+        if let Ok(mut m) = self.inner.lock() {
+            if m.get(node).is_some_and(|(i, _)| *i == id) {
+                m.remove(node);
+            }
+        }
+    }
+    fn get(&self, node: &str) -> Option<SendRequest<Body>> {
+        self.inner.lock().ok()?.get(node).map(|(_, s)| s.clone())
+    }
+    /// Names of nodes with a live tunnel.
+    pub fn connected(&self) -> Vec<String> {
+        self.inner
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// `GET /api/v1/nodes/{name}/tunnel`: accept an agent's tunnel.
+pub async fn accept(
+    State(state): State<Arc<ApiState>>,
+    Path(node): Path<String>,
+    mut req: Request,
+) -> Response {
+    let tunnels = state.tunnels.clone();
+    let wants = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(PROTOCOL));
+    if !wants {
+        return ApiError::bad_request(format!(
+            "the tunnel endpoint needs `Upgrade: {PROTOCOL}` (it is for selur agents)"
+        ))
+        .into_response();
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "tunnel upgrade failed");
+                return;
+            }
+        };
+        let (sender, conn) =
+            match hyper::client::conn::http2::handshake(TokioExecutor::new(), upgraded).await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(%node, error = %e, "tunnel HTTP/2 handshake failed");
+                    return;
+                }
+            };
+        let id = tunnels.insert(&node, sender);
+        tracing::info!(%node, "agent tunnel connected");
+        if let Err(e) = conn.await {
+            tracing::info!(%node, error = %e, "agent tunnel closed");
+        }
+        tunnels.remove(&node, id);
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    resp.headers_mut()
+        .insert(header::UPGRADE, HeaderValue::from_static(PROTOCOL));
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    resp
+}
+
+/// `ANY /api/v1/nodes/{name}/proxy/{*path}`: forward to the node's agent.
+pub async fn proxy(
+    State(state): State<Arc<ApiState>>,
+    Path((node, path)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Some(mut sender) = state.tunnels.get(&node) else {
+        return ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node:?} has no agent connected: is `selur agent --node-name {node}` running?"),
+        )
+        .into_response();
+    };
+    let (parts, body) = req.into_parts();
+    let pq = match parts.uri.query() {
+        Some(q) => format!("/{path}?{q}"),
+        None => format!("/{path}"),
+    };
+    let uri: Uri = match format!("http://{node}{pq}").parse() {
+        Ok(u) => u,
+        Err(e) => {
+            return ApiError::bad_request(format!("bad proxy path {pq:?}: {e}")).into_response()
+        }
+    };
+    let mut fwd = Request::new(body);
+    *fwd.method_mut() = parts.method;
+    *fwd.uri_mut() = uri;
+    for (k, v) in parts.headers.iter() {
+        if k != header::HOST && k != header::CONNECTION && k != header::TRANSFER_ENCODING {
+            fwd.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    if let Err(e) = sender.ready().await {
+        return ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node:?} tunnel is not usable: {e}"),
+        )
+        .into_response();
+    }
+    match sender.send_request(fwd).await {
+        Ok(resp) => resp.map(Body::new),
+        Err(e) => ApiError::new(
+            502,
+            "BadGateway",
+            format!("node {node:?} did not answer over its tunnel: {e}"),
+        )
+        .into_response(),
+    }
+}

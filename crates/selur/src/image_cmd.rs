@@ -1,0 +1,302 @@
+//! `selur image ...`: image commands, sent through the API server to a
+//! node's agent over its tunnel (`/api/v1/nodes/{node}/proxy/images...`);
+//! local files (archives, build contexts) are streamed up.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::{status_error, Client};
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// The node whose image store to use (default: the only node).
+    #[arg(long, global = true)]
+    node: Option<String>,
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// List the node's images.
+    Ls,
+    /// Show an image's digest, labels, user, entrypoint, layers and sizes.
+    Inspect { name: String },
+    /// Remove an image name (its blobs go at the next prune).
+    Rm { name: String },
+    /// Delete blobs and layers no image refers to.
+    Prune,
+    /// Import an OCI layout directory, oci-archive or docker-archive tar.
+    #[command(
+        after_help = "Examples:\n  selur image import busybox.oci.tar --tag localhost/busybox:1\n  selur image import app.docker.tar"
+    )]
+    Import {
+        file: PathBuf,
+        /// Name to give the image (needed when the archive has no full name).
+        #[arg(long, short = 't')]
+        tag: Option<String>,
+    },
+    /// Build an image from a distroless Containerfile (no RUN).
+    #[command(after_help = "Examples:\n  selur image build -f Containerfile -t localhost/web:1 .")]
+    Build {
+        /// The Containerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Name(s) to tag the result with (repeatable).
+        #[arg(short = 't', long = "tag", required = true)]
+        tags: Vec<String>,
+        /// The build context directory.
+        context: PathBuf,
+    },
+    /// Check an image: dynamic executables, root user, Lago Grey labels, size budget.
+    Lint {
+        name: String,
+        /// Size budget in MB (compressed).
+        #[arg(long)]
+        budget_mb: Option<f64>,
+    },
+}
+
+async fn pick_node(client: &Client, node: Option<String>) -> anyhow::Result<String> {
+    if let Some(n) = node {
+        return Ok(n);
+    }
+    let nodes = client.get("/api/v1/nodes").await?;
+    let names: Vec<String> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    match names.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no nodes have joined yet: start `selur server` (with its agent) or `selur agent`"
+        ),
+        many => bail!(
+            "there are {} nodes ({}); pick one with --node NAME",
+            many.len(),
+            many.join(", ")
+        ),
+    }
+}
+
+fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1}GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1}MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.1}kB", b / 1e3)
+    } else {
+        format!("{bytes}B")
+    }
+}
+
+async fn send(
+    client: &Client,
+    path: &str,
+    method: Method,
+    query: &[(&str, String)],
+    body: Option<reqwest::Body>,
+    ct: &str,
+) -> anyhow::Result<Value> {
+    let url = format!("{}{}", client.base, path);
+    let mut req = reqwest::Client::new().request(method, &url).query(query);
+    if let Some(b) = body {
+        req = req.header(reqwest::header::CONTENT_TYPE, ct).body(b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let code = resp.status().as_u16();
+    let raw = resp.bytes().await.unwrap_or_default();
+    let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    if (200..300).contains(&code) {
+        Ok(v)
+    } else {
+        Err(status_error(code, &v, &raw).into())
+    }
+}
+
+/// Tar the build context (and the Containerfile as `.selur/Containerfile`).
+fn context_tar(context: &Path, file: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", context)
+        .with_context(|| format!("cannot read build context {}", context.display()))?;
+    b.append_path_with_name(file, ".selur/Containerfile")
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    b.into_inner().context("cannot finish the context archive")
+}
+
+pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
+    let node = pick_node(client, a.node).await?;
+    let base = format!("/api/v1/nodes/{node}/proxy/images");
+    match a.cmd {
+        ImageCmd::Ls => {
+            let v = send(client, &base, Method::GET, &[], None, "").await?;
+            let mut rows = vec![vec![
+                "NAME".to_string(),
+                "DIGEST".into(),
+                "SIZE".into(),
+                "USER".into(),
+            ]];
+            for i in v["images"].as_array().into_iter().flatten() {
+                let digest = i["digest"].as_str().unwrap_or("");
+                let short = digest
+                    .strip_prefix("sha256:")
+                    .unwrap_or(digest)
+                    .chars()
+                    .take(12)
+                    .collect::<String>();
+                for n in i["names"].as_array().into_iter().flatten() {
+                    rows.push(vec![
+                        n.as_str().unwrap_or("").to_string(),
+                        short.clone(),
+                        human(i["size"].as_u64().unwrap_or(0)),
+                        i["user"].as_str().unwrap_or("<root>").to_string(),
+                    ]);
+                }
+            }
+            print!("{}", crate::print::render(&rows));
+        }
+        ImageCmd::Inspect { name } => {
+            let v = send(
+                client,
+                &format!("{base}/inspect"),
+                Method::GET,
+                &[("name", name)],
+                None,
+                "",
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        ImageCmd::Rm { name } => {
+            let v = send(
+                client,
+                &format!("{base}/remove"),
+                Method::POST,
+                &[("name", name.clone())],
+                None,
+                "",
+            )
+            .await?;
+            for n in v["untagged"].as_array().into_iter().flatten() {
+                println!("Untagged: {}", n.as_str().unwrap_or(""));
+            }
+        }
+        ImageCmd::Prune => {
+            let v = send(
+                client,
+                &format!("{base}/prune"),
+                Method::POST,
+                &[],
+                None,
+                "",
+            )
+            .await?;
+            println!(
+                "Total reclaimed space: {}",
+                human(v["freedBytes"].as_u64().unwrap_or(0))
+            );
+        }
+        ImageCmd::Import { file, tag } => {
+            let f = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let mut q = Vec::new();
+            if let Some(t) = tag {
+                q.push(("tag", t));
+            }
+            let v = send(
+                client,
+                &format!("{base}/import"),
+                Method::POST,
+                &q,
+                Some(reqwest::Body::from(f)),
+                "application/octet-stream",
+            )
+            .await?;
+            for i in v["images"].as_array().into_iter().flatten() {
+                println!(
+                    "Imported {} ({}, {})",
+                    i["name"].as_str().unwrap_or(""),
+                    i["digest"].as_str().unwrap_or(""),
+                    human(i["size"].as_u64().unwrap_or(0))
+                );
+            }
+        }
+        ImageCmd::Build {
+            file,
+            tags,
+            context,
+        } => {
+            let file = match file {
+                Some(f) => f,
+                None => {
+                    let c = context.join("Containerfile");
+                    if c.is_file() {
+                        c
+                    } else {
+                        context.join("Dockerfile")
+                    }
+                }
+            };
+            if !context.is_dir() {
+                bail!("build context {} is not a directory", context.display());
+            }
+            let body = context_tar(&context, &file)?;
+            let q: Vec<(&str, String)> = tags.iter().map(|t| ("tag", t.clone())).collect();
+            let v = send(
+                client,
+                &format!("{base}/build"),
+                Method::POST,
+                &q,
+                Some(reqwest::Body::from(body)),
+                "application/x-tar",
+            )
+            .await?;
+            println!("{}", v["digest"].as_str().unwrap_or(""));
+            for n in v["names"].as_array().into_iter().flatten() {
+                println!("Tagged {}", n.as_str().unwrap_or(""));
+            }
+        }
+        ImageCmd::Lint { name, budget_mb } => {
+            let mut q = vec![("name", name.clone())];
+            if let Some(b) = budget_mb {
+                q.push(("budgetBytes", ((b * 1e6) as u64).to_string()));
+            }
+            let v = send(client, &format!("{base}/lint"), Method::GET, &q, None, "").await?;
+            let mut errors = 0;
+            for f in v["findings"].as_array().into_iter().flatten() {
+                let sev = f["severity"].as_str().unwrap_or("");
+                if sev.eq_ignore_ascii_case("error") {
+                    errors += 1;
+                }
+                let path = f["path"]
+                    .as_str()
+                    .map(|p| format!(" {p}:"))
+                    .unwrap_or_default();
+                println!(
+                    "{}{path} [{}] {}",
+                    sev.to_ascii_uppercase(),
+                    f["code"].as_str().unwrap_or(""),
+                    f["message"].as_str().unwrap_or("")
+                );
+            }
+            if errors > 0 {
+                return Err(anyhow!("{name}: {errors} lint error(s)"));
+            }
+            println!("{name}: no lint errors");
+        }
+    }
+    Ok(())
+}
