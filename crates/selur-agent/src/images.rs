@@ -76,6 +76,128 @@ async fn prune(State(a): State<Arc<Agent>>) -> Response {
     }
 }
 
+/// Write a request body to a temp file in the image store (same file system).
+async fn body_to_temp(a: &Agent, body: axum::body::Body) -> Result<tempfile::NamedTempFile, Response> {
+    use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    let tmp = a.images.temp_file().map_err(store_failure)?;
+    let std_file = tmp.reopen().map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let mut f = tokio::fs::File::from_std(std_file);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| failure(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")))?;
+        f.write_all(&chunk)
+            .await
+            .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    }
+    f.flush().await.map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(tmp)
+}
+
+#[derive(Deserialize)]
+pub struct ImportQuery {
+    tag: Option<String>,
+}
+
+async fn import(State(a): State<Arc<Agent>>, Query(q): Query<ImportQuery>, body: axum::body::Body) -> Response {
+    let tmp = match body_to_temp(&a, body).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let agent = a.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        selur_image::import::import(&agent.images, tmp.path(), q.tag.as_deref())
+    })
+    .await;
+    match res {
+        Ok(Ok(images)) => {
+            a.changed.notify_one();
+            let list: Vec<_> = images
+                .iter()
+                .map(|i| json!({"name": i.name, "digest": i.digest, "size": i.size}))
+                .collect();
+            Json(json!({"images": list})).into_response()
+        }
+        Ok(Err(e)) => failure(StatusCode::BAD_REQUEST, e),
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn build(State(a): State<Arc<Agent>>, axum::extract::RawQuery(raw): axum::extract::RawQuery, body: axum::body::Body) -> Response {
+    let tags: Vec<String> = raw
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("tag="))
+        .map(|t| percent_decode(t))
+        .collect();
+    let tmp = match body_to_temp(&a, body).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let agent = a.clone();
+    let res = tokio::task::spawn_blocking(move || -> Result<selur_image::build::BuiltImage, String> {
+        let dir = tempfile::tempdir_in(agent.images.root().join("tmp")).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(tmp.path()).map_err(|e| e.to_string())?;
+        // The tar crate refuses entries that would land outside `dir`.
+        tar::Archive::new(file)
+            .unpack(dir.path())
+            .map_err(|e| format!("the build context archive is not valid: {e}"))?;
+        let cf = dir.path().join(".selur/Containerfile");
+        selur_image::build::build(&agent.images, &cf, dir.path(), &tags, &selur_image::build::BuildOptions::default())
+            .map_err(|e| e.to_string().replace(&dir.path().join(".selur/").display().to_string(), ""))
+    })
+    .await;
+    match res {
+        Ok(Ok(b)) => {
+            a.changed.notify_one();
+            Json(json!({"digest": b.digest, "names": b.names})).into_response()
+        }
+        Ok(Err(e)) => failure(StatusCode::BAD_REQUEST, e),
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LintQuery {
+    name: String,
+    budget_bytes: Option<u64>,
+}
+
+async fn lint(State(a): State<Arc<Agent>>, Query(q): Query<LintQuery>) -> Response {
+    let agent = a.clone();
+    let res = tokio::task::spawn_blocking(move || selur_image::lint::lint(&agent.images, &q.name, q.budget_bytes)).await;
+    match res {
+        Ok(Ok(r)) => Json(r).into_response(),
+        Ok(Err(e)) => failure(StatusCode::BAD_REQUEST, e),
+        Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
 /// The router served over the tunnel.
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
@@ -84,5 +206,8 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/images/inspect", get(inspect))
         .route("/images/remove", post(remove))
         .route("/images/prune", post(prune))
+        .route("/images/import", post(import))
+        .route("/images/build", post(build))
+        .route("/images/lint", get(lint))
         .with_state(agent)
 }

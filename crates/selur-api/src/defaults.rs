@@ -273,6 +273,7 @@ pub fn apply(obj: &mut TypedObject) {
         }
         TypedObject::VirtualService(v) => set(&mut v.status, json!({})),
         TypedObject::ServiceMonitor(m) => set(&mut m.status, json!({})),
+        TypedObject::Image(i) => set(&mut i.status, Default::default()),
         TypedObject::Endpoints(_)
         | TypedObject::Event(_)
         | TypedObject::LimitRange(_)

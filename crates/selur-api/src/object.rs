@@ -90,4 +90,5 @@ typed_objects! {
     PodSecurityPolicy => types::PodSecurityPolicy,
     VirtualService => types::VirtualService,
     ServiceMonitor => types::ServiceMonitor,
+    Image => types::Image,
 }

@@ -300,3 +300,59 @@ pub struct MonitorEndpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub honor_labels: Option<bool>,
 }
+
+/// `images.selur.io/v1` Image: the cluster's catalog entry for one image
+/// manifest, named `sha256-<hex>`. Nodes report what they hold; the server
+/// keeps these so the scheduler and policy can reason about images.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Image {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: ImageSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ImageStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Manifest digest, `sha256:<hex>`.
+    #[serde(default)]
+    pub digest: String,
+    /// Normalised names pointing at it (`ghcr.io/hyperpolymath/lago-grey:minimal`).
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub layers: Vec<ImageLayer>,
+    /// Config labels (`io.hyperpolymath.*`, `org.opencontainers.image.*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// Manifest + config + compressed layers.
+    #[serde(default)]
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageLayer {
+    pub digest: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageStatus {
+    /// Nodes holding the image.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}

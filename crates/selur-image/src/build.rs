@@ -15,10 +15,12 @@
 //! source's modes; config and manifest are JSON with sorted keys and a fixed
 //! `created`, so the same inputs always give the same manifest digest.
 
+mod args;
 mod copy;
 mod image;
 mod layer;
 mod parse;
+mod place;
 mod stage;
 pub(crate) mod tree;
 mod words;
@@ -33,7 +35,8 @@ use crate::reference;
 use crate::store::{ImageStore, StoreError};
 
 use image::{write_image, ImageParts};
-use stage::{declare_args, Ctx, Stage};
+use args::declare_args;
+use stage::{Ctx, Stage};
 
 /// Knobs of a build besides the Containerfile and context.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -307,7 +310,7 @@ fn from(ins: &parse::Instruction, ctx: &Ctx<'_>, done: &[Stage]) -> Result<Stage
         return Ok(s.derive(name));
     }
     let d = ctx.store.resolve(image).map_err(|e| match e {
-        StoreError::NotFound(_) => format!(
+        StoreError::NotFound(_) | StoreError::Reference(_) => format!(
             "{image} is not in the node's image store; import or pull it first (see `selur image ls`), or start FROM scratch"
         ),
         e => image::store_msg(e),

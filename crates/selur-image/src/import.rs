@@ -43,14 +43,17 @@ pub struct ImportedImage {
 /// Errors of [`import`].
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// Reading the input failed.
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    /// Neither an OCI layout, an oci-archive nor a docker-archive.
     #[error("{path} is not an image: {reason}; import an OCI layout directory, an oci-archive or a docker-archive (e.g. written by `skopeo copy ... oci-archive:FILE:TAG`)")]
     NotAnImage { path: PathBuf, reason: String },
+    /// A metadata file does not parse or contradicts itself.
     #[error(
         "{file} in {path} is not valid: {reason}; the export is damaged — export the image again"
     )]
@@ -59,8 +62,10 @@ pub enum ImportError {
         file: String,
         reason: String,
     },
+    /// A referenced blob is neither in the input nor in the store.
     #[error("blob {digest} is referenced but missing from {path}; export the image again with all its blobs")]
     MissingBlob { path: PathBuf, digest: String },
+    /// A blob does not match its digest.
     #[error("{file} in {path} was refused: {source}; the export is damaged or tampered with — export the image again")]
     BlobRefused {
         path: PathBuf,
@@ -68,6 +73,7 @@ pub enum ImportError {
         #[source]
         source: StoreError,
     },
+    /// A blob is not the size its descriptor says.
     #[error("blob {digest} in {path} is {actual} bytes but its descriptor says {expected}; the export is damaged — export the image again")]
     SizeMismatch {
         path: PathBuf,
@@ -75,6 +81,7 @@ pub enum ImportError {
         expected: u64,
         actual: u64,
     },
+    /// A docker-archive layer does not match the config's diff_id.
     #[error("layer {file} in {path} does not match the config's diff_id {expected} (it is {actual}); the export is damaged — export the image again")]
     LayerMismatch {
         path: PathBuf,
@@ -82,8 +89,10 @@ pub enum ImportError {
         expected: String,
         actual: Digest,
     },
+    /// No usable name in the input: `tag` is needed.
     #[error("{path} does not say which name to give {what}; pass one with --tag NAME[:TAG] (e.g. --tag localhost/app:1)")]
     NeedTag { path: PathBuf, what: String },
+    /// `tag` given for an input holding several images.
     #[error("{path} holds {count} images, so --tag {tag:?} is ambiguous (their names: {names:?}); import without --tag, or extract one image first (e.g. with skopeo)")]
     AmbiguousTag {
         path: PathBuf,
@@ -91,20 +100,24 @@ pub enum ImportError {
         count: usize,
         names: Vec<String>,
     },
+    /// `tag` is not a valid image name.
     #[error("--tag {tag:?}: {source}; give a name like localhost/app:1")]
     BadTag {
         tag: String,
         #[source]
         source: BadReference,
     },
+    /// An image index without a linux/amd64 image.
     #[error("image index {index} in {path} has no linux/amd64 image; export that platform (e.g. `skopeo copy --override-arch amd64 ...`)")]
     NoPlatform { path: PathBuf, index: Digest },
+    /// Image indexes nested too deep.
     #[error("image indexes in {path} are nested more than {max} deep at {digest}; the export is not a usable image")]
     TooDeep {
         path: PathBuf,
         digest: Digest,
         max: usize,
     },
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -11,7 +11,9 @@ pub mod build;
 pub mod digest;
 pub mod import;
 pub mod lint;
+pub mod pull;
 pub mod reference;
+pub mod registries;
 pub mod store;
 pub mod unpack;
 

@@ -426,7 +426,7 @@ impl ImageStore {
                     .first()
                     .filter(|_| index.manifests().len() == 1)
             })
-            .and_then(|m| Digest::parse(&m.digest().to_string()).ok())
+            .and_then(|m| Digest::parse(m.digest().as_ref()).ok())
     }
 }
 

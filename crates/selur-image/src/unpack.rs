@@ -65,36 +65,51 @@ impl Default for UnpackLimits {
 /// Why a layer entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Hostile {
+    /// An absolute entry path.
     #[error("absolute path")]
     Absolute,
+    /// A `..` component (or a symlink climbing above the root).
     #[error("path contains `..`")]
     ParentDir,
+    /// Written through a symlink leading outside the layer.
     #[error(
         "it would be written through symlink {link:?} -> {target:?}, which leads outside the layer"
     )]
     SymlinkEscape { link: String, target: String },
+    /// Symlinks nested too deep.
     #[error("too many levels of symlinks")]
     SymlinkLoop,
+    /// A parent component is a file.
     #[error("{path:?} is not a directory")]
     NotADirectory { path: String },
+    /// A hard link to outside the layer.
     #[error("hard link to {target:?}, which is outside the layer")]
     HardlinkOutside { target: String },
+    /// A hard link to a file not (yet) extracted.
     #[error("hard link to {target:?}, which does not exist in the layer (yet)")]
     HardlinkMissing { target: String },
+    /// A character or block device (other than a 0/0 whiteout).
     #[error("device nodes are not allowed in images")]
     Device,
+    /// A named pipe.
     #[error("FIFOs are not allowed in images")]
     Fifo,
+    /// A tar entry type selur does not extract.
     #[error("unsupported tar entry type {0}")]
     UnsupportedType(String),
+    /// A link without a target.
     #[error("empty symlink or hard link target")]
     EmptyLink,
+    /// A whiteout naming nothing (`.wh.`, `.wh..`).
     #[error("bad whiteout name")]
     BadWhiteout,
+    /// An entry named like selur's whiteout record.
     #[error("{WHITEOUT_RECORD} is a name reserved by selur")]
     Reserved,
+    /// More entries than `max_entries`.
     #[error("the layer has more than {max} entries")]
     TooManyEntries { max: u64 },
+    /// More uncompressed bytes than `max_bytes`.
     #[error("the layer is larger than {max} bytes uncompressed")]
     TooLarge { max: u64 },
 }
@@ -102,16 +117,20 @@ pub enum Hostile {
 /// Errors of layer unpacking.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
+    /// The store failed (missing blob, bad manifest, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A hostile entry; nothing of the layer was kept.
     #[error("layer {layer}: entry {entry:?} refused: {kind}; the layer is unsafe to unpack — rebuild the image without it or import a trusted copy")]
     Refused {
         layer: Digest,
         entry: String,
         kind: Hostile,
     },
+    /// Not a tar layer (e.g. encrypted).
     #[error("layer {layer} has media type {media_type:?}, which is not a (gzip/zstd) tar layer selur can unpack; rebuild the image with plain OCI layers")]
     UnsupportedMediaType { layer: Digest, media_type: String },
+    /// The blob does not decompress or is not a tar.
     #[error("layer {layer} is not a readable tar ({at}): {source}; the blob is corrupt — remove the image and import it again")]
     Corrupt {
         layer: Digest,
@@ -119,8 +138,10 @@ pub enum UnpackError {
         #[source]
         source: io::Error,
     },
+    /// The blob on disk is not what its digest says.
     #[error("layer {layer} on disk hashes to {actual}; the store is corrupt — remove the image and import it again")]
     DigestMismatch { layer: Digest, actual: Digest },
+    /// The file system failed.
     #[error("unpacking layer {layer}: {path}: {source}")]
     Io {
         layer: Digest,
@@ -225,12 +246,7 @@ pub fn unpack_image(
             what: format!("layer descriptor in manifest {manifest}"),
             reason: e.to_string(),
         })?;
-        dirs.push(unpack_layer(
-            store,
-            &d,
-            &l.media_type().to_string(),
-            limits,
-        )?);
+        dirs.push(unpack_layer(store, &d, l.media_type().as_ref(), limits)?);
     }
     Ok(dirs)
 }

@@ -146,6 +146,15 @@ pub async fn serve_with(
         config.gc_period,
         controllers::namespace::pass,
     ));
+    let tunnels = tunnel::Tunnels::default();
+    let catalog_tunnels = tunnels.clone();
+    tasks.spawn(controllers::run_loop(
+        "image-catalog",
+        registry.clone(),
+        controllers::catalog::relevant,
+        Duration::from_secs(30),
+        move |reg| controllers::catalog::pass(reg, catalog_tunnels.clone()),
+    ));
     let grace = config.node_grace;
     tasks.spawn(controllers::run_loop(
         "node-lifecycle",
@@ -163,7 +172,7 @@ pub async fn serve_with(
     let state = Arc::new(api::ApiState {
         registry,
         bookmark_interval: config.bookmark_interval,
-        tunnels: tunnel::Tunnels::default(),
+        tunnels,
     });
     let app = api::router(state);
     on_listen(addr);

@@ -157,3 +157,36 @@ pub async fn proxy(
         .into_response(),
     }
 }
+
+impl Tunnels {
+    /// GET a JSON document from a node's agent over its tunnel.
+    pub async fn get_json(&self, node: &str, path_and_query: &str) -> Result<serde_json::Value, ApiError> {
+        use http_body_util::BodyExt;
+        let mut sender = self.get(node).ok_or_else(|| {
+            ApiError::new(503, "ServiceUnavailable", format!("node {node:?} has no agent connected"))
+        })?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("node {node:?} tunnel: {e}")))?;
+        let req = Request::get(format!("http://{node}{path_and_query}"))
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?;
+        let code = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if code >= 300 {
+            return Err(ApiError::new(code, "NodeError", v["message"].as_str().unwrap_or("node request failed").to_string()));
+        }
+        Ok(v)
+    }
+}

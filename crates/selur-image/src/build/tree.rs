@@ -53,6 +53,10 @@ pub(crate) enum TreeError {
     },
 }
 
+/// Called for every regular file with (path, mode, contents, size).
+pub(crate) type Visitor<'a, T> =
+    dyn FnMut(&str, u32, &mut dyn Read, u64) -> io::Result<Option<T>> + 'a;
+
 /// One entry of one layer, before it is merged.
 enum Op<T> {
     Put(String, Node<T>),
@@ -120,12 +124,12 @@ impl<T: Clone> Tree<T> {
         }
     }
 
-    /// Merge `layers` (bottom first). `visit(path, contents, size)` is called
-    /// for every regular file; what it returns is kept as the node's data.
+    /// Merge `layers` (bottom first). `visit(path, mode, contents, size)` is
+    /// called for every regular file; what it returns is kept as its data.
     pub fn read(
         store: &ImageStore,
         layers: &[Digest],
-        visit: &mut dyn FnMut(&str, &mut dyn Read, u64) -> io::Result<Option<T>>,
+        visit: &mut Visitor<'_, T>,
     ) -> Result<Self, TreeError> {
         let mut tree = Tree::empty();
         for d in layers {
@@ -262,10 +266,7 @@ impl<T: Clone> Tree<T> {
 }
 
 /// Read one layer's tar stream into merge operations.
-fn read_layer<T>(
-    reader: Box<dyn Read>,
-    visit: &mut dyn FnMut(&str, &mut dyn Read, u64) -> io::Result<Option<T>>,
-) -> io::Result<Vec<Op<T>>> {
+fn read_layer<T>(reader: Box<dyn Read>, visit: &mut Visitor<'_, T>) -> io::Result<Vec<Op<T>>> {
     let mut ops = Vec::new();
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
@@ -319,7 +320,7 @@ fn read_layer<T>(
             ops.push(Op::Put(path, node(Kind::Dir, None)));
         } else if et.is_file() || et.is_contiguous() || et.is_gnu_sparse() {
             let size = entry.size();
-            let data = visit(&path, &mut entry, size)?;
+            let data = visit(&path, mode, &mut entry, size)?;
             ops.push(Op::Put(path, node(Kind::File { size }, data)));
         } else if et.is_character_special() || et.is_block_special() || et.is_fifo() {
             ops.push(Op::Put(path, node(Kind::Other, None)));

@@ -142,6 +142,8 @@ pub(super) fn scan(store: &ImageStore, path: &Path) -> Result<Scanned, ImportErr
                 continue;
             }
             "repositories" => continue,
+            // Legacy docker-save metadata, never referenced by manifest.json.
+            n if n.ends_with("/VERSION") || n.ends_with("/json") => continue,
             _ => {}
         }
         let expected = name

@@ -120,7 +120,15 @@ impl<'a> Extractor<'a> {
             max: self.limits.max_bytes,
         };
         let mut archive = tar::Archive::new(counted);
-        let mut last = String::from("(start of layer)");
+        let mut last = String::from("(first entry)");
+        // What an error between entries names: the entry being read.
+        let next = |last: &str, first: bool| {
+            if first {
+                "(first entry)".to_string()
+            } else {
+                format!("(entry after {last:?})")
+            }
+        };
         let entries = archive
             .entries()
             .map_err(|e| super::corrupt(self.layer, &last, e))?;
@@ -129,19 +137,13 @@ impl<'a> Extractor<'a> {
             let mut entry = match entry {
                 Ok(e) => e,
                 Err(_) if read.get() > self.limits.max_bytes => {
-                    return Err(self.refused(&last, too_large))
+                    return Err(self.refused(&next(&last, count == 0), too_large))
                 }
-                Err(e) => {
-                    return Err(super::corrupt(
-                        self.layer,
-                        &format!("after entry {last:?}"),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(super::corrupt(self.layer, &next(&last, count == 0), e)),
             };
             let name = entry
                 .path()
-                .map_err(|e| super::corrupt(self.layer, &format!("after entry {last:?}"), e))?;
+                .map_err(|e| super::corrupt(self.layer, &next(&last, count == 0), e))?;
             last = name.display().to_string();
             count += 1;
             if count > self.limits.max_entries {
@@ -361,7 +363,7 @@ impl<'a> Extractor<'a> {
             let shown_dir = resolve::display(&parent);
             if !(self.setfattr_works
                 && run(Command::new("setfattr")
-                    .args(["-n", "trusted.overlay.opaque", "-v", "y"])
+                    .args(["-h", "-n", "trusted.overlay.opaque", "-v", "y"])
                     .arg(&dir)))
             {
                 self.setfattr_works = false;

@@ -3,6 +3,7 @@
 //! registry) that is idempotent and is re-run whenever a relevant change
 //! arrives on a watch, and periodically as a safety net.
 
+pub mod catalog;
 pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;
