@@ -77,20 +77,28 @@ async fn prune(State(a): State<Arc<Agent>>) -> Response {
 }
 
 /// Write a request body to a temp file in the image store (same file system).
-async fn body_to_temp(a: &Agent, body: axum::body::Body) -> Result<tempfile::NamedTempFile, Response> {
+async fn body_to_temp(
+    a: &Agent,
+    body: axum::body::Body,
+) -> Result<tempfile::NamedTempFile, Response> {
     use futures::StreamExt;
     use tokio::io::AsyncWriteExt;
     let tmp = a.images.temp_file().map_err(store_failure)?;
-    let std_file = tmp.reopen().map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let mut f = tokio::fs::File::from_std(std_file);
+    let std_file = tmp
+        .reopen()
+        .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let mut f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::from_std(std_file));
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| failure(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, format!("upload interrupted: {e}")))?;
         f.write_all(&chunk)
             .await
             .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     }
-    f.flush().await.map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    f.flush()
+        .await
+        .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(tmp)
 }
 
@@ -99,7 +107,11 @@ pub struct ImportQuery {
     tag: Option<String>,
 }
 
-async fn import(State(a): State<Arc<Agent>>, Query(q): Query<ImportQuery>, body: axum::body::Body) -> Response {
+async fn import(
+    State(a): State<Arc<Agent>>,
+    Query(q): Query<ImportQuery>,
+    body: axum::body::Body,
+) -> Response {
     let tmp = match body_to_temp(&a, body).await {
         Ok(t) => t,
         Err(r) => return r,
@@ -123,30 +135,45 @@ async fn import(State(a): State<Arc<Agent>>, Query(q): Query<ImportQuery>, body:
     }
 }
 
-async fn build(State(a): State<Arc<Agent>>, axum::extract::RawQuery(raw): axum::extract::RawQuery, body: axum::body::Body) -> Response {
+async fn build(
+    State(a): State<Arc<Agent>>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    body: axum::body::Body,
+) -> Response {
     let tags: Vec<String> = raw
         .unwrap_or_default()
         .split('&')
         .filter_map(|kv| kv.strip_prefix("tag="))
-        .map(|t| percent_decode(t))
+        .map(percent_decode)
         .collect();
     let tmp = match body_to_temp(&a, body).await {
         Ok(t) => t,
         Err(r) => return r,
     };
     let agent = a.clone();
-    let res = tokio::task::spawn_blocking(move || -> Result<selur_image::build::BuiltImage, String> {
-        let dir = tempfile::tempdir_in(agent.images.root().join("tmp")).map_err(|e| e.to_string())?;
-        let file = std::fs::File::open(tmp.path()).map_err(|e| e.to_string())?;
-        // The tar crate refuses entries that would land outside `dir`.
-        tar::Archive::new(file)
-            .unpack(dir.path())
-            .map_err(|e| format!("the build context archive is not valid: {e}"))?;
-        let cf = dir.path().join(".selur/Containerfile");
-        selur_image::build::build(&agent.images, &cf, dir.path(), &tags, &selur_image::build::BuildOptions::default())
-            .map_err(|e| e.to_string().replace(&dir.path().join(".selur/").display().to_string(), ""))
-    })
-    .await;
+    let res =
+        tokio::task::spawn_blocking(move || -> Result<selur_image::build::BuiltImage, String> {
+            let dir =
+                tempfile::tempdir_in(agent.images.root().join("tmp")).map_err(|e| e.to_string())?;
+            let file = std::fs::File::open(tmp.path()).map_err(|e| e.to_string())?;
+            // The tar crate refuses entries that would land outside `dir`.
+            tar::Archive::new(file)
+                .unpack(dir.path())
+                .map_err(|e| format!("the build context archive is not valid: {e}"))?;
+            let cf = dir.path().join(".selur/Containerfile");
+            selur_image::build::build(
+                &agent.images,
+                &cf,
+                dir.path(),
+                &tags,
+                &selur_image::build::BuildOptions::default(),
+            )
+            .map_err(|e| {
+                e.to_string()
+                    .replace(&dir.path().join(".selur/").display().to_string(), "")
+            })
+        })
+        .await;
     match res {
         Ok(Ok(b)) => {
             a.changed.notify_one();
@@ -163,16 +190,14 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -190,7 +215,10 @@ pub struct LintQuery {
 
 async fn lint(State(a): State<Arc<Agent>>, Query(q): Query<LintQuery>) -> Response {
     let agent = a.clone();
-    let res = tokio::task::spawn_blocking(move || selur_image::lint::lint(&agent.images, &q.name, q.budget_bytes)).await;
+    let res = tokio::task::spawn_blocking(move || {
+        selur_image::lint::lint(&agent.images, &q.name, q.budget_bytes)
+    })
+    .await;
     match res {
         Ok(Ok(r)) => Json(r).into_response(),
         Ok(Err(e)) => failure(StatusCode::BAD_REQUEST, e),

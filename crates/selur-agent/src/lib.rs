@@ -51,6 +51,9 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Full node status refresh period (also refreshed when images change).
     pub status_interval: Duration,
+    /// Image garbage collection thresholds and how often to check them.
+    pub image_gc: selur_image::gc::GcPolicy,
+    pub image_gc_period: Duration,
 }
 
 impl AgentConfig {
@@ -65,6 +68,8 @@ impl AgentConfig {
             reserved: BTreeMap::new(),
             heartbeat: Duration::from_secs(10),
             status_interval: Duration::from_secs(60),
+            image_gc: selur_image::gc::GcPolicy::default(),
+            image_gc_period: Duration::from_secs(300),
         }
     }
 }
@@ -162,8 +167,7 @@ impl Agent {
                     "application/json",
                     &Value::Null,
                 )
-                .await
-                .map(|(c, v)| (c, v))?;
+                .await?;
             // Keep the taints the control plane owns (node.kubernetes.io/*); replace ours.
             let mut taints: Vec<Value> = current
                 .pointer("/spec/taints")
@@ -297,9 +301,11 @@ pub async fn run(
     tracing::info!(node = %agent.config.node_name, "node registered");
     let tunnel = tokio::spawn(tunnel::maintain(agent.clone()));
     let beat = tokio::spawn(heartbeat(agent.clone()));
+    let gc = tokio::spawn(image_gc(agent.clone()));
     shutdown.await;
     tunnel.abort();
     beat.abort();
+    gc.abort();
     Ok(())
 }
 
@@ -324,6 +330,34 @@ async fn heartbeat(agent: Arc<Agent>) {
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, "heartbeat failed");
+        }
+    }
+}
+
+/// Collect unused images when the disk passes the high threshold.
+async fn image_gc(agent: Arc<Agent>) {
+    let mut tick = tokio::time::interval(agent.config.image_gc_period);
+    loop {
+        tick.tick().await;
+        let a = agent.clone();
+        // No pods run on this node yet, so nothing is in use; the runtime adds its images here.
+        let res = tokio::task::spawn_blocking(move || {
+            selur_image::gc::collect(
+                &a.images,
+                &selur_image::gc::StatVfs,
+                a.config.image_gc,
+                &Default::default(),
+            )
+        })
+        .await;
+        match res {
+            Ok(Ok(r)) if !r.removed.is_empty() => {
+                tracing::info!(removed = ?r.removed, freed = r.freed_bytes, "image garbage collection");
+                agent.changed.notify_one();
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "image garbage collection task failed"),
         }
     }
 }

@@ -95,11 +95,14 @@ pub fn detect_capacity() -> BTreeMap<String, Quantity> {
     out
 }
 
+/// Resource name to amount.
+pub type Resources = BTreeMap<String, Quantity>;
+
 /// Capacity with overrides applied, and allocatable = capacity - reserved.
 pub fn capacity_and_allocatable(
     overrides: &BTreeMap<String, Quantity>,
     reserved: &BTreeMap<String, Quantity>,
-) -> Result<(BTreeMap<String, Quantity>, BTreeMap<String, Quantity>), AgentError> {
+) -> Result<(Resources, Resources), AgentError> {
     let mut cap = detect_capacity();
     for (k, v) in overrides {
         cap.insert(k.clone(), *v);

@@ -65,6 +65,8 @@ async fn session(agent: &Arc<Agent>) -> Result<(), AgentError> {
     tracing::info!(node = %agent.config.node_name, "tunnel to API server established");
     let svc = TowerToHyperService::new(crate::images::router(agent.clone()));
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(16 << 20)
         .serve_connection(upgraded, svc)
         .await
         .map_err(|e| api_err(agent, e))

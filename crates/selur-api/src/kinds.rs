@@ -271,7 +271,16 @@ pub static KINDS: &[ResourceKind] = &[
         false,
         false,
     ),
-    k("images.selur.io", "v1", "Image", "images", false, &["img"], true, false),
+    k(
+        "images.selur.io",
+        "v1",
+        "Image",
+        "images",
+        false,
+        &["img"],
+        true,
+        false,
+    ),
 ];
 
 /// The kind named by a manifest's `apiVersion` and `kind`.

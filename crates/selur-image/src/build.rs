@@ -34,8 +34,8 @@ use crate::digest::Digest;
 use crate::reference;
 use crate::store::{ImageStore, StoreError};
 
-use image::{write_image, ImageParts};
 use args::declare_args;
+use image::{write_image, ImageParts};
 use stage::{Ctx, Stage};
 
 /// Knobs of a build besides the Containerfile and context.
@@ -67,6 +67,7 @@ impl BuildOptions {
 pub struct BuiltImage {
     /// Manifest digest.
     pub digest: Digest,
+    /// Config blob digest.
     pub config_digest: Digest,
     /// Normalised names it was tagged with.
     pub names: Vec<String>,
@@ -78,34 +79,59 @@ pub enum BuildError {
     /// A problem with one instruction (the message says how to fix it).
     #[error("{file}:{line}: {message}")]
     At {
+        /// The Containerfile as given.
         file: String,
+        /// 1-based line the instruction starts on.
         line: usize,
+        /// What is wrong and how to fix it.
         message: String,
     },
+    /// The Containerfile cannot be read.
     #[error("cannot read the Containerfile {path}: {source}; check the path given with -f")]
     Containerfile {
+        /// The path given.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: io::Error,
     },
+    /// The context directory cannot be read.
     #[error("build context {path} is not a readable directory: {source}")]
     Context {
+        /// The path given.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: io::Error,
     },
+    /// The Containerfile has no FROM.
     #[error("{file}: no FROM instruction; start the build with FROM scratch or FROM <image in the node's store>")]
-    NoFrom { file: String },
+    NoFrom {
+        /// The Containerfile as given.
+        file: String,
+    },
+    /// `BuildOptions::target` names no stage.
     #[error("{file}: there is no stage {target:?} to build; stages are {stages}")]
     NoSuchTarget {
+        /// The Containerfile as given.
         file: String,
+        /// The requested stage.
         target: String,
+        /// The stages there are, comma-separated.
         stages: String,
     },
+    /// A tag is not a valid image reference (checked before building).
     #[error("tag {tag:?} is not a valid image name: {reason}")]
-    Tag { tag: String, reason: String },
+    Tag {
+        /// The tag as given.
+        tag: String,
+        /// Why it is not valid.
+        reason: String,
+    },
+    /// Config or manifest could not be made or stored.
     #[error("writing the image failed: {0}")]
     Write(String),
+    /// Tagging failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -9,6 +9,7 @@
 
 pub mod build;
 pub mod digest;
+pub mod gc;
 pub mod import;
 pub mod lint;
 pub mod pull;

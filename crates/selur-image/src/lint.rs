@@ -32,8 +32,11 @@ pub const LAGO_GREY_LABELS: [&str; 6] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The image will not work as a Lago Grey image (or breaks policy).
     Error,
+    /// Likely a mistake, or missing metadata.
     Warning,
+    /// For information only.
     Info,
 }
 
@@ -50,6 +53,7 @@ impl fmt::Display for Severity {
 /// One thing the lint found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// How bad it is.
     pub severity: Severity,
     /// Stable identifier: `dynamic-binary`, `root-user`, `missing-label`, ...
     pub code: &'static str,
@@ -73,10 +77,12 @@ pub struct LintReport {
     pub digest: Digest,
     /// Manifest + config + compressed layers, bytes.
     pub size: u64,
+    /// Errors first, then warnings, then information.
     pub findings: Vec<Finding>,
 }
 
 impl LintReport {
+    /// Is any finding an [`Severity::Error`]?
     pub fn has_errors(&self) -> bool {
         self.findings.iter().any(|f| f.severity == Severity::Error)
     }
@@ -90,10 +96,17 @@ impl LintReport {
 /// Why an image could not be linted at all.
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
+    /// The image or one of its blobs is not in the store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A layer blob does not decompress or is not a tar.
     #[error("layer {digest} cannot be read: {reason}; the blob may be corrupt: remove the image and import it again")]
-    Layer { digest: Digest, reason: String },
+    Layer {
+        /// The layer's digest.
+        digest: Digest,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 impl From<TreeError> for LintError {

@@ -15,6 +15,9 @@
 //! is discarded). Two pulls of the same layer into the same store in one
 //! process are deduplicated: the second waits for the first. The manifest
 //! and names are written last, so an image is only visible once complete.
+//!
+//! Blob files are written with ordinary (blocking) file I/O from the pulling
+//! task, chunk by chunk as they arrive; the final fsync of each blob too.
 
 mod inflight;
 mod remote;
@@ -142,8 +145,12 @@ pub async fn pull(
             layers.push((d, l.size()));
         }
     }
-    let fetched: Vec<bool> = futures::stream::iter(layers.iter())
+    // Futures built up front (not in a stream's `map`), so the pull future is `Send`.
+    let jobs: Vec<_> = layers
+        .iter()
         .map(|(d, size)| fetch_layer(store, &order, &r, d, *size, progress))
+        .collect();
+    let fetched: Vec<bool> = futures::stream::iter(jobs)
         .buffer_unordered(PARALLEL_LAYERS)
         .try_collect()
         .await?;
@@ -238,7 +245,9 @@ async fn resolve_on(remote: &Remote, r: &Reference) -> Result<Resolved, Failure>
         (None, bytes, digest)
     };
     let manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
-        Failure::Retry(format!("manifest {digest} is not a valid image manifest: {e}"))
+        Failure::Retry(format!(
+            "manifest {digest} is not a valid image manifest: {e}"
+        ))
     })?;
     let config_digest = descriptor_digest(manifest.config().digest().as_ref())?;
     let mut config_bytes = Vec::new();

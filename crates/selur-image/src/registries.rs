@@ -42,6 +42,8 @@ pub enum SettingsError {
     },
     #[error("registry settings {path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("registry settings: {0}")]
+    Parse(String),
 }
 
 /// The whole settings file.
@@ -77,7 +79,17 @@ fn yes() -> bool {
 
 /// Ordered `regex → replacement` rules (`$1` etc. refer to capture groups).
 #[derive(Debug, Clone, Default)]
-pub struct Rewrites(pub Vec<(regex::Regex, String)>);
+pub struct Rewrites(Vec<(regex::Regex, String)>);
+
+impl Rewrites {
+    /// `repository` rewritten by the first rule that matches it, if any.
+    pub fn apply(&self, repository: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(re, _)| re.is_match(repository))
+            .map(|(re, to)| re.replace(repository, to.as_str()).into_owned())
+    }
+}
 
 impl<'de> Deserialize<'de> for Rewrites {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -191,22 +203,28 @@ impl RegistrySettings {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| SettingsError::Invalid {
-            path: path.to_path_buf(),
-            message,
+        Self::parse(&text).map_err(|e| match e {
+            SettingsError::Parse(message) => SettingsError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
         })
     }
 
     /// Parse settings from YAML text (an empty document is the default).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SettingsError> {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        let s: Self = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+        let s: Self =
+            yaml_serde::from_str(text).map_err(|e| SettingsError::Parse(e.to_string()))?;
         for (registry, m) in &s.mirrors {
             for e in &m.endpoint {
                 split_endpoint(e).map_err(|reason| {
-                    format!("mirrors.{registry}.endpoint: {e:?} is not usable: {reason}")
+                    SettingsError::Parse(format!(
+                        "mirrors.{registry}.endpoint: {e:?} is not usable: {reason}"
+                    ))
                 })?;
             }
         }
@@ -229,10 +247,7 @@ impl RegistrySettings {
                 };
                 let repository = m
                     .rewrite
-                    .0
-                    .iter()
-                    .find(|(re, _)| re.is_match(&r.repository))
-                    .map(|(re, to)| re.replace(&r.repository, to.as_str()).into_owned())
+                    .apply(&r.repository)
                     .unwrap_or_else(|| r.repository.clone());
                 out.push(self.endpoint(host, scheme, repository, true));
             }
@@ -344,7 +359,10 @@ configs:
         );
         assert_eq!(e[0].ca_file.as_deref(), Some(Path::new("/tmp/ca.pem")));
         assert_eq!(e[0].auth.as_ref().map(|a| a.username.as_str()), Some("u"));
-        assert_eq!((e[1].host.as_str(), e[1].protocol), ("127.0.0.1:5000", Protocol::Http));
+        assert_eq!(
+            (e[1].host.as_str(), e[1].protocol),
+            ("127.0.0.1:5000", Protocol::Http)
+        );
         assert_eq!(
             (e[2].host.as_str(), e[2].repository.as_str(), e[2].mirror),
             ("ghcr.io", "hyperpolymath/lago-grey", false)
@@ -359,14 +377,27 @@ configs:
 
     #[test]
     fn strict() {
-        let err = RegistrySettings::parse("mirrors:\n  ghcr.io:\n    endpoints: []\n").unwrap_err();
-        assert!(err.contains("endpoints") && err.contains("line 3"), "{err}");
-        let err = RegistrySettings::parse("mirrors: {x: {endpoint: [\"ftp://a\"]}}").unwrap_err();
-        assert!(err.contains("ftp"), "{err}");
-        let err = RegistrySettings::parse("mirrors: {x: {rewrite: {\"(\": a}}}").unwrap_err();
-        assert!(err.contains("regular expression"), "{err}");
-        let off = RegistrySettings::parse("mirrors: {\"*\": {endpoint: [\"a:1\"], upstream: false}}")
-            .unwrap();
+        let err = |y: &str| RegistrySettings::parse(y).unwrap_err().to_string();
+        let e = err("mirrors:\n  ghcr.io:\n    endpoints: []\n");
+        assert!(
+            e.contains("mirrors.ghcr.io: unknown field `endpoints`") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = err("mirrors: {x: {endpoint: [\"ftp://a\"]}}");
+        assert!(e.contains("ftp"), "{e}");
+        let e = err("mirrors: {x: {rewrite: {\"(\": a}}}");
+        assert!(e.contains("regular expression"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registries.yaml");
+        std::fs::write(&path, "configs:\n  a:\n    tls: {ca: x}\n").unwrap();
+        let e = RegistrySettings::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains(&path.display().to_string()) && e.contains("line 3"),
+            "{e}"
+        );
+        let off =
+            RegistrySettings::parse("mirrors: {\"*\": {endpoint: [\"a:1\"], upstream: false}}")
+                .unwrap();
         let e = off.endpoints(&Reference::parse("quay.io/x/y").unwrap());
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].host, "a:1");

@@ -21,10 +21,13 @@ use crate::status::ApiError;
 /// The protocol name in the `Upgrade` header.
 pub const PROTOCOL: &str = "selur-tunnel";
 
+/// One live tunnel: a connection id (so a stale close cannot remove a newer tunnel) and its sender.
+type Connected = (u64, SendRequest<Body>);
+
 /// Connected agents, by node name.
 #[derive(Clone, Default)]
 pub struct Tunnels {
-    inner: Arc<Mutex<HashMap<String, (u64, SendRequest<Body>)>>>,
+    inner: Arc<Mutex<HashMap<String, Connected>>>,
     next: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -82,14 +85,19 @@ pub async fn accept(
                 return;
             }
         };
-        let (sender, conn) =
-            match hyper::client::conn::http2::handshake(TokioExecutor::new(), upgraded).await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(%node, error = %e, "tunnel HTTP/2 handshake failed");
-                    return;
-                }
-            };
+        // Large flow-control windows: image uploads stream through here.
+        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(8 << 20)
+            .initial_connection_window_size(16 << 20)
+            .handshake(upgraded)
+            .await;
+        let (sender, conn) = match handshake {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%node, error = %e, "tunnel HTTP/2 handshake failed");
+                return;
+            }
+        };
         let id = tunnels.insert(&node, sender);
         tracing::info!(%node, "agent tunnel connected");
         if let Err(e) = conn.await {
@@ -160,15 +168,26 @@ pub async fn proxy(
 
 impl Tunnels {
     /// GET a JSON document from a node's agent over its tunnel.
-    pub async fn get_json(&self, node: &str, path_and_query: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn get_json(
+        &self,
+        node: &str,
+        path_and_query: &str,
+    ) -> Result<serde_json::Value, ApiError> {
         use http_body_util::BodyExt;
         let mut sender = self.get(node).ok_or_else(|| {
-            ApiError::new(503, "ServiceUnavailable", format!("node {node:?} has no agent connected"))
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node:?} has no agent connected"),
+            )
         })?;
-        sender
-            .ready()
-            .await
-            .map_err(|e| ApiError::new(503, "ServiceUnavailable", format!("node {node:?} tunnel: {e}")))?;
+        sender.ready().await.map_err(|e| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node:?} tunnel: {e}"),
+            )
+        })?;
         let req = Request::get(format!("http://{node}{path_and_query}"))
             .body(Body::empty())
             .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -183,9 +202,17 @@ impl Tunnels {
             .await
             .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?
             .to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         if code >= 300 {
-            return Err(ApiError::new(code, "NodeError", v["message"].as_str().unwrap_or("node request failed").to_string()));
+            return Err(ApiError::new(
+                code,
+                "NodeError",
+                v["message"]
+                    .as_str()
+                    .unwrap_or("node request failed")
+                    .to_string(),
+            ));
         }
         Ok(v)
     }

@@ -178,6 +178,12 @@ struct AgentArgs {
     /// Seconds between node lease renewals.
     #[arg(long, default_value_t = 10)]
     heartbeat_interval: u64,
+    /// Disk usage (percent) above which unused images are garbage collected.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    image_gc_high_threshold: u8,
+    /// Disk usage (percent) image garbage collection frees down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
 }
 
 fn parse_resources(
@@ -204,6 +210,12 @@ impl AgentArgs {
         c.capacity = self.capacity.clone().unwrap_or_default();
         c.reserved = self.reserved.clone().unwrap_or_default();
         c.heartbeat = Duration::from_secs(self.heartbeat_interval.max(1));
+        c.image_gc = selur_image::gc::GcPolicy {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self
+                .image_gc_low_threshold
+                .min(self.image_gc_high_threshold),
+        };
         c
     }
 }

@@ -13,8 +13,15 @@ use common::{stderr, stdout, Server, SELUR};
 use serde_json::Value;
 
 fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A busybox image made with umoci, exported by skopeo in both archive forms.
@@ -30,11 +37,38 @@ fn archives(dir: &Path) -> (String, String) {
     std::fs::copy("/bin/busybox", format!("{b}/rootfs/bin/busybox")).unwrap();
     std::os::unix::fs::symlink("/bin/busybox", format!("{b}/rootfs/bin/sh")).unwrap();
     sh("umoci", &["repack", "--image", &img, b]);
-    sh("umoci", &["config", "--image", &img, "--config.user", "65532", "--config.label", "io.hyperpolymath.size-mb=1.2", "--config.entrypoint", "/bin/busybox"]);
+    sh(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &img,
+            "--config.user",
+            "65532",
+            "--config.label",
+            "io.hyperpolymath.size-mb=1.2",
+            "--config.entrypoint",
+            "/bin/busybox",
+        ],
+    );
     let oci = dir.join("img.oci.tar").display().to_string();
     let docker = dir.join("img.docker.tar").display().to_string();
-    sh("skopeo", &["copy", &format!("oci:{img}"), &format!("oci-archive:{oci}:t")]);
-    sh("skopeo", &["copy", &format!("oci:{img}"), &format!("docker-archive:{docker}:localhost/docker-import:latest")]);
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{img}"),
+            &format!("oci-archive:{oci}:t"),
+        ],
+    );
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            &format!("oci:{img}"),
+            &format!("docker-archive:{docker}:localhost/docker-import:latest"),
+        ],
+    );
     (oci, docker)
 }
 
@@ -71,11 +105,27 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
     let ctx_s = ctx.to_str().unwrap();
     let d1 = s.ok(&["image", "build", "-t", "localhost/web:1", ctx_s]);
     let d2 = s.ok(&["image", "build", "-t", "localhost/web:2", ctx_s]);
-    assert_eq!(d1.lines().next(), d2.lines().next(), "same inputs, same digest");
+    assert_eq!(
+        d1.lines().next(),
+        d2.lines().next(),
+        "same inputs, same digest"
+    );
     std::fs::write(ctx.join("Bad"), "FROM scratch\nRUN echo hi\n").unwrap();
-    let out = s.selur(&["image", "build", "-f", ctx.join("Bad").to_str().unwrap(), "-t", "localhost/bad:1", ctx_s]);
+    let out = s.selur(&[
+        "image",
+        "build",
+        "-f",
+        ctx.join("Bad").to_str().unwrap(),
+        "-t",
+        "localhost/bad:1",
+        ctx_s,
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains(":2") && stderr(&out).contains("RUN"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(":2") && stderr(&out).contains("RUN"),
+        "{}",
+        stderr(&out)
+    );
 
     // Lint: static busybox passes; a dynamic binary is an error (non-zero exit).
     let out = s.selur(&["image", "lint", "localhost/web:1"]);
@@ -88,7 +138,11 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
 
     // ls, the catalog, rm.
     let ls = s.ok(&["image", "ls"]);
-    for n in ["localhost/web:1", "localhost/web:2", "localhost/oci-import:1"] {
+    for n in [
+        "localhost/web:1",
+        "localhost/web:2",
+        "localhost/oci-import:1",
+    ] {
         assert!(ls.contains(n), "{ls}");
     }
     let digest = d1.lines().next().unwrap().trim().to_string();
@@ -98,24 +152,47 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
         let out = s.selur(&["get", "images", &catalog_name, "-o", "json"]);
         if out.status.success() {
             let img: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if img["status"]["nodes"] == serde_json::json!(["main"]) && img["spec"]["layers"].as_array().is_some_and(|l| l.len() == 1) {
+            if img["status"]["nodes"] == serde_json::json!(["main"])
+                && img["spec"]["layers"]
+                    .as_array()
+                    .is_some_and(|l| l.len() == 1)
+            {
                 assert_eq!(img["spec"]["user"], "65532");
                 assert_eq!(img["spec"]["labels"]["io.hyperpolymath.pq-crypto"], "true");
                 let names = img["spec"]["names"].as_array().unwrap();
-                assert!(names.contains(&Value::from("localhost/web:1")) && names.contains(&Value::from("localhost/web:2")));
+                assert!(
+                    names.contains(&Value::from("localhost/web:1"))
+                        && names.contains(&Value::from("localhost/web:2"))
+                );
                 break;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "catalog entry never appeared: {}", stdout(&out));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "catalog entry never appeared: {}",
+            stdout(&out)
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(s.ok(&["image", "rm", "localhost/dynamic:1"]).contains("Untagged: localhost/dynamic:1"));
-    assert!(!s.selur(&["image", "inspect", "localhost/dynamic:1"]).status.success());
+    assert!(s
+        .ok(&["image", "rm", "localhost/dynamic:1"])
+        .contains("Untagged: localhost/dynamic:1"));
+    assert!(!s
+        .selur(&["image", "inspect", "localhost/dynamic:1"])
+        .status
+        .success());
 
     // With a second node, image commands need --node.
     let log = std::fs::File::create(s.data_dir().join("agent2.log")).unwrap();
     let mut agent = Command::new(SELUR)
-        .args(["agent", "--server", &s.url, "--node-name", "second", "--data-dir"])
+        .args([
+            "agent",
+            "--server",
+            &s.url,
+            "--node-name",
+            "second",
+            "--data-dir",
+        ])
         .arg(s.data_dir().join("agent2"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -128,12 +205,20 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
         if out.status.success() {
             break stdout(&out);
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "second node never answered: {}", stderr(&out));
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "second node never answered: {}",
+            stderr(&out)
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(!ls.contains("localhost/web:1"), "stores are per node: {ls}");
     let out = s.selur(&["image", "ls"]);
-    assert!(!out.status.success() && stderr(&out).contains("--node"), "{}", stderr(&out));
+    assert!(
+        !out.status.success() && stderr(&out).contains("--node"),
+        "{}",
+        stderr(&out)
+    );
     let _ = agent.kill();
     let _ = agent.wait();
 }

@@ -7,7 +7,11 @@ use crate::digest::Digest;
 use crate::store::ImageStore;
 
 /// `--chown=uid[:gid]`, or names looked up in the stage's /etc/passwd and /etc/group.
-pub(crate) fn owner(spec: &str, store: &ImageStore, layers: &[Digest]) -> Result<(u64, u64), String> {
+pub(crate) fn owner(
+    spec: &str,
+    store: &ImageStore,
+    layers: &[Digest],
+) -> Result<(u64, u64), String> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),

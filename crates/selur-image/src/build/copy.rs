@@ -1,16 +1,14 @@
-//! What a COPY (or local ADD) puts into its layer: sources found in the
-//! build context or in an earlier stage / stored image, then placed at the
-//! destination with Docker's rules (a directory source copies its contents;
-//! a file goes *into* a destination that ends in `/` or is an existing
-//! directory, else *to* it; several sources need a destination ending in
-//! `/`), plus every parent directory so layers unpack on their own.
+//! The sources of a COPY (or local ADD): files matched in the build context
+//! (globs, directories walked recursively, symbolic links kept as links,
+//! nothing outside the context) or in an earlier stage / stored image
+//! (`--from`). Where they land is decided in `place`.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::layer::{Content, Entry, EntryKind, Plan};
-use super::tree::{self, join, parent, Kind, Tree};
+use super::layer::{Content, Entry, EntryKind};
+use super::tree::{self, join, Kind, Tree};
 use crate::digest::Digest;
 use crate::store::ImageStore;
 

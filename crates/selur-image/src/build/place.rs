@@ -90,6 +90,15 @@ pub(crate) fn place(
             }
         }
     }
+    // A `.wh.` name would unpack as a deletion of something else.
+    if let Some(k) = plan
+        .keys()
+        .find(|k| k.split('/').any(|c| c.starts_with(".wh.")))
+    {
+        return Err(format!(
+            "/{k}: names starting with .wh. mark deletions in OCI layers and cannot be copied; rename the file"
+        ));
+    }
     // Parent directories: as the image has them, else 0755 root-owned.
     let keys: Vec<String> = plan.keys().cloned().collect();
     for k in keys {
@@ -112,4 +121,46 @@ pub(crate) fn place(
         }
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Source {
+        let kind = EntryKind::Symlink("x".into());
+        let e = Entry {
+            kind,
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+        };
+        Source {
+            name: "f".into(),
+            root: Root::File(e),
+        }
+    }
+
+    #[test]
+    fn destinations() {
+        let mut fs: Tree<()> = Tree::empty();
+        let dir = |mode| super::super::tree::Node {
+            kind: Kind::Dir,
+            mode,
+            uid: 7,
+            gid: 7,
+            data: None,
+        };
+        fs.insert("etc".into(), dir(0o750));
+        let o = Overrides::default();
+        // Into an existing directory even without a trailing slash; parents keep their metadata.
+        let p = place(vec![file()], "/etc", None, &fs, o).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["etc", "etc/f"]);
+        assert_eq!((p["etc"].mode, p["etc"].uid), (0o750, 7));
+        // To a new name, relative to WORKDIR.
+        let p = place(vec![file()], "g", Some("/w"), &fs, o).unwrap();
+        assert_eq!(p.keys().collect::<Vec<_>>(), ["w", "w/g"]);
+        assert!(place(vec![file(), file()], "/x", None, &fs, o).is_err());
+        assert!(place(vec![file()], "/a/.wh.b", None, &fs, o).is_err());
+    }
 }

@@ -8,10 +8,10 @@ use oci_spec::image::{Arch, Descriptor, History, MediaType, Os};
 
 use super::args::{self, declare_args, exec_form, key_values, ports};
 use super::copy;
-use super::place::{self, Overrides};
 use super::image::{history, oci_digest, store_msg, ExecConfig};
 use super::layer::{self, EntryKind};
 use super::parse::Instruction;
+use super::place::{self, Overrides};
 use super::tree::{Kind, Node, Tree};
 use super::words;
 use crate::digest::Digest;
@@ -363,5 +363,4 @@ impl Stage {
             .push(history(&ctx.created, &ins.text(), false)?);
         Ok(())
     }
-
 }

@@ -91,10 +91,7 @@ impl Remote {
     }
 
     fn reference(&self, tag: Option<&str>, digest: Option<&str>) -> oci_client::Reference {
-        let (registry, repository) = (
-            self.endpoint.host.clone(),
-            self.endpoint.repository.clone(),
-        );
+        let (registry, repository) = (self.endpoint.host.clone(), self.endpoint.repository.clone());
         match digest {
             Some(d) => oci_client::Reference::with_digest(registry, repository, d.to_string()),
             None => oci_client::Reference::with_tag(
@@ -111,7 +108,10 @@ impl Remote {
         tag: Option<&str>,
         digest: Option<&str>,
     ) -> Result<(Vec<u8>, Digest), Failure> {
-        let what = format!("manifest {}", digest.or(tag).unwrap_or("latest"));
+        let what = match (digest, tag) {
+            (Some(d), _) => format!("manifest {d}"),
+            (None, t) => format!("manifest for tag {:?}", t.unwrap_or("latest")),
+        };
         let r = self.reference(tag, digest);
         let (body, _) = self
             .client
@@ -223,10 +223,9 @@ impl Remote {
                 code: 401 | 403, ..
             } => unauthorized(),
             E::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|x| matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+                if envelope.errors.iter().any(|x| {
+                    matches!(x.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
+                }) =>
             {
                 unauthorized()
             }

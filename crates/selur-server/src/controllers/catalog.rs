@@ -31,7 +31,8 @@ struct Held {
 }
 
 fn image_kind() -> ApiResult<&'static kinds::ResourceKind> {
-    kinds::by_api_version_kind("images.selur.io/v1", "Image").ok_or_else(|| ApiError::internal("Image kind missing"))
+    kinds::by_api_version_kind("images.selur.io/v1", "Image")
+        .ok_or_else(|| ApiError::internal("Image kind missing"))
 }
 
 /// Catalog object name for a digest.
@@ -40,7 +41,8 @@ pub fn object_name(digest: &str) -> String {
 }
 
 fn spec_from_inspect(digest: &str, held: &Held, info: Option<&Value>) -> Value {
-    let mut spec = json!({"digest": digest, "names": held.names, "sizeBytes": held.size, "layers": []});
+    let mut spec =
+        json!({"digest": digest, "names": held.names, "sizeBytes": held.size, "layers": []});
     if let Some(i) = info {
         spec["layers"] = Value::Array(
             i["layers"]
@@ -50,7 +52,10 @@ fn spec_from_inspect(digest: &str, held: &Held, info: Option<&Value>) -> Value {
                 .map(|l| json!({"digest": l["digest"], "size": l["size"], "mediaType": l["mediaType"]}))
                 .collect(),
         );
-        if let Some(l) = i.get("labels").filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        if let Some(l) = i
+            .get("labels")
+            .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+        {
             spec["labels"] = l.clone();
         }
         if let Some(u) = i["user"].as_str() {
@@ -69,17 +74,35 @@ fn spec_from_inspect(digest: &str, held: &Held, info: Option<&Value>) -> Value {
 /// One pass: bring the catalog in line with what nodes report.
 pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
     let kind = image_kind()?;
-    let node_kind = kinds::by_cli_name("nodes").ok_or_else(|| ApiError::internal("Node kind missing"))?;
+    let node_kind =
+        kinds::by_cli_name("nodes").ok_or_else(|| ApiError::internal("Node kind missing"))?;
     let (nodes, _) = reg.list_all(&prefix(node_kind, None)).await?;
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
     for kv in &nodes {
         let n = decode_kv(kv)?;
         let node = n["metadata"]["name"].as_str().unwrap_or("").to_string();
-        for img in n.pointer("/status/images").and_then(Value::as_array).into_iter().flatten() {
-            let names: Vec<&str> = img["names"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let Some(digest) = names.iter().find(|s| s.starts_with("sha256:")) else { continue };
+        for img in n
+            .pointer("/status/images")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let names: Vec<&str> = img["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let Some(digest) = names.iter().find(|s| s.starts_with("sha256:")) else {
+                continue;
+            };
             let h = held.entry(digest.to_string()).or_default();
-            h.names.extend(names.iter().filter(|s| !s.starts_with("sha256:")).map(|s| s.to_string()));
+            h.names.extend(
+                names
+                    .iter()
+                    .filter(|s| !s.starts_with("sha256:"))
+                    .map(|s| s.to_string()),
+            );
             h.nodes.insert(node.clone());
             h.size = img["sizeBytes"].as_u64().unwrap_or(h.size);
         }
@@ -94,13 +117,18 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
         let name = object_name(digest);
         let nodes: Vec<&String> = h.nodes.iter().collect();
         let have = current.remove(&name);
-        let needs_detail = have
-            .as_ref()
-            .is_none_or(|v| v.pointer("/spec/layers").and_then(Value::as_array).is_none_or(Vec::is_empty));
+        let needs_detail = have.as_ref().is_none_or(|v| {
+            v.pointer("/spec/layers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+        });
         let mut info = None;
         if needs_detail {
             for n in &h.nodes {
-                if let Ok(v) = tunnels.get_json(n, &format!("/images/inspect?name={digest}")).await {
+                if let Ok(v) = tunnels
+                    .get_json(n, &format!("/images/inspect?name={digest}"))
+                    .await
+                {
                     info = Some(v);
                     break;
                 }
@@ -115,7 +143,16 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
                     Err(e) => return Err(e),
                 }
                 let patch = json!({"status": {"nodes": nodes}});
-                reg.patch(kind, None, &name, PatchType::Merge, &patch, Subresource::Status, false).await?;
+                reg.patch(
+                    kind,
+                    None,
+                    &name,
+                    PatchType::Merge,
+                    &patch,
+                    Subresource::Status,
+                    false,
+                )
+                .await?;
             }
             Some(v) => {
                 let names: Vec<&String> = h.names.iter().collect();
@@ -124,25 +161,63 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
                     if info.is_none() {
                         spec = json!({"names": names});
                     }
-                    reg.patch(kind, None, &name, PatchType::Merge, &json!({"spec": spec}), Subresource::Main, false).await?;
+                    reg.patch(
+                        kind,
+                        None,
+                        &name,
+                        PatchType::Merge,
+                        &json!({"spec": spec}),
+                        Subresource::Main,
+                        false,
+                    )
+                    .await?;
                 }
                 if v.pointer("/status/nodes") != Some(&json!(nodes)) {
                     let patch = json!({"status": {"nodes": nodes}});
-                    reg.patch(kind, None, &name, PatchType::Merge, &patch, Subresource::Status, false).await?;
+                    reg.patch(
+                        kind,
+                        None,
+                        &name,
+                        PatchType::Merge,
+                        &patch,
+                        Subresource::Status,
+                        false,
+                    )
+                    .await?;
                 }
             }
         }
     }
     // Entries no node holds any more (registry-resolved ones stay, with no nodes).
     for (name, v) in current {
-        let from_registry = v.pointer(&format!("/metadata/annotations/{}", SOURCE.replace('/', "~1"))).is_some();
+        let from_registry = v
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                SOURCE.replace('/', "~1")
+            ))
+            .is_some();
         if from_registry {
-            if v.pointer("/status/nodes").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+            if v.pointer("/status/nodes")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+            {
                 let patch = json!({"status": {"nodes": []}});
-                reg.patch(kind, None, &name, PatchType::Merge, &patch, Subresource::Status, false).await?;
+                reg.patch(
+                    kind,
+                    None,
+                    &name,
+                    PatchType::Merge,
+                    &patch,
+                    Subresource::Status,
+                    false,
+                )
+                .await?;
             }
         } else {
-            match reg.delete(kind, None, &name, &DeleteOptions::default()).await {
+            match reg
+                .delete(kind, None, &name, &DeleteOptions::default())
+                .await
+            {
                 Ok(_) | Err(ApiError { code: 404, .. }) => {}
                 Err(e) => return Err(e),
             }
