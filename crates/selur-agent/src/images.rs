@@ -226,6 +226,48 @@ async fn lint(State(a): State<Arc<Agent>>, Query(q): Query<LintQuery>) -> Respon
     }
 }
 
+#[derive(Deserialize)]
+pub struct PullQuery {
+    name: String,
+}
+
+/// Pull through the registry settings, streaming progress as JSON lines
+/// (`{"progress": ...}`), then `{"result": ...}` or `{"error": "..."}`.
+async fn pull(State(a): State<Arc<Agent>>, Query(q): Query<PullQuery>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let agent = a.clone();
+    tokio::spawn(async move {
+        let line = |v: serde_json::Value| bytes::Bytes::from(format!("{v}\n"));
+        let ptx = tx.clone();
+        let progress = move |p: selur_image::pull::PullProgress| {
+            // Dropped progress lines only make the bar coarser.
+            let _ = ptx.try_send(line(
+                json!({"progress": {"layer": p.layer, "done": p.done, "total": p.total}}),
+            ));
+        };
+        let res =
+            selur_image::pull::pull(&agent.images, &agent.config.registries, &q.name, &progress)
+                .await;
+        let last = match res {
+            Ok(r) => {
+                agent.changed.notify_one();
+                json!({"result": {"name": r.name, "digest": r.digest, "size": r.size,
+                    "layersFetched": r.layers_fetched, "layersReused": r.layers_reused}})
+            }
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let _ = tx.send(line(last)).await;
+    });
+    let stream = futures::StreamExt::map(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        Ok::<_, std::convert::Infallible>,
+    );
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
 /// The router served over the tunnel.
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
@@ -237,5 +279,6 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/images/import", post(import))
         .route("/images/build", post(build))
         .route("/images/lint", get(lint))
+        .route("/images/pull", post(pull))
         .with_state(agent)
 }

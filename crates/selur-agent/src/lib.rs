@@ -54,6 +54,8 @@ pub struct AgentConfig {
     /// Image garbage collection thresholds and how often to check them.
     pub image_gc: selur_image::gc::GcPolicy,
     pub image_gc_period: Duration,
+    /// Registry settings (mirrors, rewrites, TLS, credentials) for pulls.
+    pub registries: selur_image::registries::RegistrySettings,
 }
 
 impl AgentConfig {
@@ -70,6 +72,7 @@ impl AgentConfig {
             status_interval: Duration::from_secs(60),
             image_gc: selur_image::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
+            registries: Default::default(),
         }
     }
 }

@@ -52,6 +52,11 @@ enum ImageCmd {
         /// The build context directory.
         context: PathBuf,
     },
+    /// Pull an image through the node's registry settings (mirrors, credentials).
+    #[command(
+        after_help = "Examples:\n  selur image pull ghcr.io/hyperpolymath/lago-grey:minimal\n  selur image pull busybox --node n2"
+    )]
+    Pull { name: String },
     /// Check an image: dynamic executables, root user, Lago Grey labels, size budget.
     Lint {
         name: String,
@@ -269,6 +274,7 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
                 println!("Tagged {}", n.as_str().unwrap_or(""));
             }
         }
+        ImageCmd::Pull { name } => pull(client, &base, &name).await?,
         ImageCmd::Lint { name, budget_mb } => {
             let mut q = vec![("name", name.clone())];
             if let Some(b) = budget_mb {
@@ -299,4 +305,81 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Stream a pull's progress lines, drawing a bar on a terminal.
+async fn pull(client: &Client, base: &str, name: &str) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use std::collections::BTreeMap;
+    use std::io::{IsTerminal, Write};
+    let url = format!("{}{base}/pull", client.base);
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .query(&[("name", name)])
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    if !resp.status().is_success() {
+        let code = resp.status().as_u16();
+        let raw = resp.bytes().await.unwrap_or_default();
+        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        return Err(status_error(code, &v, &raw).into());
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.context("pull stream broke")?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            if let Some(p) = v.get("progress") {
+                let layer = p["layer"].as_str().unwrap_or("").to_string();
+                layers.insert(
+                    layer,
+                    (
+                        p["done"].as_u64().unwrap_or(0),
+                        p["total"].as_u64().unwrap_or(0),
+                    ),
+                );
+                if tty {
+                    let (done, total) = layers
+                        .values()
+                        .fold((0, 0), |(d, t), (a, b)| (d + a, t + b));
+                    let pct = if total == 0 { 0 } else { done * 100 / total };
+                    let filled = (pct / 5) as usize;
+                    eprint!(
+                        "\rPulling {name} [{}{}] {pct:>3}% {} / {}",
+                        "=".repeat(filled),
+                        " ".repeat(20 - filled.min(20)),
+                        human(done),
+                        human(total)
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            } else if let Some(r) = v.get("result") {
+                if tty {
+                    eprintln!();
+                }
+                println!(
+                    "Pulled {} ({}, {}; {} layer(s) fetched, {} already present)",
+                    r["name"].as_str().unwrap_or(name),
+                    r["digest"].as_str().unwrap_or(""),
+                    human(r["size"].as_u64().unwrap_or(0)),
+                    r["layersFetched"].as_u64().unwrap_or(0),
+                    r["layersReused"].as_u64().unwrap_or(0)
+                );
+                return Ok(());
+            } else if let Some(e) = v.get("error") {
+                if tty {
+                    eprintln!();
+                }
+                bail!("{}", e.as_str().unwrap_or("pull failed"));
+            }
+        }
+    }
+    bail!("the pull ended without a result (the node's agent went away?)")
 }

@@ -178,6 +178,9 @@ struct AgentArgs {
     /// Seconds between node lease renewals.
     #[arg(long, default_value_t = 10)]
     heartbeat_interval: u64,
+    /// Registry settings file (mirrors, rewrites, insecure registries, CA files, credentials).
+    #[arg(long)]
+    registry_config: Option<PathBuf>,
     /// Disk usage (percent) above which unused images are garbage collected.
     #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     image_gc_high_threshold: u8,
@@ -199,7 +202,11 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 impl AgentArgs {
-    fn config(&self, server: String, data_dir: PathBuf) -> selur_agent::AgentConfig {
+    fn config(
+        &self,
+        server: String,
+        data_dir: PathBuf,
+    ) -> anyhow::Result<selur_agent::AgentConfig> {
         let name = self
             .node_name
             .clone()
@@ -216,7 +223,10 @@ impl AgentArgs {
                 .image_gc_low_threshold
                 .min(self.image_gc_high_threshold),
         };
-        c
+        if let Some(p) = &self.registry_config {
+            c.registries = selur_image::registries::RegistrySettings::load(p)?;
+        }
+        Ok(c)
     }
 }
 
@@ -265,7 +275,7 @@ async fn shutdown_signal() {
 
 async fn run_agent(a: AgentCmdArgs) -> anyhow::Result<()> {
     init_logging(&a.log_format);
-    let config = a.agent.config(a.server, a.data_dir);
+    let config = a.agent.config(a.server, a.data_dir)?;
     selur_agent::run(config, shutdown_signal()).await?;
     Ok(())
 }
@@ -282,11 +292,15 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     config.compaction_interval = Duration::from_secs(a.compaction_interval.max(1));
     config.bookmark_interval = Duration::from_secs(a.bookmark_interval.max(1));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent_args = (!a.disable_agent).then(|| a.agent.clone());
-    let agent_dir = a.data_dir.join("agent");
+    let agent_config = if a.disable_agent {
+        None
+    } else {
+        // Placeholder URL: the real address is known once the listener is bound.
+        Some(a.agent.config(String::new(), a.data_dir.join("agent"))?)
+    };
     let on_listen = move |addr: SocketAddr| {
-        if let Some(args) = agent_args {
-            let config = args.config(format!("http://{addr}"), agent_dir);
+        if let Some(mut config) = agent_config {
+            config.server = format!("http://{addr}");
             let mut rx = stop_rx;
             tokio::spawn(async move {
                 let stop = async move {

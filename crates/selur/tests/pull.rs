@@ -1,0 +1,158 @@
+//! `selur image pull` through the API server and the node's tunnel, with a
+//! registry settings file that mirrors ghcr.io to a local Debian
+//! `docker-registry` on 127.0.0.1 (plain HTTP, marked insecure).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{stderr, stdout, Server};
+
+struct Registry(Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pull_resolves_ghcr_through_a_local_mirror() {
+    let work = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = work.path().join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            work.path().join("storage").display()
+        ),
+    )
+    .unwrap();
+    let _registry = Registry(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed"),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A busybox image pushed as mirror/lago-grey:minimal.
+    let l = work.path().join("layout").display().to_string();
+    let b = work.path().join("bundle").display().to_string();
+    let img = format!("{l}:t");
+    sh("umoci", &["init", "--layout", &l]);
+    sh("umoci", &["new", "--image", &img]);
+    sh("umoci", &["unpack", "--image", &img, &b]);
+    std::fs::create_dir_all(format!("{b}/rootfs/bin")).unwrap();
+    std::fs::copy("/bin/busybox", format!("{b}/rootfs/bin/busybox")).unwrap();
+    sh("umoci", &["repack", "--image", &img, &b]);
+    sh(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &img,
+            "--config.label",
+            "io.hyperpolymath.pq-crypto=true",
+            "--config.user",
+            "65532",
+        ],
+    );
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{img}"),
+            &format!("docker://127.0.0.1:{port}/mirror/lago-grey:minimal"),
+        ],
+    );
+
+    let settings = work.path().join("registries.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "mirrors:\n  ghcr.io:\n    endpoint: [\"http://127.0.0.1:{port}\"]\n    rewrite:\n      \"^hyperpolymath/(.*)\": \"mirror/$1\"\n    upstream: false\nconfigs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&[
+        "--node-name",
+        "main",
+        "--registry-config",
+        settings.to_str().unwrap(),
+    ]);
+    let start = Instant::now();
+    let out = loop {
+        let out = s.selur(&["image", "pull", "ghcr.io/hyperpolymath/lago-grey:minimal"]);
+        if out.status.success()
+            || !stderr(&out).contains("no agent connected") && !stderr(&out).contains("no nodes")
+        {
+            break out;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("Pulled ghcr.io/hyperpolymath/lago-grey:minimal"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("1 layer(s) fetched"),
+        "{}",
+        stdout(&out)
+    );
+    let again = s.ok(&["image", "pull", "ghcr.io/hyperpolymath/lago-grey:minimal"]);
+    assert!(
+        again.contains("0 layer(s) fetched, 1 already present"),
+        "{again}"
+    );
+    let info = s.ok(&[
+        "image",
+        "inspect",
+        "ghcr.io/hyperpolymath/lago-grey:minimal",
+    ]);
+    assert!(
+        info.contains("\"io.hyperpolymath.pq-crypto\": \"true\""),
+        "{info}"
+    );
+    // An image the mirror does not have: a clear failure, non-zero exit.
+    let out = s.selur(&["image", "pull", "ghcr.io/hyperpolymath/missing:1"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
+}
