@@ -33,6 +33,7 @@ pub struct ApiState {
     pub registry: Registry,
     pub bookmark_interval: Duration,
     pub tunnels: crate::tunnel::Tunnels,
+    pub registries: Arc<selur_image::registries::RegistrySettings>,
 }
 
 /// The router for the whole API.
@@ -45,6 +46,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api", get(api_versions))
         .route("/apis", get(api_groups))
         .route("/api/v1/nodes/{name}/tunnel", get(crate::tunnel::accept))
+        .route("/apis/images.selur.io/v1/resolve", axum::routing::post(crate::controllers::catalog::resolve))
         .route(
             "/api/v1/nodes/{name}/proxy/{*path}",
             any(crate::tunnel::proxy),

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub gc_period: Duration,
     /// How long a node may miss heartbeats before it is marked unreachable.
     pub node_grace: Duration,
+    /// Registry settings the server uses to resolve images it has not seen (manifest and config only).
+    pub registries: selur_image::registries::RegistrySettings,
 }
 
 impl ServerConfig {
@@ -53,6 +55,7 @@ impl ServerConfig {
             bookmark_interval: Duration::from_secs(60),
             gc_period: Duration::from_secs(30),
             node_grace: Duration::from_secs(40),
+            registries: Default::default(),
         }
     }
 }
@@ -173,6 +176,7 @@ pub async fn serve_with(
         registry,
         bookmark_interval: config.bookmark_interval,
         tunnels,
+        registries: Arc::new(config.registries.clone()),
     });
     let app = api::router(state);
     on_listen(addr);

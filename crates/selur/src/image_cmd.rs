@@ -52,6 +52,8 @@ enum ImageCmd {
         /// The build context directory.
         context: PathBuf,
     },
+    /// Resolve a reference through the server's registry settings into the cluster image catalog (no layers are fetched).
+    Resolve { name: String },
     /// Pull an image through the node's registry settings (mirrors, credentials).
     #[command(
         after_help = "Examples:\n  selur image pull ghcr.io/hyperpolymath/lago-grey:minimal\n  selur image pull busybox --node n2"
@@ -142,6 +144,12 @@ fn context_tar(context: &Path, file: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
+    if let ImageCmd::Resolve { name } = &a.cmd {
+        let v = send(client, "/apis/images.selur.io/v1/resolve", Method::POST, &[("ref", name.clone())], None, "").await?;
+        println!("{}", v["metadata"]["name"].as_str().unwrap_or(""));
+        println!("{}", crate::print::to_yaml(&v["spec"]));
+        return Ok(());
+    }
     let node = pick_node(client, a.node).await?;
     let base = format!("/api/v1/nodes/{node}/proxy/images");
     match a.cmd {
@@ -275,6 +283,7 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
             }
         }
         ImageCmd::Pull { name } => pull(client, &base, &name).await?,
+        ImageCmd::Resolve { .. } => {}
         ImageCmd::Lint { name, budget_mb } => {
             let mut q = vec![("name", name.clone())];
             if let Some(b) = budget_mb {

@@ -284,6 +284,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     init_logging(&a.log_format);
     let mut config = ServerConfig::new(a.data_dir.clone(), a.listen);
     config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
+    if let Some(p) = &a.agent.registry_config {
+        config.registries = selur_image::registries::RegistrySettings::load(p)?;
+    }
     config.compaction = match (a.history_retain_revisions, a.history_retain_seconds) {
         (Some(n), _) => CompactionPolicy::Revisions(n),
         (None, Some(s)) => CompactionPolicy::Age(Duration::from_secs(s)),
