@@ -61,15 +61,24 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn selur_import(archive: &str, run: usize) -> anyhow::Result<Duration> {
+struct Node {
+    url: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<Result<(), selur_server::ServerError>>,
+    _dir: tempfile::TempDir,
+}
+
+/// An in-process server with its agent (node "bench"), tunnel up.
+async fn start_node(registries: selur_image::registries::RegistrySettings) -> anyhow::Result<Node> {
     let dir = tempfile::tempdir()?;
     let config = selur_server::ServerConfig::new(dir.path().join("server"), "127.0.0.1:0".parse()?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent_dir = dir.path().join("agent");
     let mut agent_rx = stop_rx.clone();
     let on_listen = move |addr: std::net::SocketAddr| {
-        let cfg =
+        let mut cfg =
             selur_agent::AgentConfig::new(format!("http://{addr}"), "bench".into(), agent_dir);
+        cfg.registries = registries;
         tokio::spawn(async move {
             let _ = selur_agent::run(cfg, async move {
                 let _ = agent_rx.wait_for(|s| *s).await;
@@ -110,13 +119,34 @@ async fn selur_import(archive: &str, run: usize) -> anyhow::Result<Duration> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Ok(Node {
+        url,
+        stop: stop_tx,
+        server,
+        _dir: dir,
+    })
+}
+
+impl Node {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+    }
+}
+
+async fn selur_import(archive: &str, run: usize) -> anyhow::Result<Duration> {
+    let node = start_node(Default::default()).await?;
+    let c = reqwest::Client::new();
     let t = Instant::now();
     let f = tokio::fs::File::open(archive).await?;
     let r = c
         .post(format!(
-            "{url}/api/v1/nodes/bench/proxy/images/import?tag=localhost/bench:{run}"
+            "{}/api/v1/nodes/bench/proxy/images/import?tag=localhost/bench:{run}",
+            node.url
         ))
-        .body(reqwest::Body::from(f))
+        .body(reqwest::Body::wrap_stream(
+            tokio_util::io::ReaderStream::with_capacity(f, 1 << 20),
+        ))
         .send()
         .await?;
     anyhow::ensure!(
@@ -125,9 +155,65 @@ async fn selur_import(archive: &str, run: usize) -> anyhow::Result<Duration> {
         r.text().await.unwrap_or_default()
     );
     let took = t.elapsed();
-    let _ = stop_tx.send(true);
-    let _ = server.await;
+    node.stop().await;
     Ok(took)
+}
+
+async fn selur_pull(port: u16) -> anyhow::Result<Duration> {
+    let settings = selur_image::registries::RegistrySettings::parse(&format!(
+        "configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"
+    ))?;
+    let node = start_node(settings).await?;
+    let t = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/nodes/bench/proxy/images/pull", node.url))
+        .query(&[("name", format!("127.0.0.1:{port}/bench:t"))])
+        .send()
+        .await?;
+    let body = r.text().await?;
+    anyhow::ensure!(body.contains("\"result\""), "pull failed: {body}");
+    let took = t.elapsed();
+    node.stop().await;
+    Ok(took)
+}
+
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_registry(dir: &Path) -> anyhow::Result<(Registry, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let cfg = dir.join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("storage").display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let reg = Registry(child);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((reg, port))
 }
 
 #[tokio::main]
@@ -160,10 +246,42 @@ async fn main() -> anyhow::Result<()> {
         )?;
         skopeo.push(t.elapsed());
     }
-    println!("Image import: {mb:.1} MB oci-archive (one ~15 MB layer), median of {RUNS} runs, fresh store each run");
+    let (_registry, port) = start_registry(work.path())?;
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci-archive:{archive}:t"),
+            &format!("docker://127.0.0.1:{port}/bench:t"),
+        ],
+    )?;
+    let mut pull_api = Vec::new();
+    for _ in 0..RUNS {
+        pull_api.push(selur_pull(port).await?);
+    }
+    let mut pull_skopeo = Vec::new();
+    for _ in 0..RUNS {
+        let d = tempfile::tempdir()?;
+        let dest = format!("oci:{}:t", d.path().join("out").display());
+        let t = Instant::now();
+        sh(
+            "skopeo",
+            &[
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                &format!("docker://127.0.0.1:{port}/bench:t"),
+                &dest,
+            ],
+        )?;
+        pull_skopeo.push(t.elapsed());
+    }
+    println!("Image import and pull: {mb:.1} MB image (one ~15 MB layer), median of {RUNS} runs, fresh store each run");
     println!();
-    println!("| path                                            | median s | MB/s   |");
-    println!("|-------------------------------------------------|----------|--------|");
+    println!("| path                                                    | median s | MB/s   |");
+    println!("|---------------------------------------------------------|----------|--------|");
     for (name, v) in [
         (
             "selur image import (HTTP -> server -> tunnel -> agent)",
@@ -171,6 +289,11 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("selur-image library import (no network)", library),
         ("skopeo copy oci-archive: -> oci:", skopeo),
+        (
+            "selur pull, local docker-registry (HTTP, via API)",
+            pull_api,
+        ),
+        ("skopeo copy docker:// -> oci: (same registry)", pull_skopeo),
     ] {
         let m = median(v);
         println!(

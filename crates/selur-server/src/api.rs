@@ -46,7 +46,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api", get(api_versions))
         .route("/apis", get(api_groups))
         .route("/api/v1/nodes/{name}/tunnel", get(crate::tunnel::accept))
-        .route("/apis/images.selur.io/v1/resolve", axum::routing::post(crate::controllers::catalog::resolve))
+        .route(
+            "/apis/images.selur.io/v1/resolve",
+            axum::routing::post(crate::controllers::catalog::resolve),
+        )
         .route(
             "/api/v1/nodes/{name}/proxy/{*path}",
             any(crate::tunnel::proxy),

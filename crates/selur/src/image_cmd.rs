@@ -145,7 +145,15 @@ fn context_tar(context: &Path, file: &Path) -> anyhow::Result<Vec<u8>> {
 
 pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
     if let ImageCmd::Resolve { name } = &a.cmd {
-        let v = send(client, "/apis/images.selur.io/v1/resolve", Method::POST, &[("ref", name.clone())], None, "").await?;
+        let v = send(
+            client,
+            "/apis/images.selur.io/v1/resolve",
+            Method::POST,
+            &[("ref", name.clone())],
+            None,
+            "",
+        )
+        .await?;
         println!("{}", v["metadata"]["name"].as_str().unwrap_or(""));
         println!("{}", crate::print::to_yaml(&v["spec"]));
         return Ok(());
@@ -234,7 +242,9 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
                 &format!("{base}/import"),
                 Method::POST,
                 &q,
-                Some(reqwest::Body::from(f)),
+                Some(reqwest::Body::wrap_stream(
+                    tokio_util::io::ReaderStream::with_capacity(f, 1 << 20),
+                )),
                 "application/octet-stream",
             )
             .await?;

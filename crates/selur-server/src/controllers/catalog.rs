@@ -235,7 +235,13 @@ pub async fn resolve(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match resolve_into_catalog(&state.registry, &state.registries, q.get("ref").map(String::as_str)).await {
+    match resolve_into_catalog(
+        &state.registry,
+        &state.registries,
+        q.get("ref").map(String::as_str),
+    )
+    .await
+    {
         Ok(v) => (axum::http::StatusCode::OK, axum::Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
@@ -249,18 +255,27 @@ async fn resolve_into_catalog(
     let reference = reference
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_request("give the image reference as ?ref=NAME"))?;
-    let name = selur_image::reference::normalize(reference).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let name = selur_image::reference::normalize(reference)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (digest, manifest, config) = selur_image::pull::resolve_remote(settings, reference)
         .await
-        .map_err(|e| ApiError::new(502, "RegistryError", format!("cannot resolve {reference}: {e}")))?;
+        .map_err(|e| {
+            ApiError::new(
+                502,
+                "RegistryError",
+                format!("cannot resolve {reference}: {e}"),
+            )
+        })?;
     let layers: Vec<Value> = manifest
         .layers()
         .iter()
         .map(|l| json!({"digest": l.digest().to_string(), "size": l.size(), "mediaType": l.media_type().to_string()}))
         .collect();
-    let size: u64 = manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
+    let size: u64 =
+        manifest.config().size() + manifest.layers().iter().map(|l| l.size()).sum::<u64>();
     let cfg = config.config().clone().unwrap_or_default();
-    let mut spec = json!({"digest": digest.to_string(), "names": [name], "layers": layers, "sizeBytes": size});
+    let mut spec =
+        json!({"digest": digest.to_string(), "names": [name], "layers": layers, "sizeBytes": size});
     if let Some(l) = cfg.labels().clone().filter(|l| !l.is_empty()) {
         spec["labels"] = json!(l);
     }
@@ -283,7 +298,16 @@ async fn resolve_into_catalog(
                 .collect();
             names.insert(name);
             let patch = json!({"spec": {"names": names}});
-            reg.patch(kind, None, &obj_name, PatchType::Merge, &patch, Subresource::Main, false).await
+            reg.patch(
+                kind,
+                None,
+                &obj_name,
+                PatchType::Merge,
+                &patch,
+                Subresource::Main,
+                false,
+            )
+            .await
         }
         Err(e) if e.code == 404 => {
             let obj = json!({"apiVersion": "images.selur.io/v1", "kind": "Image",
