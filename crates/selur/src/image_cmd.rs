@@ -368,7 +368,7 @@ async fn pull(client: &Client, base: &str, name: &str) -> anyhow::Result<()> {
                     let (done, total) = layers
                         .values()
                         .fold((0, 0), |(d, t), (a, b)| (d + a, t + b));
-                    let pct = if total == 0 { 0 } else { done * 100 / total };
+                    let pct = (done * 100).checked_div(total).unwrap_or(0);
                     let filled = (pct / 5) as usize;
                     eprint!(
                         "\rPulling {name} [{}{}] {pct:>3}% {} / {}",
