@@ -230,9 +230,19 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
             );
         }
         ImageCmd::Import { file, tag } => {
-            let f = tokio::fs::File::open(&file)
-                .await
-                .with_context(|| format!("cannot open {}", file.display()))?;
+            // An OCI layout directory goes up as a tar; archives are streamed as they are.
+            let body = if file.is_dir() {
+                let mut b = tar::Builder::new(Vec::new());
+                b.follow_symlinks(false);
+                b.append_dir_all(".", &file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                reqwest::Body::from(b.into_inner().context("cannot finish the layout archive")?)
+            } else {
+                let f = tokio::fs::File::open(&file)
+                    .await
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20))
+            };
             let mut q = Vec::new();
             if let Some(t) = tag {
                 q.push(("tag", t));
@@ -242,9 +252,7 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
                 &format!("{base}/import"),
                 Method::POST,
                 &q,
-                Some(reqwest::Body::wrap_stream(
-                    tokio_util::io::ReaderStream::with_capacity(f, 1 << 20),
-                )),
+                Some(body),
                 "application/octet-stream",
             )
             .await?;
