@@ -10,6 +10,7 @@
 
 pub mod images;
 pub mod node;
+pub mod pods;
 pub mod tunnel;
 
 use std::collections::BTreeMap;
@@ -91,7 +92,7 @@ impl Agent {
         format!("{}{path}", self.config.server.trim_end_matches('/'))
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -305,7 +306,9 @@ pub async fn run(
     let tunnel = tokio::spawn(tunnel::maintain(agent.clone()));
     let beat = tokio::spawn(heartbeat(agent.clone()));
     let gc = tokio::spawn(image_gc(agent.clone()));
+    let pods = tokio::spawn(pods::run(agent.clone()));
     shutdown.await;
+    pods.abort();
     tunnel.abort();
     beat.abort();
     gc.abort();

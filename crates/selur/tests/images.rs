@@ -88,7 +88,13 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
     let out = s.ok(&["image", "import", &oci, "--tag", "localhost/oci-import:1"]);
     assert!(out.contains("Imported localhost/oci-import:1"), "{out}");
     let layout = work.join("layout").display().to_string();
-    let out = s.ok(&["image", "import", &layout, "--tag", "localhost/layout-import:1"]);
+    let out = s.ok(&[
+        "image",
+        "import",
+        &layout,
+        "--tag",
+        "localhost/layout-import:1",
+    ]);
     assert!(out.contains("Imported localhost/layout-import:1"), "{out}");
     let out = s.ok(&["image", "import", &docker]);
     assert!(out.contains("localhost/docker-import:latest"), "{out}");

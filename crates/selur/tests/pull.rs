@@ -151,6 +151,70 @@ fn pull_resolves_ghcr_through_a_local_mirror() {
         info.contains("\"io.hyperpolymath.pq-crypto\": \"true\""),
         "{info}"
     );
+    // Pods bound to the node get their images per imagePullPolicy, with events.
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: always\nspec:\n  nodeName: main\n  containers:\n  - name: web\n    image: ghcr.io/hyperpolymath/lago-grey:minimal\n    imagePullPolicy: Always\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: present\nspec:\n  nodeName: main\n  containers:\n  - name: web\n    image: ghcr.io/hyperpolymath/lago-grey:minimal\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: never\nspec:\n  nodeName: main\n  containers:\n  - name: web\n    image: ghcr.io/hyperpolymath/absent:1\n    imagePullPolicy: Never\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: missing\nspec:\n  nodeName: main\n  containers:\n  - name: web\n    image: ghcr.io/hyperpolymath/absent:1\n";
+    let f = common::write_file(&s, "pods.yaml", pods);
+    s.ok(&["apply", "-f", &f]);
+    let want = [
+        ("always", "Pulling"),
+        ("always", "Pulled"),
+        ("present", "Pulled"),
+        ("never", "ErrImageNeverPull"),
+        ("missing", "Pulling"),
+        ("missing", "Failed"),
+    ];
+    let start = Instant::now();
+    loop {
+        let evs = s.get_json(&["events"]);
+        let got: Vec<(String, String, String)> = evs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["involvedObject"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                    e["reason"].as_str().unwrap_or("").to_string(),
+                    e["message"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        if want
+            .iter()
+            .all(|(p, r)| got.iter().any(|(gp, gr, _)| gp == p && gr == r))
+        {
+            let present = got
+                .iter()
+                .find(|(p, r, _)| p == "present" && r == "Pulled")
+                .unwrap();
+            assert!(
+                present.2.contains("already present on machine"),
+                "{present:?}"
+            );
+            let failed = got
+                .iter()
+                .find(|(p, r, _)| p == "missing" && r == "Failed")
+                .unwrap();
+            assert!(
+                failed.2.contains("ghcr.io/hyperpolymath/absent:1"),
+                "{failed:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "missing events; got {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let described = s.ok(&["describe", "pod", "always"]);
+    assert!(
+        described.contains("Pulling") && described.contains("Successfully pulled"),
+        "{described}"
+    );
+
     // An image the mirror does not have: a clear failure, non-zero exit.
     let out = s.selur(&["image", "pull", "ghcr.io/hyperpolymath/missing:1"]);
     assert!(!out.status.success());

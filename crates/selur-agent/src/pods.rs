@@ -1,0 +1,236 @@
+//! Image pulls for the pods bound to this node: the agent lists and watches
+//! pods with `spec.nodeName` = its node, and makes each container's image
+//! present according to `imagePullPolicy` (Always, IfNotPresent, Never),
+//! recording Pulling / Pulled / Failed / ErrImageNeverPull events on the pod
+//! as the kubelet does. Running the containers comes with the runtime.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::node::now_secs;
+use crate::Agent;
+
+/// What a container's image needs, by pull policy and presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullDecision {
+    Pull,
+    AlreadyPresent,
+    NeverPullMissing,
+}
+
+/// Kubernetes' rule: Always pulls; IfNotPresent pulls when missing; Never never does.
+pub fn decide(policy: &str, present: bool) -> PullDecision {
+    match (policy, present) {
+        ("Always", _) => PullDecision::Pull,
+        ("Never", false) => PullDecision::NeverPullMissing,
+        (_, true) => PullDecision::AlreadyPresent,
+        (_, false) => PullDecision::Pull,
+    }
+}
+
+/// Record an event about `pod`.
+pub async fn event(
+    agent: &Agent,
+    pod: &Value,
+    field_path: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let now = now_secs();
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": ns},
+        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": name, "namespace": ns,
+            "uid": pod["metadata"]["uid"], "fieldPath": field_path},
+        "reason": reason, "message": message, "type": type_,
+        "source": {"component": "selur-agent", "host": agent.config.node_name},
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let path = format!("/api/v1/namespaces/{ns}/events");
+    match agent
+        .call(reqwest::Method::POST, &path, "application/json", &ev)
+        .await
+    {
+        Ok((201, _)) => {}
+        Ok((code, v)) => tracing::warn!(code, message = ?v["message"], "event not recorded"),
+        Err(e) => tracing::warn!(error = %e, "event not recorded"),
+    }
+}
+
+/// Make every image of `pod` present per its containers' pull policies.
+async fn ensure_images(agent: Arc<Agent>, pod: Value) {
+    let spec = &pod["spec"];
+    let groups = [
+        ("initContainers", "spec.initContainers"),
+        ("containers", "spec.containers"),
+    ];
+    for (field, path) in groups {
+        for c in spec[field].as_array().into_iter().flatten() {
+            let image = c["image"].as_str().unwrap_or("");
+            let cname = c["name"].as_str().unwrap_or("");
+            let fp = format!("{path}{{{cname}}}");
+            let policy = c["imagePullPolicy"].as_str().unwrap_or("IfNotPresent");
+            let present = agent.images.resolve(image).is_ok();
+            match decide(policy, present) {
+                PullDecision::AlreadyPresent => {
+                    event(
+                        &agent,
+                        &pod,
+                        &fp,
+                        "Normal",
+                        "Pulled",
+                        &format!("Container image \"{image}\" already present on machine"),
+                    )
+                    .await;
+                }
+                PullDecision::NeverPullMissing => {
+                    event(
+                        &agent,
+                        &pod,
+                        &fp,
+                        "Warning",
+                        "ErrImageNeverPull",
+                        &format!(
+                            "Container image \"{image}\" is not present with pull policy of Never"
+                        ),
+                    )
+                    .await;
+                }
+                PullDecision::Pull => {
+                    event(
+                        &agent,
+                        &pod,
+                        &fp,
+                        "Normal",
+                        "Pulling",
+                        &format!("Pulling image \"{image}\""),
+                    )
+                    .await;
+                    let start = Instant::now();
+                    let res = selur_image::pull::pull(
+                        &agent.images,
+                        &agent.config.registries,
+                        image,
+                        &|_| {},
+                    )
+                    .await;
+                    match res {
+                        Ok(r) => {
+                            agent.changed.notify_one();
+                            event(&agent, &pod, &fp, "Normal", "Pulled", &format!(
+                                "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
+                                start.elapsed().as_secs_f64(), r.size)).await;
+                        }
+                        Err(e) => {
+                            event(
+                                &agent,
+                                &pod,
+                                &fp,
+                                "Warning",
+                                "Failed",
+                                &format!("Failed to pull image \"{image}\": {e}"),
+                            )
+                            .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Watch this node's pods and pull what they need, once per pod.
+pub async fn run(agent: Arc<Agent>) {
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let selector = format!("spec.nodeName={}", agent.config.node_name);
+    loop {
+        if let Err(e) = watch_once(&agent, &selector, &seen).await {
+            tracing::warn!(error = %e, "pod watch ended; restarting");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn first_sight(seen: &Mutex<HashSet<String>>, pod: &Value) -> bool {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    seen.lock().map(|mut s| s.insert(uid)).unwrap_or(false)
+}
+
+async fn watch_once(
+    agent: &Arc<Agent>,
+    selector: &str,
+    seen: &Arc<Mutex<HashSet<String>>>,
+) -> Result<(), String> {
+    // watch without resourceVersion: the current pods arrive as ADDED first.
+    let url = format!("{}/api/v1/pods", agent.config.server.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .query(&[
+            ("watch", "true"),
+            ("fieldSelector", selector),
+            ("allowWatchBookmarks", "true"),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            match ev["type"].as_str() {
+                Some("ADDED") | Some("MODIFIED") => {
+                    let pod = ev["object"].clone();
+                    if pod.pointer("/metadata/deletionTimestamp").is_none()
+                        && first_sight(seen, &pod)
+                    {
+                        tokio::spawn(ensure_images(agent.clone(), pod));
+                    }
+                }
+                Some("DELETED") => {
+                    if let (Ok(mut s), Some(uid)) =
+                        (seen.lock(), ev["object"]["metadata"]["uid"].as_str())
+                    {
+                        s.remove(uid);
+                    }
+                }
+                Some("ERROR") => {
+                    return Err(ev["object"]["message"]
+                        .as_str()
+                        .unwrap_or("watch error")
+                        .to_string())
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_policy_rules() {
+        assert_eq!(decide("Always", true), PullDecision::Pull);
+        assert_eq!(decide("IfNotPresent", true), PullDecision::AlreadyPresent);
+        assert_eq!(decide("IfNotPresent", false), PullDecision::Pull);
+        assert_eq!(decide("Never", false), PullDecision::NeverPullMissing);
+        assert_eq!(decide("Never", true), PullDecision::AlreadyPresent);
+    }
+}
