@@ -639,6 +639,19 @@ impl Registry {
         }
     }
 
+    /// A JSON merge patch written by a controller (never a dry run).
+    pub async fn merge(
+        &self,
+        kind: &'static ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+        sub: Subresource,
+    ) -> ApiResult<Value> {
+        self.patch(kind, namespace, name, PatchType::Merge, patch, sub, false)
+            .await
+    }
+
     /// Delete an object. With finalizers (or Foreground/Orphan propagation, which
     /// add the `foregroundDeletion`/`orphan` finalizers the garbage collector
     /// acts on) it is only marked; otherwise it is removed and the garbage

@@ -9,40 +9,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Server, SELUR};
+use common::{sh, stderr, stdout, umoci_busybox, Server, SELUR};
 use serde_json::Value;
-
-fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A busybox image made with umoci, exported by skopeo in both archive forms.
 fn archives(dir: &Path) -> (String, String) {
-    let l = dir.join("layout");
-    let b = dir.join("bundle");
-    let (l, b) = (l.to_str().unwrap(), b.to_str().unwrap());
-    let img = format!("{l}:t");
-    sh("umoci", &["init", "--layout", l]);
-    sh("umoci", &["new", "--image", &img]);
-    sh("umoci", &["unpack", "--image", &img, b]);
-    std::fs::create_dir_all(format!("{b}/rootfs/bin")).unwrap();
-    std::fs::copy("/bin/busybox", format!("{b}/rootfs/bin/busybox")).unwrap();
-    std::os::unix::fs::symlink("/bin/busybox", format!("{b}/rootfs/bin/sh")).unwrap();
-    sh("umoci", &["repack", "--image", &img, b]);
-    sh(
-        "umoci",
+    let img = umoci_busybox(
+        dir,
         &[
-            "config",
-            "--image",
-            &img,
             "--config.user",
             "65532",
             "--config.label",

@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, Server};
+use common::{sh, stderr, stdout, umoci_busybox, Server};
 
 struct Registry(Child);
 
@@ -17,18 +17,6 @@ impl Drop for Registry {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -66,21 +54,9 @@ fn pull_resolves_ghcr_through_a_local_mirror() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A busybox image pushed as mirror/lago-grey:minimal.
-    let l = work.path().join("layout").display().to_string();
-    let b = work.path().join("bundle").display().to_string();
-    let img = format!("{l}:t");
-    sh("umoci", &["init", "--layout", &l]);
-    sh("umoci", &["new", "--image", &img]);
-    sh("umoci", &["unpack", "--image", &img, &b]);
-    std::fs::create_dir_all(format!("{b}/rootfs/bin")).unwrap();
-    std::fs::copy("/bin/busybox", format!("{b}/rootfs/bin/busybox")).unwrap();
-    sh("umoci", &["repack", "--image", &img, &b]);
-    sh(
-        "umoci",
+    let img = umoci_busybox(
+        work.path(),
         &[
-            "config",
-            "--image",
-            &img,
             "--config.label",
             "io.hyperpolymath.pq-crypto=true",
             "--config.user",

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use selur_api::kinds;
 use selur_store::Event;
 
-use crate::registry::{decode_kv, prefix, DeleteOptions, PatchType, Registry, Subresource};
+use crate::registry::{decode_kv, prefix, DeleteOptions, Registry, Subresource};
 use crate::status::{ApiError, ApiResult};
 use crate::tunnel::Tunnels;
 
@@ -143,16 +143,8 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
                     Err(e) => return Err(e),
                 }
                 let patch = json!({"status": {"nodes": nodes}});
-                reg.patch(
-                    kind,
-                    None,
-                    &name,
-                    PatchType::Merge,
-                    &patch,
-                    Subresource::Status,
-                    false,
-                )
-                .await?;
+                reg.merge(kind, None, &name, &patch, Subresource::Status)
+                    .await?;
             }
             Some(v) => {
                 let names: Vec<&String> = h.names.iter().collect();
@@ -161,29 +153,13 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
                     if info.is_none() {
                         spec = json!({"names": names});
                     }
-                    reg.patch(
-                        kind,
-                        None,
-                        &name,
-                        PatchType::Merge,
-                        &json!({"spec": spec}),
-                        Subresource::Main,
-                        false,
-                    )
-                    .await?;
+                    reg.merge(kind, None, &name, &json!({"spec": spec}), Subresource::Main)
+                        .await?;
                 }
                 if v.pointer("/status/nodes") != Some(&json!(nodes)) {
                     let patch = json!({"status": {"nodes": nodes}});
-                    reg.patch(
-                        kind,
-                        None,
-                        &name,
-                        PatchType::Merge,
-                        &patch,
-                        Subresource::Status,
-                        false,
-                    )
-                    .await?;
+                    reg.merge(kind, None, &name, &patch, Subresource::Status)
+                        .await?;
                 }
             }
         }
@@ -202,16 +178,8 @@ pub async fn pass(reg: Registry, tunnels: Tunnels) -> ApiResult<()> {
                 .is_some_and(|a| !a.is_empty())
             {
                 let patch = json!({"status": {"nodes": []}});
-                reg.patch(
-                    kind,
-                    None,
-                    &name,
-                    PatchType::Merge,
-                    &patch,
-                    Subresource::Status,
-                    false,
-                )
-                .await?;
+                reg.merge(kind, None, &name, &patch, Subresource::Status)
+                    .await?;
             }
         } else {
             match reg
@@ -298,16 +266,8 @@ async fn resolve_into_catalog(
                 .collect();
             names.insert(name);
             let patch = json!({"spec": {"names": names}});
-            reg.patch(
-                kind,
-                None,
-                &obj_name,
-                PatchType::Merge,
-                &patch,
-                Subresource::Main,
-                false,
-            )
-            .await
+            reg.merge(kind, None, &obj_name, &patch, Subresource::Main)
+                .await
         }
         Err(e) if e.code == 404 => {
             let obj = json!({"apiVersion": "images.selur.io/v1", "kind": "Image",

@@ -13,7 +13,7 @@ use selur_api::kinds;
 use selur_store::Event;
 
 use crate::clock::rfc3339;
-use crate::registry::{decode_kv, prefix, PatchType, Registry, Subresource};
+use crate::registry::{decode_kv, prefix, Registry, Subresource};
 use crate::status::{ApiError, ApiResult};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
@@ -122,16 +122,8 @@ pub async fn pass(reg: Registry, grace: Duration) -> ApiResult<()> {
                 tracing::info!(node = %name, "node heartbeats returned; clearing unreachable");
             }
             let patch = json!({"spec": {"taints": taints}});
-            reg.patch(
-                node_kind,
-                None,
-                &name,
-                PatchType::Merge,
-                &patch,
-                Subresource::Main,
-                false,
-            )
-            .await?;
+            reg.merge(node_kind, None, &name, &patch, Subresource::Main)
+                .await?;
         }
         if want_ready != ready {
             let mut conds: Vec<Value> = node
@@ -146,16 +138,8 @@ pub async fn pass(reg: Registry, grace: Duration) -> ApiResult<()> {
                 "lastHeartbeatTime": last_heartbeat, "lastTransitionTime": rfc3339(now)}),
             );
             let patch = json!({"status": {"conditions": conds}});
-            reg.patch(
-                node_kind,
-                None,
-                &name,
-                PatchType::Merge,
-                &patch,
-                Subresource::Status,
-                false,
-            )
-            .await?;
+            reg.merge(node_kind, None, &name, &patch, Subresource::Status)
+                .await?;
         }
     }
     Ok(())

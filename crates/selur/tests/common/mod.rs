@@ -197,3 +197,37 @@ pub fn configmap(name: &str) -> Value {
 }
 
 pub const CM_PATH: &str = "/api/v1/namespaces/default/configmaps";
+
+/// Run a tool the test needs, failing the test with its stderr.
+pub fn sh(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A busybox image in an OCI layout made with umoci (`<dir>/layout:t`),
+/// with the given `umoci config` arguments applied after the repack.
+pub fn umoci_busybox(dir: &Path, config: &[&str]) -> String {
+    let l = dir.join("layout").display().to_string();
+    let b = dir.join("bundle").display().to_string();
+    let img = format!("{l}:t");
+    sh("umoci", &["init", "--layout", &l]);
+    sh("umoci", &["new", "--image", &img]);
+    sh("umoci", &["unpack", "--image", &img, &b]);
+    std::fs::create_dir_all(format!("{b}/rootfs/bin")).unwrap();
+    std::fs::copy("/bin/busybox", format!("{b}/rootfs/bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", format!("{b}/rootfs/bin/sh")).unwrap();
+    sh("umoci", &["repack", "--image", &img, &b]);
+    if !config.is_empty() {
+        let mut args = vec!["config", "--image", &img];
+        args.extend_from_slice(config);
+        sh("umoci", &args);
+    }
+    img
+}
