@@ -1,0 +1,119 @@
+//! The OCI runtime binary (runc by default; a setting), driven through its CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Errors from the runtime binary.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot run {binary}: {source} (install it, e.g. `apt-get install runc`, or set the runtime setting)")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{binary} {verb} {id} failed: {stderr}")]
+    Failed {
+        binary: PathBuf,
+        verb: &'static str,
+        id: String,
+        stderr: String,
+    },
+}
+
+/// An OCI runtime CLI with its own state directory (one per agent, so
+/// several agents on one machine never see each other's containers).
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Runtime {
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            root: root.into(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    fn run(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<(), RuntimeError> {
+        let out = self
+            .cmd()
+            .arg(verb)
+            .args(args)
+            .arg(id)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed {
+                binary: self.binary.clone(),
+                verb,
+                id: id.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Send a signal (`TERM`, `KILL`) to the container's init process.
+    pub fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        self.run("kill", id, &[])
+            .and(Ok(()))
+            .or_else(|_| self.run_kill(id, signal))
+    }
+
+    fn run_kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let out = self
+            .cmd()
+            .args(["kill", id, signal])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed {
+                binary: self.binary.clone(),
+                verb: "kill",
+                id: id.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+
+    /// Remove the container's runtime state (`--force` kills it first).
+    pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        self.run("delete", id, &["--force"])
+    }
+
+    /// Whether the runtime works here (`<binary> --version`).
+    pub fn check(binary: &Path) -> Result<String, RuntimeError> {
+        let out = Command::new(binary)
+            .arg("--version")
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: binary.to_path_buf(),
+                source,
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string())
+    }
+}

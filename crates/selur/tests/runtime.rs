@@ -1,0 +1,180 @@
+//! A real container: an image built by `selur image build` logic, unpacked
+//! safely, mounted as an overlay root, turned into an OCI spec and run by
+//! runc under `selur shim`, which writes Docker json-file logs and the exit
+//! status. Everything is removed afterwards (mount, runc state, cgroups).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::SELUR;
+use selur_runtime::rootfs::Rootfs;
+use serde_json::{json, Value};
+
+struct Cleanup {
+    rootfs: Rootfs,
+    runc_root: PathBuf,
+    id: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(["delete", "--force", &self.id])
+            .output();
+        let _ = self.rootfs.remove();
+    }
+}
+
+fn image(store: &selur_image::ImageStore, ctx: &Path) -> selur_image::Digest {
+    std::fs::create_dir_all(ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"echo\", \"hello\"]\n",
+    )
+    .unwrap();
+    selur_image::build::build(
+        store,
+        &ctx.join("Containerfile"),
+        ctx,
+        &["localhost/rt:1".into()],
+        &Default::default(),
+    )
+    .unwrap()
+    .digest
+}
+
+/// Run one container with `args` (None = the image's CMD); returns (exit code, log lines).
+fn run_container(
+    dir: &Path,
+    store: &selur_image::ImageStore,
+    digest: &selur_image::Digest,
+    name: &str,
+    args: Option<Vec<&str>>,
+) -> (i64, Vec<Value>) {
+    let layers = selur_image::unpack::unpack_image(store, digest, &Default::default()).unwrap();
+    let cdir = dir.join(name);
+    let rootfs = Rootfs::at(&cdir);
+    let id = format!("selur-test-{}-{name}", std::process::id());
+    let runc_root = dir.join("runc");
+    let _cleanup = Cleanup {
+        rootfs: rootfs.clone(),
+        runc_root: runc_root.clone(),
+        id: id.clone(),
+    };
+    rootfs.mount(&layers).unwrap();
+    let mut c = json!({"name": name, "image": "localhost/rt:1"});
+    if let Some(a) = args {
+        c["args"] = json!(a);
+    }
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+        "spec": {"containers": [c], "securityContext": {"runAsNonRoot": true}}
+    }))
+    .unwrap();
+    let container = &pod.spec.as_ref().unwrap().containers[0];
+    let m = store.manifest(digest).unwrap();
+    let (_, config) = store.config(&m).unwrap();
+    let etc = cdir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    for f in ["hosts", "resolv.conf", "hostname"] {
+        std::fs::write(etc.join(f), "").unwrap();
+    }
+    let input = selur_runtime::SpecInput {
+        pod: &pod,
+        container,
+        image: &config,
+        rootfs: rootfs.merged.clone(),
+        hostname: "p".into(),
+        netns: None,
+        ipcns: None,
+        utsns: None,
+        cgroups_path: format!("/{id}"),
+        mounts: vec![],
+        etc_files: selur_runtime::EtcFiles {
+            hosts: Some(etc.join("hosts")),
+            resolv_conf: Some(etc.join("resolv.conf")),
+            hostname: Some(etc.join("hostname")),
+        },
+        env_resolved: vec![],
+        seccomp: true,
+        pids_limit: Some(64),
+    };
+    let spec = selur_runtime::build_spec(&input).unwrap();
+    std::fs::write(
+        cdir.join("config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
+    let log = cdir.join("c.log");
+    let exit = cdir.join("exit.json");
+    let out = Command::new(SELUR)
+        .args(["shim", "--id", &id, "--bundle"])
+        .arg(&cdir)
+        .arg("--runtime-root")
+        .arg(&runc_root)
+        .arg("--log")
+        .arg(&log)
+        .arg("--exit-file")
+        .arg(&exit)
+        .output()
+        .unwrap();
+    assert!(
+        exit.exists(),
+        "shim wrote no exit file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&std::fs::read(&exit).unwrap()).unwrap();
+    let lines = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (status["exitCode"].as_i64().unwrap(), lines)
+}
+
+#[test]
+fn runc_runs_a_built_image_with_json_logs_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = selur_image::ImageStore::open(&dir.path().join("images")).unwrap();
+    let digest = image(&store, &dir.path().join("ctx"));
+
+    let (code, lines) = run_container(dir.path(), &store, &digest, "hello", None);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["log"], "hello\n");
+    assert_eq!(lines[0]["stream"], "stdout");
+
+    // Non-root (image USER 65532), stderr, exit code, no IPv4 address besides loopback, read-only /proc/sys.
+    let script = "id -u; echo oops >&2; ip -4 addr 2>/dev/null | grep -c inet; echo 1 > /proc/sys/kernel/hostname 2>/dev/null || echo ro; exit 3";
+    let (code, lines) = run_container(
+        dir.path(),
+        &store,
+        &digest,
+        "fails",
+        Some(vec!["sh", "-c", script]),
+    );
+    assert_eq!(code, 3, "{lines:?}");
+    let text: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["stream"].as_str().unwrap().to_string(),
+                l["log"].as_str().unwrap().trim().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        text.contains(&("stdout".into(), "65532".into())),
+        "{text:?}"
+    );
+    assert!(text.contains(&("stderr".into(), "oops".into())), "{text:?}");
+    assert!(text.contains(&("stdout".into(), "ro".into())), "{text:?}");
+    assert!(!selur_runtime::rootfs::is_mounted(
+        &dir.path().join("hello/rootfs")
+    ));
+}
