@@ -74,7 +74,7 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 fn agents_join_report_capacity_and_lose_readiness_when_stopped() {
     let s = Server::start(&[
         "--node-grace-period",
-        "3",
+        "5",
         "--node-name",
         "main",
         "--heartbeat-interval",
