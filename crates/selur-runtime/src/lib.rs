@@ -22,6 +22,7 @@
 pub mod logs;
 pub mod rootfs;
 pub mod runc;
+pub mod sandbox;
 pub mod shim;
 pub mod spec;
 

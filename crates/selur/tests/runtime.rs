@@ -48,6 +48,14 @@ fn image(store: &selur_image::ImageStore, ctx: &Path) -> selur_image::Digest {
     .digest
 }
 
+/// A prepared container: its bundle, and the shim command that runs it.
+struct Prepared {
+    shim: Command,
+    log: PathBuf,
+    exit: PathBuf,
+    _cleanup: Cleanup,
+}
+
 /// Run one container with `args` (None = the image's CMD); returns (exit code, log lines).
 fn run_container(
     dir: &Path,
@@ -56,12 +64,40 @@ fn run_container(
     name: &str,
     args: Option<Vec<&str>>,
 ) -> (i64, Vec<Value>) {
+    let mut p = prepare(dir, store, digest, name, args, None);
+    let out = p.shim.output().unwrap();
+    finish(&p, &out)
+}
+
+fn finish(p: &Prepared, out: &std::process::Output) -> (i64, Vec<Value>) {
+    assert!(
+        p.exit.exists(),
+        "shim wrote no exit file: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&std::fs::read(&p.exit).unwrap()).unwrap();
+    let lines = std::fs::read_to_string(&p.log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (status["exitCode"].as_i64().unwrap(), lines)
+}
+
+fn prepare(
+    dir: &Path,
+    store: &selur_image::ImageStore,
+    digest: &selur_image::Digest,
+    name: &str,
+    args: Option<Vec<&str>>,
+    sandbox: Option<&selur_runtime::sandbox::Sandbox>,
+) -> Prepared {
     let layers = selur_image::unpack::unpack_image(store, digest, &Default::default()).unwrap();
     let cdir = dir.join(name);
     let rootfs = Rootfs::at(&cdir);
     let id = format!("selur-test-{}-{name}", std::process::id());
     let runc_root = dir.join("runc");
-    let _cleanup = Cleanup {
+    let cleanup = Cleanup {
         rootfs: rootfs.clone(),
         runc_root: runc_root.clone(),
         id: id.clone(),
@@ -90,9 +126,9 @@ fn run_container(
         image: &config,
         rootfs: rootfs.merged.clone(),
         hostname: "p".into(),
-        netns: None,
-        ipcns: None,
-        utsns: None,
+        netns: sandbox.map(|s| s.net_path()),
+        ipcns: sandbox.map(|s| s.ipc_path()),
+        utsns: sandbox.map(|s| s.uts_path()),
         cgroups_path: format!("/{id}"),
         mounts: vec![],
         etc_files: selur_runtime::EtcFiles {
@@ -112,29 +148,21 @@ fn run_container(
     .unwrap();
     let log = cdir.join("c.log");
     let exit = cdir.join("exit.json");
-    let out = Command::new(SELUR)
-        .args(["shim", "--id", &id, "--bundle"])
+    let mut shim = Command::new(SELUR);
+    shim.args(["shim", "--id", &id, "--bundle"])
         .arg(&cdir)
         .arg("--runtime-root")
         .arg(&runc_root)
         .arg("--log")
         .arg(&log)
         .arg("--exit-file")
-        .arg(&exit)
-        .output()
-        .unwrap();
-    assert!(
-        exit.exists(),
-        "shim wrote no exit file: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = serde_json::from_slice(&std::fs::read(&exit).unwrap()).unwrap();
-    let lines = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (status["exitCode"].as_i64().unwrap(), lines)
+        .arg(&exit);
+    Prepared {
+        shim,
+        log,
+        exit,
+        _cleanup: cleanup,
+    }
 }
 
 #[test]
@@ -177,4 +205,57 @@ fn runc_runs_a_built_image_with_json_logs_and_exit_codes() {
     assert!(!selur_runtime::rootfs::is_mounted(
         &dir.path().join("hello/rootfs")
     ));
+}
+
+#[test]
+fn containers_of_a_pod_share_its_sandbox_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = selur_image::ImageStore::open(&dir.path().join("images")).unwrap();
+    let digest = image(&store, &dir.path().join("ctx"));
+    struct SbGuard(selur_runtime::sandbox::Sandbox);
+    impl Drop for SbGuard {
+        fn drop(&mut self) {
+            let _ = self.0.destroy();
+        }
+    }
+    let sb =
+        SbGuard(selur_runtime::sandbox::Sandbox::create(&dir.path().join("sandbox"), "p").unwrap());
+    // A listens on the pod's loopback; B, another container, reaches it over ::1.
+    let mut a = prepare(
+        dir.path(),
+        &store,
+        &digest,
+        "server",
+        Some(vec!["sh", "-c", "hostname; nc -l -p 8080"]),
+        Some(&sb.0),
+    );
+    let a_child = a.shim.spawn().unwrap();
+    let client = "hostname; for i in $(seq 1 50); do echo ping | nc ::1 8080 && exit 0; sleep 0.1; done; exit 1";
+    let (b_code, b_lines) = {
+        let mut b = prepare(
+            dir.path(),
+            &store,
+            &digest,
+            "client",
+            Some(vec!["sh", "-c", client]),
+            Some(&sb.0),
+        );
+        let out = b.shim.output().unwrap();
+        finish(&b, &out)
+    };
+    let a_out = a_child.wait_with_output().unwrap();
+    let (a_code, a_lines) = finish(&a, &a_out);
+    assert_eq!(
+        b_code, 0,
+        "client could not reach the server over the pod loopback: {b_lines:?}"
+    );
+    assert_eq!(a_code, 0, "{a_lines:?}");
+    let logs = |lines: &[Value]| {
+        lines
+            .iter()
+            .map(|l| l["log"].as_str().unwrap().trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(logs(&a_lines), vec!["p".to_string(), "ping".to_string()]);
+    assert_eq!(logs(&b_lines)[0], "p", "same UTS namespace, same hostname");
 }

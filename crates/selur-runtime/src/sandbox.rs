@@ -1,0 +1,177 @@
+//! Pod sandboxes without a pause container: the pod's network, IPC and UTS
+//! namespaces are created once and kept alive by bind mounts of their
+//! `/proc/<pid>/ns/*` files into the pod's directory (as `ip netns` does for
+//! network namespaces), so every container of the pod joins them by path and
+//! no process has to stay around to hold them. Created with util-linux's
+//! `unshare --net=FILE --ipc=FILE --uts=FILE`, which sets up exactly those
+//! persistent bind mounts; loopback is brought up with iproute2 inside.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::mount::{unmount, UnmountFlags};
+
+use crate::rootfs::is_mounted;
+
+/// Errors creating or removing a sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "`{command}` failed: {stderr} (needs util-linux's unshare and iproute2's ip, and root)"
+    )]
+    Command { command: String, stderr: String },
+}
+
+/// The namespaces of one pod.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    dir: PathBuf,
+}
+
+const KINDS: [&str; 3] = ["net", "ipc", "uts"];
+
+fn run(cmd: &mut Command) -> Result<(), SandboxError> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().map_err(|e| SandboxError::Command {
+        command: shown.clone(),
+        stderr: e.to_string(),
+    })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(SandboxError::Command {
+            command: shown,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+impl Sandbox {
+    /// Create the namespaces under `dir` (files `net`, `ipc`, `uts`), set the
+    /// hostname and bring loopback up. Partial work is undone on failure.
+    pub fn create(dir: &Path, hostname: &str) -> Result<Self, SandboxError> {
+        std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let sb = Sandbox {
+            dir: dir.to_path_buf(),
+        };
+        for k in KINDS {
+            let p = sb.path(k);
+            std::fs::write(&p, b"").map_err(|source| SandboxError::Io {
+                what: "creating",
+                path: p.clone(),
+                source,
+            })?;
+        }
+        let result = run(Command::new("unshare")
+            .arg(format!("--net={}", sb.path("net").display()))
+            .arg(format!("--ipc={}", sb.path("ipc").display()))
+            .arg(format!("--uts={}", sb.path("uts").display()))
+            .args(["hostname", hostname]))
+        .and_then(|()| {
+            run(Command::new("nsenter")
+                .arg(format!("--net={}", sb.path("net").display()))
+                .args(["ip", "link", "set", "lo", "up"]))
+        });
+        if let Err(e) = result {
+            let _ = sb.destroy();
+            return Err(e);
+        }
+        Ok(sb)
+    }
+
+    fn path(&self, kind: &str) -> PathBuf {
+        self.dir.join(kind)
+    }
+
+    pub fn net_path(&self) -> PathBuf {
+        self.path("net")
+    }
+    pub fn ipc_path(&self) -> PathBuf {
+        self.path("ipc")
+    }
+    pub fn uts_path(&self) -> PathBuf {
+        self.path("uts")
+    }
+
+    /// Unmount the namespace files (the namespaces go once no container uses them) and remove them.
+    pub fn destroy(&self) -> Result<(), SandboxError> {
+        let mut first_err = None;
+        for k in KINDS {
+            let p = self.path(k);
+            if is_mounted(&p) {
+                if let Err(e) = unmount(&p, UnmountFlags::DETACH) {
+                    first_err.get_or_insert(SandboxError::Io {
+                        what: "unmounting",
+                        path: p.clone(),
+                        source: e.into(),
+                    });
+                }
+            }
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    first_err.get_or_insert(SandboxError::Io {
+                        what: "removing",
+                        path: p,
+                        source,
+                    });
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_persist_without_a_process_and_go_away() {
+        let d = tempfile::tempdir().unwrap();
+        let sb = Sandbox::create(&d.path().join("sb"), "pod-a").unwrap();
+        struct Guard(Sandbox);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                let _ = self.0.destroy();
+            }
+        }
+        let g = Guard(sb.clone());
+        assert!(is_mounted(&sb.net_path()) && is_mounted(&sb.uts_path()));
+        let out = Command::new("nsenter")
+            .arg(format!("--uts={}", sb.uts_path().display()))
+            .arg("hostname")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod-a");
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", sb.net_path().display()))
+            .args(["ip", "-o", "addr"])
+            .output()
+            .unwrap();
+        let addrs = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(addrs.contains("::1"), "{addrs}");
+        assert_eq!(
+            addrs.lines().filter(|l| !l.contains(" lo ")).count(),
+            0,
+            "only loopback: {addrs}"
+        );
+        drop(g);
+        assert!(!is_mounted(&sb.net_path()));
+    }
+}
