@@ -43,12 +43,12 @@ impl Runtime {
         c
     }
 
-    fn run(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<(), RuntimeError> {
+    /// `<binary> --root R <verb> <args...>`; `id` only names the container in errors.
+    fn exec(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<(), RuntimeError> {
         let out = self
             .cmd()
             .arg(verb)
             .args(args)
-            .arg(id)
             .stdin(Stdio::null())
             .output()
             .map_err(|source| RuntimeError::Spawn {
@@ -69,36 +69,12 @@ impl Runtime {
 
     /// Send a signal (`TERM`, `KILL`) to the container's init process.
     pub fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        self.run("kill", id, &[])
-            .and(Ok(()))
-            .or_else(|_| self.run_kill(id, signal))
-    }
-
-    fn run_kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        let out = self
-            .cmd()
-            .args(["kill", id, signal])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(RuntimeError::Failed {
-                binary: self.binary.clone(),
-                verb: "kill",
-                id: id.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            })
-        }
+        self.exec("kill", id, &[id, signal])
     }
 
     /// Remove the container's runtime state (`--force` kills it first).
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
-        self.run("delete", id, &["--force"])
+        self.exec("delete", id, &["--force", id])
     }
 
     /// Whether the runtime works here (`<binary> --version`).
