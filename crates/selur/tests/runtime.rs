@@ -51,6 +51,8 @@ fn image(store: &selur_image::ImageStore, ctx: &Path) -> selur_image::Digest {
 /// A prepared container: its bundle, and the shim command that runs it.
 struct Prepared {
     shim: Command,
+    id: String,
+    runc_root: PathBuf,
     log: PathBuf,
     exit: PathBuf,
     _cleanup: Cleanup,
@@ -159,6 +161,8 @@ fn prepare(
         .arg(&exit);
     Prepared {
         shim,
+        id: id.clone(),
+        runc_root: runc_root.clone(),
         log,
         exit,
         _cleanup: cleanup,
@@ -258,4 +262,32 @@ fn containers_of_a_pod_share_its_sandbox_namespaces() {
     };
     assert_eq!(logs(&a_lines), vec!["p".to_string(), "ping".to_string()]);
     assert_eq!(logs(&b_lines)[0], "p", "same UTS namespace, same hostname");
+}
+
+#[test]
+fn the_runtime_wrapper_signals_a_running_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = selur_image::ImageStore::open(&dir.path().join("images")).unwrap();
+    let digest = image(&store, &dir.path().join("ctx"));
+    let mut p = prepare(
+        dir.path(),
+        &store,
+        &digest,
+        "sleeper",
+        Some(vec!["sleep", "30"]),
+        None,
+    );
+    let child = p.shim.spawn().unwrap();
+    let rt = selur_runtime::runc::Runtime::new("runc", &p.runc_root);
+    let start = std::time::Instant::now();
+    while rt.kill(&p.id, "KILL").is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let (code, _) = finish(&p, &out);
+    assert_eq!(code, 137, "SIGKILL is 128+9");
 }
