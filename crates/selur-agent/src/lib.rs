@@ -11,6 +11,7 @@
 pub mod images;
 pub mod node;
 pub mod pods;
+pub mod runtime;
 pub mod tunnel;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,12 @@ pub struct AgentConfig {
     pub image_gc_period: Duration,
     /// Registry settings (mirrors, rewrites, TLS, credentials) for pulls.
     pub registries: selur_image::registries::RegistrySettings,
+    /// The OCI runtime binary (runc; crun fails on cgroup v1 hybrid hosts).
+    pub runtime: PathBuf,
+    /// The `selur` binary whose `shim` subcommand supervises containers.
+    pub shim: PathBuf,
+    /// Where json-file logs are linked for log shippers (`/var/log/containers`).
+    pub log_link_dir: PathBuf,
 }
 
 impl AgentConfig {
@@ -74,6 +81,9 @@ impl AgentConfig {
             image_gc: selur_image::gc::GcPolicy::default(),
             image_gc_period: Duration::from_secs(300),
             registries: Default::default(),
+            runtime: PathBuf::from("runc"),
+            shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur")),
+            log_link_dir: PathBuf::from("/var/log/containers"),
         }
     }
 }
@@ -85,6 +95,8 @@ pub struct Agent {
     http: reqwest::Client,
     /// Poked when the node's reported state (images) changed.
     pub changed: Notify,
+    /// The pods this agent runs.
+    pub running: Arc<runtime::Running>,
 }
 
 impl Agent {
@@ -289,6 +301,7 @@ pub async fn run(
         images,
         http,
         changed: Notify::new(),
+        running: Arc::default(),
     });
     // The server may still be starting (in-process agent): retry registration.
     let mut delay = Duration::from_millis(100);
@@ -346,13 +359,14 @@ async fn image_gc(agent: Arc<Agent>) {
     loop {
         tick.tick().await;
         let a = agent.clone();
-        // No pods run on this node yet, so nothing is in use; the runtime adds its images here.
+        // Images of running pods are never collected.
+        let in_use = agent.running.images_in_use();
         let res = tokio::task::spawn_blocking(move || {
             selur_image::gc::collect(
                 &a.images,
                 &selur_image::gc::StatVfs,
                 a.config.image_gc,
-                &Default::default(),
+                &in_use,
             )
         })
         .await;

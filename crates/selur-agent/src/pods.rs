@@ -65,7 +65,10 @@ pub async fn event(
 }
 
 /// Make every image of `pod` present per its containers' pull policies.
-async fn ensure_images(agent: Arc<Agent>, pod: Value) {
+/// Returns whether every image is present afterwards.
+async fn ensure_images(agent: &Arc<Agent>, pod: &Value) -> bool {
+    let (agent, pod) = (agent.clone(), pod.clone());
+    let mut ok = true;
     let spec = &pod["spec"];
     let groups = [
         ("initContainers", "spec.initContainers"),
@@ -102,6 +105,7 @@ async fn ensure_images(agent: Arc<Agent>, pod: Value) {
                         ),
                     )
                     .await;
+                    ok = false;
                 }
                 PullDecision::Pull => {
                     event(
@@ -138,20 +142,23 @@ async fn ensure_images(agent: Arc<Agent>, pod: Value) {
                                 &format!("Failed to pull image \"{image}\": {e}"),
                             )
                             .await;
+                            ok = false;
                         }
                     }
                 }
             }
         }
     }
+    ok
 }
 
 /// Watch this node's pods and pull what they need, once per pod.
 pub async fn run(agent: Arc<Agent>) {
     let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let running = agent.running.clone();
     let selector = format!("spec.nodeName={}", agent.config.node_name);
     loop {
-        if let Err(e) = watch_once(&agent, &selector, &seen).await {
+        if let Err(e) = watch_once(&agent, &selector, &seen, &running).await {
             tracing::warn!(error = %e, "pod watch ended; restarting");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -167,6 +174,7 @@ async fn watch_once(
     agent: &Arc<Agent>,
     selector: &str,
     seen: &Arc<Mutex<HashSet<String>>>,
+    running: &Arc<crate::runtime::Running>,
 ) -> Result<(), String> {
     // watch without resourceVersion: the current pods arrive as ADDED first.
     let url = format!("{}/api/v1/pods", agent.config.server.trim_end_matches('/'));
@@ -198,10 +206,20 @@ async fn watch_once(
                     if pod.pointer("/metadata/deletionTimestamp").is_none()
                         && first_sight(seen, &pod)
                     {
-                        tokio::spawn(ensure_images(agent.clone(), pod));
+                        let (a, r) = (agent.clone(), running.clone());
+                        tokio::spawn(async move {
+                            if ensure_images(&a, &pod).await {
+                                crate::runtime::start(a, r, pod).await;
+                            }
+                        });
                     }
                 }
                 Some("DELETED") => {
+                    tokio::spawn(crate::runtime::stop(
+                        agent.clone(),
+                        running.clone(),
+                        ev["object"].clone(),
+                    ));
                     if let (Ok(mut s), Some(uid)) =
                         (seen.lock(), ev["object"]["metadata"]["uid"].as_str())
                     {

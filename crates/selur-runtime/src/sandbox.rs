@@ -90,6 +90,13 @@ impl Sandbox {
         Ok(sb)
     }
 
+    /// The sandbox already created under `dir`.
+    pub fn at(dir: &Path) -> Self {
+        Sandbox {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     fn path(&self, kind: &str) -> PathBuf {
         self.dir.join(kind)
     }

@@ -154,7 +154,69 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        clean_host(self.dir.path());
     }
+}
+
+/// Safety net for tests that run containers: remove runc containers, mounts
+/// and /var/log/containers links that belong to this data dir, even when the
+/// test failed before the agent could clean up.
+pub fn clean_host(data_dir: &Path) {
+    let dir = data_dir.display().to_string();
+    for root in walk_dirs_named(data_dir, "runc") {
+        if let Ok(out) = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", id])
+                    .output();
+            }
+        }
+    }
+    let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|m| m.starts_with(&dir))
+        .collect();
+    for m in mounts.iter().rev() {
+        let _ = Command::new("umount").args(["-l", m]).output();
+    }
+    if let Ok(entries) = std::fs::read_dir("/var/log/containers") {
+        for e in entries.flatten() {
+            if std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(data_dir)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn walk_dirs_named(root: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if p.file_name().is_some_and(|n| n == name) {
+                    out.push(p.clone());
+                }
+                if p.components().count() < root.components().count() + 3 {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Write `text` into the server's temp dir as `name`; returns the path.

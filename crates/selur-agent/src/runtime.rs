@@ -1,0 +1,532 @@
+//! Running the pods bound to this node: a sandbox (shared net/ipc/uts
+//! namespaces held without a pause container), per container an overlay root
+//! from the unpacked image, an OCI spec and a `selur shim` process that runs
+//! it under runc and writes its json-file log (linked from
+//! `/var/log/containers`), then a monitor that reads exit files, restarts
+//! per `restartPolicy` with back-off, and reports pod status. Deleting the
+//! pod stops its containers (TERM, grace period, KILL) and removes mounts,
+//! runtime state, namespaces and links.
+//!
+//! Containers run under their own shim processes, so they outlive agent
+//! restarts. Not yet: init containers, probes, volumes, ConfigMap/Secret env.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use selur_runtime::rootfs::Rootfs;
+use selur_runtime::runc::Runtime;
+use selur_runtime::sandbox::Sandbox;
+
+use crate::node::now_secs;
+use crate::pods::event;
+use crate::Agent;
+
+/// Pods this agent runs, by uid: a stop signal for each monitor and the
+/// image digests its containers use (never garbage collected while running).
+#[derive(Default)]
+pub struct Running {
+    pods: Mutex<HashMap<String, RunningPod>>,
+}
+
+/// A running pod's monitor stop signal and image digests.
+type RunningPod = (watch::Sender<bool>, Vec<selur_image::Digest>);
+
+impl Running {
+    /// Manifest digests of every running pod's images.
+    pub fn images_in_use(&self) -> std::collections::HashSet<selur_image::Digest> {
+        self.pods
+            .lock()
+            .map(|m| m.values().flat_map(|(_, d)| d.iter().cloned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+struct Ctr {
+    name: String,
+    id: String,
+    dir: PathBuf,
+    log: PathBuf,
+    link: PathBuf,
+    image: String,
+    image_id: String,
+}
+
+impl Ctr {
+    fn exit_file(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+}
+
+fn runtime(agent: &Agent) -> Runtime {
+    Runtime::new(&agent.config.runtime, agent.config.data_dir.join("runc"))
+}
+
+fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
+    agent.config.data_dir.join("pods").join(uid)
+}
+
+fn short(uid: &str) -> String {
+    uid.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect()
+}
+
+fn containers(agent: &Agent, pod: &Value) -> Vec<Ctr> {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let dir = pod_dir(agent, uid);
+    pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let cname = c["name"].as_str().unwrap_or("").to_string();
+            let id = format!("{}-{}-{cname}", agent.config.node_name, short(uid));
+            let log = agent
+                .config
+                .data_dir
+                .join("logs")
+                .join(format!("{ns}_{name}_{uid}"))
+                .join(&cname)
+                .join("0.log");
+            let link = agent
+                .config
+                .log_link_dir
+                .join(format!("{name}_{ns}_{cname}-{id}.log"));
+            let image = c["image"].as_str().unwrap_or("").to_string();
+            let image_id = agent
+                .images
+                .resolve(&image)
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            Ctr {
+                dir: dir.join("c").join(&cname),
+                name: cname,
+                id,
+                log,
+                link,
+                image,
+                image_id,
+            }
+        })
+        .collect()
+}
+
+/// Prepare and start one container's shim.
+fn start_container(
+    agent: &Agent,
+    pod: &Value,
+    c: &Ctr,
+    sb: &Sandbox,
+    etc: &Path,
+) -> Result<(), String> {
+    let container_json = pod["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|x| x["name"] == c.name.as_str()))
+        .cloned()
+        .ok_or("container vanished from the pod")?;
+    let k8s_pod: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
+    let container: k8s_openapi::api::core::v1::Container =
+        serde_json::from_value(container_json).map_err(|e| e.to_string())?;
+    let digest = agent.images.resolve(&c.image).map_err(|e| e.to_string())?;
+    let layers = selur_image::unpack::unpack_image(&agent.images, &digest, &Default::default())
+        .map_err(|e| e.to_string())?;
+    let manifest = agent.images.manifest(&digest).map_err(|e| e.to_string())?;
+    let (_, config) = agent.images.config(&manifest).map_err(|e| e.to_string())?;
+    let rootfs = Rootfs::at(&c.dir);
+    let _ = rootfs.remove();
+    rootfs.mount(&layers).map_err(|e| e.to_string())?;
+    let env: Vec<(String, String)> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect();
+    let input = selur_runtime::SpecInput {
+        pod: &k8s_pod,
+        container: &container,
+        image: &config,
+        rootfs: rootfs.merged.clone(),
+        hostname: pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        netns: Some(sb.net_path()),
+        ipcns: Some(sb.ipc_path()),
+        utsns: Some(sb.uts_path()),
+        cgroups_path: format!("/selur-{}", c.id),
+        mounts: vec![],
+        etc_files: selur_runtime::EtcFiles {
+            hosts: Some(etc.join("hosts")),
+            resolv_conf: Some(etc.join("resolv.conf")),
+            hostname: Some(etc.join("hostname")),
+        },
+        env_resolved: env,
+        seccomp: true,
+        pids_limit: Some(1024),
+    };
+    let spec = match selur_runtime::build_spec(&input) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = rootfs.remove();
+            return Err(e.to_string());
+        }
+    };
+    std::fs::write(
+        c.dir.join("config.json"),
+        serde_json::to_vec(&spec).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(c.exit_file());
+    if let Some(parent) = c.log.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    if let Some(parent) = c.link.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::remove_file(&c.link);
+    let _ = std::os::unix::fs::symlink(&c.log, &c.link);
+    let rt = runtime(agent);
+    let _ = rt.delete(&c.id);
+    use std::os::unix::process::CommandExt;
+    std::process::Command::new(&agent.config.shim)
+        .args(["shim", "--id", &c.id, "--runtime"])
+        .arg(&rt.binary)
+        .arg("--runtime-root")
+        .arg(&rt.root)
+        .arg("--bundle")
+        .arg(&c.dir)
+        .arg("--log")
+        .arg(&c.log)
+        .arg("--exit-file")
+        .arg(c.exit_file())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        // Its own process group: the agent's signals and exit do not reach it.
+        .process_group(0)
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the shim: {e}"))
+}
+
+fn read_exit(c: &Ctr) -> Option<(i64, String)> {
+    let v: Value = serde_json::from_slice(&std::fs::read(c.exit_file()).ok()?).ok()?;
+    Some((
+        v["exitCode"].as_i64().unwrap_or(255),
+        v["finishedAt"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+async fn patch_status(agent: &Agent, pod: &Value, status: Value) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
+    if let Err(e) = agent
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            &json!({"status": status}),
+        )
+        .await
+    {
+        tracing::warn!(pod = name, error = %e, "cannot report pod status");
+    }
+}
+
+struct State {
+    restarts: u32,
+    started_at: String,
+    exited: Option<(i64, String)>,
+    next_start: Option<tokio::time::Instant>,
+    backoff: Duration,
+}
+
+fn condition(t: &str, ok: bool) -> Value {
+    json!({"type": t, "status": if ok { "True" } else { "False" }, "lastTransitionTime": now_secs()})
+}
+
+fn status_of(
+    pod: &Value,
+    ctrs: &[Ctr],
+    states: &[State],
+    start_time: &str,
+    will_restart: bool,
+) -> Value {
+    let mut statuses = Vec::new();
+    let mut all_running = true;
+    let mut all_done = true;
+    let mut all_ok = true;
+    for (c, s) in ctrs.iter().zip(states) {
+        let state = match &s.exited {
+            None => json!({"running": {"startedAt": s.started_at}}),
+            Some((code, fin)) if s.next_start.is_some() => {
+                let _ = (code, fin);
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off {}s restarting failed container={}", s.backoff.as_secs(), c.name)}})
+            }
+            Some((code, fin)) => {
+                json!({"terminated": {"exitCode": code, "reason": if *code == 0 { "Completed" } else { "Error" },
+                "startedAt": s.started_at, "finishedAt": fin, "containerID": format!("runc://{}", c.id)}})
+            }
+        };
+        let running = s.exited.is_none();
+        all_running &= running;
+        all_done &= !running && s.next_start.is_none();
+        all_ok &= matches!(s.exited, Some((0, _)));
+        statuses.push(
+            json!({"name": c.name, "image": c.image, "imageID": c.image_id,
+            "containerID": format!("runc://{}", c.id), "ready": running, "started": running,
+            "restartCount": s.restarts, "state": state}),
+        );
+    }
+    let phase = if all_done && !will_restart {
+        if all_ok {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else {
+        "Running"
+    };
+    let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
+        .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
+        .unwrap_or_default();
+    json!({"phase": phase, "startTime": start_time, "qosClass": qos, "containerStatuses": statuses,
+        "conditions": [condition("PodScheduled", true), condition("Initialized", true),
+            condition("ContainersReady", all_running), condition("Ready", all_running)]})
+}
+
+/// Start `pod` (once) and monitor it until it is stopped.
+pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let (tx, rx) = watch::channel(false);
+    {
+        let Ok(mut m) = running.pods.lock() else {
+            return;
+        };
+        if m.contains_key(&uid) {
+            return;
+        }
+        let digests = containers(&agent, &pod)
+            .iter()
+            .filter_map(|c| selur_image::Digest::parse(&c.image_id).ok())
+            .collect();
+        m.insert(uid.clone(), (tx, digests));
+    }
+    let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let dir = pod_dir(&agent, &uid);
+    let a = agent.clone();
+    let p = pod.clone();
+    let setup = tokio::task::spawn_blocking(move || -> Result<Vec<Result<(), String>>, String> {
+        let sb = Sandbox::create(&dir.join("ns"), &name).map_err(|e| e.to_string())?;
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        std::fs::write(
+            etc.join("hosts"),
+            format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+        Ok(containers(&a, &p)
+            .iter()
+            .map(|c| start_container(&a, &p, c, &sb, &etc))
+            .collect())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let results = match setup {
+        Ok(r) => r,
+        Err(msg) => {
+            event(
+                &agent,
+                &pod,
+                "",
+                "Warning",
+                "FailedCreatePodSandBox",
+                &format!("Failed to create pod sandbox: {msg}"),
+            )
+            .await;
+            return;
+        }
+    };
+    let ctrs = containers(&agent, &pod);
+    let now = now_secs();
+    let mut states: Vec<State> = Vec::new();
+    for (c, r) in ctrs.iter().zip(&results) {
+        let fp = format!("spec.containers{{{}}}", c.name);
+        match r {
+            Ok(()) => {
+                event(
+                    &agent,
+                    &pod,
+                    &fp,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {}", c.name),
+                )
+                .await;
+                states.push(State {
+                    restarts: 0,
+                    started_at: now.clone(),
+                    exited: None,
+                    next_start: None,
+                    backoff: Duration::from_secs(10),
+                });
+            }
+            Err(e) => {
+                event(
+                    &agent,
+                    &pod,
+                    &fp,
+                    "Warning",
+                    "Failed",
+                    &format!("Error: {e}"),
+                )
+                .await;
+                states.push(State {
+                    restarts: 0,
+                    started_at: now.clone(),
+                    exited: Some((128, now.clone())),
+                    next_start: None,
+                    backoff: Duration::from_secs(10),
+                });
+            }
+        }
+    }
+    monitor(agent, pod, ctrs, states, now, rx).await;
+}
+
+/// Watch exit files; restart per policy; report status; stop when told.
+async fn monitor(
+    agent: Arc<Agent>,
+    pod: Value,
+    ctrs: Vec<Ctr>,
+    mut states: Vec<State>,
+    start_time: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let policy = pod["spec"]["restartPolicy"]
+        .as_str()
+        .unwrap_or("Always")
+        .to_string();
+    let mut last = Value::Null;
+    loop {
+        let mut will_restart = false;
+        for (c, s) in ctrs.iter().zip(states.iter_mut()) {
+            if s.exited.is_none() {
+                if let Some(e) = read_exit(c) {
+                    let restart = policy == "Always" || (policy == "OnFailure" && e.0 != 0);
+                    s.exited = Some(e);
+                    if restart {
+                        s.next_start = Some(tokio::time::Instant::now() + s.backoff);
+                        event(
+                            &agent,
+                            &pod,
+                            &format!("spec.containers{{{}}}", c.name),
+                            "Warning",
+                            "BackOff",
+                            &format!("Back-off restarting failed container {}", c.name),
+                        )
+                        .await;
+                    }
+                }
+            }
+            if let Some(at) = s.next_start {
+                will_restart = true;
+                if tokio::time::Instant::now() >= at {
+                    let a = agent.clone();
+                    let p = pod.clone();
+                    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+                    let dir = pod_dir(&agent, &uid);
+                    let cname = c.name.clone();
+                    let res = tokio::task::spawn_blocking(move || {
+                        let sb = Sandbox::at(&dir.join("ns"));
+                        let c = containers(&a, &p)
+                            .into_iter()
+                            .find(|x| x.name == cname)
+                            .ok_or("container vanished")?;
+                        start_container(&a, &p, &c, &sb, &dir.join("etc"))
+                    })
+                    .await;
+                    s.restarts += 1;
+                    s.backoff = (s.backoff * 2).min(Duration::from_secs(300));
+                    s.next_start = None;
+                    match res {
+                        Ok(Ok(())) => {
+                            s.exited = None;
+                            s.started_at = now_secs();
+                        }
+                        _ => s.next_start = Some(tokio::time::Instant::now() + s.backoff),
+                    }
+                }
+            }
+        }
+        let status = status_of(&pod, &ctrs, &states, &start_time, will_restart);
+        if status != last {
+            patch_status(&agent, &pod, status.clone()).await;
+            last = status;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+/// Stop and remove everything of the pod with `uid` (TERM, grace, KILL).
+pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    if let Ok(mut m) = running.pods.lock() {
+        if let Some((tx, _)) = m.remove(&uid) {
+            let _ = tx.send(true);
+        }
+    }
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30)
+        .min(30);
+    let a = agent.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let rt = runtime(&a);
+        let ctrs = containers(&a, &pod);
+        for c in &ctrs {
+            let _ = rt.kill(&c.id, "TERM");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(grace);
+        while std::time::Instant::now() < deadline
+            && ctrs
+                .iter()
+                .any(|c| read_exit(c).is_none() && c.dir.join("config.json").exists())
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for c in &ctrs {
+            let _ = rt.kill(&c.id, "KILL");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && ctrs
+                .iter()
+                .any(|c| read_exit(c).is_none() && c.dir.join("config.json").exists())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for c in &ctrs {
+            let _ = rt.delete(&c.id);
+            let _ = Rootfs::at(&c.dir).remove();
+            let _ = std::fs::remove_file(&c.link);
+        }
+        let dir = pod_dir(&a, &uid);
+        let _ = Sandbox::at(&dir.join("ns")).destroy();
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}

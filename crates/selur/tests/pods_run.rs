@@ -1,0 +1,156 @@
+//! The agent runs pods bound to its node for real: a sandbox, containers
+//! under runc via `selur shim`, json-file logs linked from
+//! `/var/log/containers`, pod status (Running, Succeeded, Failed,
+//! CrashLoopBackOff), and full cleanup when the pod is deleted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{write_file, Server};
+use serde_json::Value;
+
+fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = s.selur(&["get", "pod", name, "-o", "json"]);
+        if out.status.success() {
+            let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if f(&p) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "{name}: never {what}: {}",
+                p["status"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn pod(name: &str, policy: &str, containers: &[(&str, &str)]) -> String {
+    let mut y = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: main\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 2\n  containers:\n");
+    for (c, script) in containers {
+        y.push_str(&format!("  - name: {c}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"{script}\"]\n"));
+    }
+    y
+}
+
+#[test]
+fn agent_runs_pods_reports_status_and_cleans_up() {
+    let s = Server::start(&["--node-name", "main"]);
+    let ctx = s.data_dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "image",
+        "build",
+        "-t",
+        "localhost/rt:1",
+        ctx.to_str().unwrap(),
+    ]);
+
+    let manifests = [
+        pod(
+            "web",
+            "Always",
+            &[("web", "echo hello; sleep 60"), ("side", "sleep 60")],
+        ),
+        pod("done", "Never", &[("job", "echo ok")]),
+        pod("fails", "Never", &[("job", "exit 3")]),
+        pod("crash", "Always", &[("c", "exit 1")]),
+    ]
+    .join("---\n");
+    let f = write_file(&s, "pods.yaml", &manifests);
+    s.ok(&["apply", "-f", &f]);
+
+    let web = wait_pod(&s, "web", "Running and Ready", |p| {
+        p["status"]["phase"] == "Running"
+            && p["status"]["containerStatuses"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.len() == 2 && cs.iter().all(|c| c["state"]["running"].is_object())
+                })
+            && p["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    });
+    assert_eq!(web["status"]["qosClass"], "BestEffort");
+    let uid = web["metadata"]["uid"].as_str().unwrap().to_string();
+    // The log, in Docker json-file format, linked from /var/log/containers.
+    let start = Instant::now();
+    let link = loop {
+        let found = std::fs::read_dir("/var/log/containers")
+            .ok()
+            .and_then(|rd| {
+                rd.flatten().map(|e| e.path()).find(|p| {
+                    let n = p.file_name().unwrap().to_string_lossy().to_string();
+                    n.starts_with("web_default_web-")
+                        && std::fs::read_link(p).is_ok_and(|t| t.starts_with(s.data_dir()))
+                })
+            });
+        if let Some(l) = found {
+            if std::fs::read_to_string(&l)
+                .unwrap_or_default()
+                .contains("hello")
+            {
+                break l;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no log link with hello"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&link)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (line["log"].as_str(), line["stream"].as_str()),
+        (Some("hello\n"), Some("stdout"))
+    );
+
+    wait_pod(&s, "done", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let failed = wait_pod(&s, "fails", "Failed", |p| p["status"]["phase"] == "Failed");
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
+    wait_pod(&s, "crash", "in CrashLoopBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+
+    // Deleting the pods stops the containers and removes mounts, namespaces and links.
+    s.ok(&["delete", "-f", &f]);
+    let start = Instant::now();
+    loop {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let ours = mounts
+            .lines()
+            .filter(|l| l.contains(&uid) || l.contains(s.data_dir().to_str().unwrap()))
+            .count();
+        if ours == 0 && !link.exists() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "pod not cleaned up ({ours} mounts left)"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
