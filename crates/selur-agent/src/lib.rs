@@ -13,6 +13,7 @@ pub mod node;
 pub mod pods;
 pub mod runtime;
 pub mod tunnel;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -126,12 +126,14 @@ fn start_container(
     c: &Ctr,
     sb: &Sandbox,
     etc: &Path,
+    sources: &crate::volumes::Sources,
 ) -> Result<(), String> {
     let container_json = pod["spec"]["containers"]
         .as_array()
         .and_then(|cs| cs.iter().find(|x| x["name"] == c.name.as_str()))
         .cloned()
         .ok_or("container vanished from the pod")?;
+    let container_json_for_mounts = container_json.clone();
     let k8s_pod: k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
     let container: k8s_openapi::api::core::v1::Container =
@@ -160,7 +162,7 @@ fn start_container(
         ipcns: Some(sb.ipc_path()),
         utsns: Some(sb.uts_path()),
         cgroups_path: format!("/selur-{}", c.id),
-        mounts: vec![],
+        mounts: crate::volumes::mounts_for(&container_json_for_mounts, sources)?,
         etc_files: selur_runtime::EtcFiles {
             hosts: Some(etc.join("hosts")),
             resolv_conf: Some(etc.join("resolv.conf")),
@@ -334,9 +336,10 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         .map_err(|e| e.to_string())?;
         std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
         std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+        let sources = crate::volumes::prepare(&p, &dir)?;
         Ok(containers(&a, &p)
             .iter()
-            .map(|c| start_container(&a, &p, c, &sb, &etc))
+            .map(|c| start_container(&a, &p, c, &sb, &etc, &sources))
             .collect())
     })
     .await
@@ -453,7 +456,8 @@ async fn monitor(
                             .into_iter()
                             .find(|x| x.name == cname)
                             .ok_or("container vanished")?;
-                        start_container(&a, &p, &c, &sb, &dir.join("etc"))
+                        let sources = crate::volumes::prepare(&p, &dir)?;
+                        start_container(&a, &p, &c, &sb, &dir.join("etc"), &sources)
                     })
                     .await;
                     s.restarts += 1;
@@ -525,6 +529,7 @@ pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
             let _ = std::fs::remove_file(&c.link);
         }
         let dir = pod_dir(&a, &uid);
+        crate::volumes::cleanup(&dir);
         let _ = Sandbox::at(&dir.join("ns")).destroy();
         let _ = std::fs::remove_dir_all(&dir);
     })

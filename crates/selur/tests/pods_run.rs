@@ -154,3 +154,118 @@ fn agent_runs_pods_reports_status_and_cleans_up() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn pod_volumes_empty_dir_memory_and_host_path() {
+    let s = Server::start(&["--node-name", "main"]);
+    let ctx = s.data_dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "image",
+        "build",
+        "-t",
+        "localhost/rt:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let host = s.data_dir().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "hello-from-host\n").unwrap();
+    let created = s.data_dir().join("created-by-pod");
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: vols
+spec:
+  nodeName: main
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: writer
+    image: localhost/rt:1
+    imagePullPolicy: Never
+    args: ["sh", "-c", "echo shared > /data/f; echo mem > /mem/f; grep -c ' /mem tmpfs' /proc/mounts; sleep 60"]
+    volumeMounts: [{{name: data, mountPath: /data}}, {{name: mem, mountPath: /mem}}, {{name: created, mountPath: /created}}]
+  - name: reader
+    image: localhost/rt:1
+    imagePullPolicy: Never
+    args: ["sh", "-c", "for i in $(seq 1 50); do [ -f /data/f ] && break; sleep 0.1; done; cat /data/f; cat /host/hello; (echo x > /host/new) 2>/dev/null || echo read-only; sleep 60"]
+    volumeMounts: [{{name: data, mountPath: /data}}, {{name: host, mountPath: /host, readOnly: true}}]
+  volumes:
+  - {{name: data, emptyDir: {{}}}}
+  - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 1Mi}}}}
+  - {{name: host, hostPath: {{path: {host}}}}}
+  - {{name: created, hostPath: {{path: {created}}}}}
+"#,
+        host = host.display(),
+        created = created.display()
+    );
+    let f = write_file(&s, "vols.yaml", &manifest);
+    s.ok(&["apply", "-f", &f]);
+    let p = wait_pod(&s, "vols", "Running", |p| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|cs| cs.len() == 2 && cs.iter().all(|c| c["state"]["running"].is_object()))
+    });
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let logs = s
+        .data_dir()
+        .join("agent/logs")
+        .join(format!("default_vols_{uid}"));
+    let read = |c: &str| -> Vec<String> {
+        std::fs::read_to_string(logs.join(c).join("0.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["log"]
+                    .as_str()
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    while read("reader").len() < 3 || read("writer").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "reader: {:?}, writer: {:?}",
+            read("reader"),
+            read("writer")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        read("reader"),
+        vec!["shared", "hello-from-host", "read-only"],
+        "emptyDir shared, hostPath read-only"
+    );
+    assert_eq!(read("writer"), vec!["1"], "Memory emptyDir is a tmpfs");
+    assert!(!host.join("new").exists(), "read-only hostPath was written");
+    assert!(
+        created.is_dir(),
+        "a missing hostPath without type is created as a directory"
+    );
+    s.ok(&["delete", "pod", "vols"]);
+    let start = Instant::now();
+    while std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(s.data_dir().to_str().unwrap())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "volumes or rootfs still mounted after delete"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        host.join("hello").exists(),
+        "hostPath contents survive the pod"
+    );
+}
