@@ -280,5 +280,9 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/images/build", post(build))
         .route("/images/lint", get(lint))
         .route("/images/pull", post(pull))
+        .route(
+            "/containerLogs/{ns}/{pod}/{uid}/{container}",
+            get(crate::logs::container_logs),
+        )
         .with_state(agent)
 }

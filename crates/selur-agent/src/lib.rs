@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod images;
+pub mod logs;
 pub mod node;
 pub mod pods;
 pub mod runtime;

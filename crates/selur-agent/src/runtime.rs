@@ -89,13 +89,7 @@ fn containers(agent: &Agent, pod: &Value) -> Vec<Ctr> {
         .map(|c| {
             let cname = c["name"].as_str().unwrap_or("").to_string();
             let id = format!("{}-{}-{cname}", agent.config.node_name, short(uid));
-            let log = agent
-                .config
-                .data_dir
-                .join("logs")
-                .join(format!("{ns}_{name}_{uid}"))
-                .join(&cname)
-                .join("0.log");
+            let log = crate::logs::log_path(agent, ns, name, uid, &cname);
             let link = agent
                 .config
                 .log_link_dir

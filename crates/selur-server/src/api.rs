@@ -416,6 +416,9 @@ async fn handle(
         (Some(name), Some("scale"), m) if kind.scale => {
             scale(reg, kind, ns, name, m, q, headers, &body).await
         }
+        (Some(name), Some("log"), Method::GET) if kind.kind == "Pod" => {
+            pod_log(state, kind, ns, name, q).await
+        }
         (Some(name), Some("binding"), Method::POST) if kind.kind == "Pod" => {
             let b = parse_body(headers, &body)?;
             bind(reg, kind, ns, name, &b, dry_run(q)?).await
@@ -645,4 +648,63 @@ async fn bind(
         StatusCode::CREATED,
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     ))
+}
+
+/// `GET .../pods/{name}/log`: the container's log from its node's agent, over the tunnel.
+async fn pod_log(
+    state: &ApiState,
+    kind: &'static ResourceKind,
+    ns: Option<&str>,
+    name: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<Response> {
+    let pod = state.registry.get(kind, ns, name).await?;
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "pod {name} is not scheduled to a node yet, so it has no logs"
+            ))
+        })?;
+    let names: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let container = match (q.get("container").map(String::as_str), names.as_slice()) {
+        (Some(c), _) if names.contains(&c) => c.to_string(),
+        (Some(c), _) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}; choose one of: [{}]",
+                names.join(" ")
+            )))
+        }
+        (None, [one]) => one.to_string(),
+        (None, _) => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                names.join(" ")
+            )))
+        }
+    };
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let ns = ns.unwrap_or("default");
+    let mut query = Vec::new();
+    for k in ["follow", "tailLines", "timestamps", "sinceSeconds"] {
+        if let Some(v) = q.get(k) {
+            query.push(format!("{k}={}", v.replace(['&', '=', ' '], "")));
+        }
+    }
+    let path = format!(
+        "/containerLogs/{ns}/{name}/{uid}/{container}?{}",
+        query.join("&")
+    );
+    state.tunnels.forward_get(node, &path).await
 }

@@ -217,3 +217,35 @@ impl Tunnels {
         Ok(v)
     }
 }
+
+impl Tunnels {
+    /// GET `path_and_query` from a node's agent and hand back its response, body streamed.
+    pub async fn forward_get(
+        &self,
+        node: &str,
+        path_and_query: &str,
+    ) -> Result<Response, ApiError> {
+        let mut sender = self.get(node).ok_or_else(|| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node:?} has no agent connected"),
+            )
+        })?;
+        sender.ready().await.map_err(|e| {
+            ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!("node {node:?} tunnel: {e}"),
+            )
+        })?;
+        let req = Request::get(format!("http://{node}{path_and_query}"))
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?;
+        Ok(resp.map(Body::new))
+    }
+}

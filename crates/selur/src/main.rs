@@ -99,6 +99,11 @@ enum Command {
         after_help = "Examples:\n  selur delete deployment web-service\n  selur delete -f examples/seed.yaml\n  selur delete rs/web-abc --cascade=orphan"
     )]
     Delete(commands::DeleteArgs),
+    /// Print a container's log (through the server and the node's tunnel).
+    #[command(
+        after_help = "Examples:\n  selur logs web\n  selur logs web -c side --tail 20 -f\n  selur logs web --since 5m --timestamps"
+    )]
+    Logs(commands::LogsArgs),
     /// Set the replicas of a Deployment or ReplicaSet (through the scale subresource).
     #[command(
         after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0"
@@ -391,6 +396,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Get(a) => commands::get(&g.client()?, &g.namespace, a).await,
+        Command::Logs(a) => commands::logs(&g.client()?, &g.namespace, a).await,
         Command::Describe { args } => commands::describe(&g.client()?, &g.namespace, &args).await,
         Command::Delete(a) => commands::delete(&g.client()?, &g.namespace, a).await,
         Command::Scale { args, replicas } => {
