@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod env;
 pub mod images;
 pub mod logs;
 pub mod node;

@@ -46,6 +46,22 @@ impl Running {
     }
 }
 
+/// Resolved environment per container name.
+type Envs = HashMap<String, Vec<(String, String)>>;
+
+/// Resolve every container's environment (ConfigMaps and Secrets come from the API).
+async fn resolve_envs(agent: &Agent, pod: &Value) -> Result<Envs, String> {
+    let mut out = Envs::new();
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        let name = c["name"].as_str().unwrap_or("").to_string();
+        let env = crate::env::resolve(agent, pod, c)
+            .await
+            .map_err(|e| format!("container {name}: {e}"))?;
+        out.insert(name, env);
+    }
+    Ok(out)
+}
+
 struct Ctr {
     name: String,
     id: String,
@@ -121,6 +137,7 @@ fn start_container(
     sb: &Sandbox,
     etc: &Path,
     sources: &crate::volumes::Sources,
+    envs: &Envs,
 ) -> Result<(), String> {
     let container_json = pod["spec"]["containers"]
         .as_array()
@@ -140,12 +157,7 @@ fn start_container(
     let rootfs = Rootfs::at(&c.dir);
     let _ = rootfs.remove();
     rootfs.mount(&layers).map_err(|e| e.to_string())?;
-    let env: Vec<(String, String)> = container
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
-        .collect();
+    let env = envs.get(&c.name).cloned().unwrap_or_default();
     let input = selur_runtime::SpecInput {
         pod: &k8s_pod,
         container: &container,
@@ -319,6 +331,24 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     let dir = pod_dir(&agent, &uid);
     let a = agent.clone();
     let p = pod.clone();
+    let envs = match resolve_envs(&agent, &pod).await {
+        Ok(e) => e,
+        Err(msg) => {
+            event(
+                &agent,
+                &pod,
+                "",
+                "Warning",
+                "Failed",
+                &format!("Error: CreateContainerConfigError: {msg}"),
+            )
+            .await;
+            if let Ok(mut m) = running.pods.lock() {
+                m.remove(&uid);
+            }
+            return;
+        }
+    };
     let setup = tokio::task::spawn_blocking(move || -> Result<Vec<Result<(), String>>, String> {
         let sb = Sandbox::create(&dir.join("ns"), &name).map_err(|e| e.to_string())?;
         let etc = dir.join("etc");
@@ -333,7 +363,7 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         let sources = crate::volumes::prepare(&p, &dir)?;
         Ok(containers(&a, &p)
             .iter()
-            .map(|c| start_container(&a, &p, c, &sb, &etc, &sources))
+            .map(|c| start_container(&a, &p, c, &sb, &etc, &sources, &envs))
             .collect())
     })
     .await
@@ -444,6 +474,7 @@ async fn monitor(
                     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
                     let dir = pod_dir(&agent, &uid);
                     let cname = c.name.clone();
+                    let envs = resolve_envs(&agent, &pod).await.unwrap_or_default();
                     let res = tokio::task::spawn_blocking(move || {
                         let sb = Sandbox::at(&dir.join("ns"));
                         let c = containers(&a, &p)
@@ -451,7 +482,7 @@ async fn monitor(
                             .find(|x| x.name == cname)
                             .ok_or("container vanished")?;
                         let sources = crate::volumes::prepare(&p, &dir)?;
-                        start_container(&a, &p, &c, &sb, &dir.join("etc"), &sources)
+                        start_container(&a, &p, &c, &sb, &dir.join("etc"), &sources, &envs)
                     })
                     .await;
                     s.restarts += 1;
