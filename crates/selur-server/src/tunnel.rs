@@ -29,7 +29,13 @@ type Connected = (u64, SendRequest<Body>);
 pub struct Tunnels {
     inner: Arc<Mutex<HashMap<String, Connected>>>,
     next: Arc<std::sync::atomic::AtomicU64>,
+    /// Woken whenever a tunnel connects.
+    connected: Arc<tokio::sync::Notify>,
 }
+
+/// How long a request waits for a node's tunnel to (re)connect, e.g. right
+/// after the node registered or while its agent reconnects.
+const TUNNEL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Tunnels {
     fn insert(&self, node: &str, sender: SendRequest<Body>) -> u64 {
@@ -37,6 +43,7 @@ impl Tunnels {
         if let Ok(mut m) = self.inner.lock() {
             m.insert(node.to_string(), (id, sender));
         }
+        self.connected.notify_waiters();
         id
     }
     fn remove(&self, node: &str, id: u64) {
@@ -46,8 +53,22 @@ impl Tunnels {
             }
         }
     }
-    fn get(&self, node: &str) -> Option<SendRequest<Body>> {
+    fn get_now(&self, node: &str) -> Option<SendRequest<Body>> {
         self.inner.lock().ok()?.get(node).map(|(_, s)| s.clone())
+    }
+
+    /// The node's tunnel, waiting up to [`TUNNEL_WAIT`] for it to connect.
+    async fn get(&self, node: &str) -> Option<SendRequest<Body>> {
+        let deadline = tokio::time::Instant::now() + TUNNEL_WAIT;
+        loop {
+            let woken = self.connected.notified();
+            if let Some(s) = self.get_now(node) {
+                return Some(s);
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return self.get_now(node);
+            }
+        }
     }
     /// Names of nodes with a live tunnel.
     pub fn connected(&self) -> Vec<String> {
@@ -120,7 +141,7 @@ pub async fn proxy(
     Path((node, path)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let Some(mut sender) = state.tunnels.get(&node) else {
+    let Some(mut sender) = state.tunnels.get(&node).await else {
         return ApiError::new(
             503,
             "ServiceUnavailable",
@@ -174,7 +195,7 @@ impl Tunnels {
         path_and_query: &str,
     ) -> Result<serde_json::Value, ApiError> {
         use http_body_util::BodyExt;
-        let mut sender = self.get(node).ok_or_else(|| {
+        let mut sender = self.get(node).await.ok_or_else(|| {
             ApiError::new(
                 503,
                 "ServiceUnavailable",
@@ -225,7 +246,7 @@ impl Tunnels {
         node: &str,
         path_and_query: &str,
     ) -> Result<Response, ApiError> {
-        let mut sender = self.get(node).ok_or_else(|| {
+        let mut sender = self.get(node).await.ok_or_else(|| {
             ApiError::new(
                 503,
                 "ServiceUnavailable",
