@@ -52,7 +52,9 @@ type Envs = HashMap<String, Vec<(String, String)>>;
 /// Resolve every container's environment (ConfigMaps and Secrets come from the API).
 async fn resolve_envs(agent: &Agent, pod: &Value) -> Result<Envs, String> {
     let mut out = Envs::new();
-    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+    let all = ["initContainers", "containers"]
+        .map(|f| pod["spec"][f].as_array().cloned().unwrap_or_default());
+    for c in all.iter().flatten() {
         let name = c["name"].as_str().unwrap_or("").to_string();
         let env = crate::env::resolve(agent, pod, c)
             .await
@@ -93,12 +95,22 @@ fn short(uid: &str) -> String {
         .collect()
 }
 
+/// The pod's app containers.
 fn containers(agent: &Agent, pod: &Value) -> Vec<Ctr> {
+    ctrs_of(agent, pod, "containers", "c")
+}
+
+/// The pod's init containers, in order.
+fn init_containers(agent: &Agent, pod: &Value) -> Vec<Ctr> {
+    ctrs_of(agent, pod, "initContainers", "i")
+}
+
+fn ctrs_of(agent: &Agent, pod: &Value, field: &str, sub: &str) -> Vec<Ctr> {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let dir = pod_dir(agent, uid);
-    pod["spec"]["containers"]
+    pod["spec"][field]
         .as_array()
         .into_iter()
         .flatten()
@@ -117,7 +129,7 @@ fn containers(agent: &Agent, pod: &Value) -> Vec<Ctr> {
                 .map(|d| d.to_string())
                 .unwrap_or_default();
             Ctr {
-                dir: dir.join("c").join(&cname),
+                dir: dir.join(sub).join(&cname),
                 name: cname,
                 id,
                 log,
@@ -139,9 +151,11 @@ fn start_container(
     sources: &crate::volumes::Sources,
     envs: &Envs,
 ) -> Result<(), String> {
-    let container_json = pod["spec"]["containers"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|x| x["name"] == c.name.as_str()))
+    let container_json = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|f| pod["spec"][*f].as_array())
+        .flatten()
+        .find(|x| x["name"] == c.name.as_str())
         .cloned()
         .ok_or("container vanished from the pod")?;
     let container_json_for_mounts = container_json.clone();
@@ -313,7 +327,7 @@ fn status_of(
 /// Start `pod` (once) and monitor it until it is stopped.
 pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let (tx, rx) = watch::channel(false);
+    let (tx, mut rx) = watch::channel(false);
     {
         let Ok(mut m) = running.pods.lock() else {
             return;
@@ -329,7 +343,6 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     }
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let dir = pod_dir(&agent, &uid);
-    let a = agent.clone();
     let p = pod.clone();
     let envs = match resolve_envs(&agent, &pod).await {
         Ok(e) => e,
@@ -349,27 +362,27 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
             return;
         }
     };
-    let setup = tokio::task::spawn_blocking(move || -> Result<Vec<Result<(), String>>, String> {
-        let sb = Sandbox::create(&dir.join("ns"), &name).map_err(|e| e.to_string())?;
-        let etc = dir.join("etc");
-        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-        std::fs::write(
-            etc.join("hosts"),
-            format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
-        std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
-        let sources = crate::volumes::prepare(&p, &dir)?;
-        Ok(containers(&a, &p)
-            .iter()
-            .map(|c| start_container(&a, &p, c, &sb, &etc, &sources, &envs))
-            .collect())
-    })
+    let setup = tokio::task::spawn_blocking(
+        move || -> Result<(Sandbox, crate::volumes::Sources), String> {
+            let sb = Sandbox::create(&dir.join("ns"), &name).map_err(|e| e.to_string())?;
+            let etc = dir.join("etc");
+            std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+            std::fs::write(
+                etc.join("hosts"),
+                format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
+            )
+            .map_err(|e| e.to_string())?;
+            std::fs::write(etc.join("resolv.conf"), "options ndots:5\n")
+                .map_err(|e| e.to_string())?;
+            std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+            let sources = crate::volumes::prepare(&p, &dir)?;
+            Ok((sb, sources))
+        },
+    )
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    let results = match setup {
+    let (sb, sources) = match setup {
         Ok(r) => r,
         Err(msg) => {
             event(
@@ -384,6 +397,31 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
             return;
         }
     };
+    let start_time = now_secs();
+    let etc = pod_dir(&agent, &uid).join("etc");
+    if !run_init_containers(
+        &agent,
+        &pod,
+        &sb,
+        &etc,
+        &sources,
+        &envs,
+        &start_time,
+        &mut rx,
+    )
+    .await
+    {
+        return;
+    }
+    let (a, p, envs2) = (agent.clone(), pod.clone(), envs.clone());
+    let results = tokio::task::spawn_blocking(move || {
+        containers(&a, &p)
+            .iter()
+            .map(|c| start_container(&a, &p, c, &sb, &etc, &sources, &envs2))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
     let ctrs = containers(&agent, &pod);
     let now = now_secs();
     let mut states: Vec<State> = Vec::new();
@@ -428,7 +466,134 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
             }
         }
     }
-    monitor(agent, pod, ctrs, states, now, rx).await;
+    monitor(agent, pod, ctrs, states, start_time, rx).await;
+}
+
+/// Run the init containers one after another to completion. Returns false
+/// when the pod must not go on (an init container failed under
+/// `restartPolicy: Never`, a sidecar init container was asked for, or the pod
+/// was stopped). Failed init containers are retried with back-off otherwise.
+#[allow(clippy::too_many_arguments)]
+async fn run_init_containers(
+    agent: &Arc<Agent>,
+    pod: &Value,
+    sb: &Sandbox,
+    etc: &Path,
+    sources: &crate::volumes::Sources,
+    envs: &Envs,
+    start_time: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let inits = init_containers(agent, pod);
+    let specs = pod["spec"]["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(side) = specs.iter().find(|c| c["restartPolicy"] == "Always") {
+        let name = side["name"].as_str().unwrap_or("");
+        event(agent, pod, &format!("spec.initContainers{{{name}}}"), "Warning", "Failed",
+            "Error: sidecar init containers (restartPolicy: Always) are not supported by this agent yet").await;
+        patch_status(agent, pod, json!({"phase": "Failed", "reason": "Unsupported",
+            "message": format!("sidecar init container {name} is not supported yet"), "startTime": start_time})).await;
+        return false;
+    }
+    let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
+    let mut done: Vec<Value> = Vec::new();
+    for c in &inits {
+        let mut backoff = Duration::from_secs(10);
+        let mut restarts = 0;
+        loop {
+            let pending = |state: Value| {
+                let mut statuses = done.clone();
+                statuses.push(
+                    json!({"name": c.name, "image": c.image, "imageID": c.image_id, "ready": false,
+                    "restartCount": restarts, "state": state}),
+                );
+                json!({"phase": "Pending", "startTime": start_time, "initContainerStatuses": statuses,
+                    "conditions": [condition("PodScheduled", true), condition("Initialized", false),
+                        condition("ContainersReady", false), condition("Ready", false)]})
+            };
+            let (a, p, cc, s2, e2, src, en) = (
+                agent.clone(),
+                pod.clone(),
+                c.dir.clone(),
+                sb.clone(),
+                etc.to_path_buf(),
+                sources.clone(),
+                envs.clone(),
+            );
+            let name = c.name.clone();
+            let started = tokio::task::spawn_blocking(move || {
+                let ctr = init_containers(&a, &p)
+                    .into_iter()
+                    .find(|x| x.name == name && x.dir == cc)
+                    .ok_or("init container vanished")?;
+                start_container(&a, &p, &ctr, &s2, &e2, &src, &en)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            let fp = format!("spec.initContainers{{{}}}", c.name);
+            let exit = match started {
+                Ok(()) => {
+                    event(
+                        agent,
+                        pod,
+                        &fp,
+                        "Normal",
+                        "Started",
+                        &format!("Started container {}", c.name),
+                    )
+                    .await;
+                    patch_status(
+                        agent,
+                        pod,
+                        pending(json!({"running": {"startedAt": now_secs()}})),
+                    )
+                    .await;
+                    loop {
+                        if let Some(e) = read_exit(c) {
+                            break e;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            _ = stop.changed() => return false,
+                        }
+                    }
+                }
+                Err(e) => {
+                    event(agent, pod, &fp, "Warning", "Failed", &format!("Error: {e}")).await;
+                    (128, now_secs())
+                }
+            };
+            let terminated = json!({"terminated": {"exitCode": exit.0, "finishedAt": exit.1,
+                "reason": if exit.0 == 0 { "Completed" } else { "Error" }}});
+            if exit.0 == 0 {
+                done.push(
+                    json!({"name": c.name, "image": c.image, "imageID": c.image_id, "ready": true,
+                    "restartCount": restarts, "state": terminated}),
+                );
+                break;
+            }
+            if policy == "Never" {
+                let mut st = pending(terminated);
+                st["phase"] = json!("Failed");
+                patch_status(agent, pod, st).await;
+                return false;
+            }
+            patch_status(agent, pod, pending(json!({"waiting": {"reason": "CrashLoopBackOff",
+                "message": format!("back-off {}s restarting failed container={}", backoff.as_secs(), c.name)}}))).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return false,
+            }
+            restarts += 1;
+            backoff = (backoff * 2).min(Duration::from_secs(300));
+        }
+    }
+    if !done.is_empty() {
+        patch_status(agent, pod, json!({"initContainerStatuses": done})).await;
+    }
+    true
 }
 
 /// Watch exit files; restart per policy; report status; stop when told.
@@ -525,7 +690,8 @@ pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     let a = agent.clone();
     let _ = tokio::task::spawn_blocking(move || {
         let rt = runtime(&a);
-        let ctrs = containers(&a, &pod);
+        let mut ctrs = init_containers(&a, &pod);
+        ctrs.extend(containers(&a, &pod));
         for c in &ctrs {
             let _ = rt.kill(&c.id, "TERM");
         }

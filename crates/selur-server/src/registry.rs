@@ -663,6 +663,31 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
+        // Without preconditions a delete is not a read-modify-write: a
+        // concurrent update (a status report) must not make it fail.
+        let unconditional =
+            opts.precondition_uid.is_none() && opts.precondition_resource_version.is_none();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.delete_once(kind, namespace, name, opts).await {
+                Err(e)
+                    if e.code == 409 && e.reason == "Conflict" && unconditional && attempt < 5 =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        kind: &'static ResourceKind,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
         let (mut obj, rev) = self.get_kv(kind, namespace, name).await?;
         if let Some(uid) = &opts.precondition_uid {
             if meta_str(&obj, "uid") != Some(uid.as_str()) {

@@ -72,13 +72,21 @@ async fn pick_node(client: &Client, node: Option<String>) -> anyhow::Result<Stri
     if let Some(n) = node {
         return Ok(n);
     }
-    let nodes = client.get("/api/v1/nodes").await?;
-    let names: Vec<String> = nodes["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
-        .collect();
+    // Right after `selur server` starts, its node may still be registering.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let names = loop {
+        let nodes = client.get("/api/v1/nodes").await?;
+        let names: Vec<String> = nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n["metadata"]["name"].as_str().map(String::from))
+            .collect();
+        if !names.is_empty() || std::time::Instant::now() >= deadline {
+            break names;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     match names.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!(

@@ -282,3 +282,73 @@ spec:
         "hostPath contents survive the pod"
     );
 }
+
+#[test]
+fn init_containers_run_in_order_before_the_app() {
+    let s = Server::start(&["--node-name", "main"]);
+    let ctx = s.data_dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "image",
+        "build",
+        "-t",
+        "localhost/rt:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let c = |name: &str, script: &str| {
+        format!("  - name: {name}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"{script}\"]\n    volumeMounts: [{{name: work, mountPath: /work}}]\n")
+    };
+    let pod = |name: &str, inits: &[String], app: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: main\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  volumes: [{{name: work, emptyDir: {{}}}}]\n  initContainers:\n{}  containers:\n{}",
+            inits.concat(),
+            c("app", app)
+        )
+    };
+    let manifests = [
+        pod(
+            "ordered",
+            &[
+                c("first", "echo one > /work/log"),
+                c("second", "echo two >> /work/log"),
+            ],
+            "cat /work/log",
+        ),
+        pod("initfail", &[c("bad", "exit 2")], "echo should-not-run"),
+    ]
+    .join("---\n");
+    let f = write_file(&s, "init.yaml", &manifests);
+    s.ok(&["apply", "-f", &f]);
+    let p = wait_pod(&s, "ordered", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        s.ok(&["logs", "ordered", "-c", "app"]),
+        "one\ntwo\n",
+        "init containers ran in order, before the app"
+    );
+    let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(inits.len(), 2);
+    assert!(inits
+        .iter()
+        .all(|i| i["state"]["terminated"]["reason"] == "Completed"));
+    let failed = wait_pod(&s, "initfail", "Failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        failed["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        2
+    );
+    assert!(
+        failed["status"].get("containerStatuses").is_none(),
+        "the app never started: {}",
+        failed["status"]
+    );
+    s.ok(&["delete", "-f", &f]);
+}
