@@ -195,27 +195,7 @@ impl Tunnels {
         path_and_query: &str,
     ) -> Result<serde_json::Value, ApiError> {
         use http_body_util::BodyExt;
-        let mut sender = self.get(node).await.ok_or_else(|| {
-            ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("node {node:?} has no agent connected"),
-            )
-        })?;
-        sender.ready().await.map_err(|e| {
-            ApiError::new(
-                503,
-                "ServiceUnavailable",
-                format!("node {node:?} tunnel: {e}"),
-            )
-        })?;
-        let req = Request::get(format!("http://{node}{path_and_query}"))
-            .body(Body::empty())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?;
+        let resp = self.forward_get(node, path_and_query).await?;
         let code = resp.status().as_u16();
         let bytes = resp
             .into_body()
@@ -237,9 +217,7 @@ impl Tunnels {
         }
         Ok(v)
     }
-}
 
-impl Tunnels {
     /// GET `path_and_query` from a node's agent and hand back its response, body streamed.
     pub async fn forward_get(
         &self,

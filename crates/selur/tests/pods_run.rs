@@ -37,8 +37,9 @@ fn pod(name: &str, policy: &str, containers: &[(&str, &str)]) -> String {
     y
 }
 
-#[test]
-fn agent_runs_pods_reports_status_and_cleans_up() {
+/// An all-in-one server (node "main") whose store holds `localhost/rt:1`:
+/// static busybox as the entrypoint, running as 65532.
+fn node_with_busybox_image() -> Server {
     let s = Server::start(&["--node-name", "main"]);
     let ctx = s.data_dir().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
@@ -55,6 +56,12 @@ fn agent_runs_pods_reports_status_and_cleans_up() {
         "localhost/rt:1",
         ctx.to_str().unwrap(),
     ]);
+    s
+}
+
+#[test]
+fn agent_runs_pods_reports_status_and_cleans_up() {
+    let s = node_with_busybox_image();
 
     let manifests = [
         pod(
@@ -170,22 +177,7 @@ fn agent_runs_pods_reports_status_and_cleans_up() {
 
 #[test]
 fn pod_volumes_empty_dir_memory_and_host_path() {
-    let s = Server::start(&["--node-name", "main"]);
-    let ctx = s.data_dir().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .unwrap();
-    s.ok(&[
-        "image",
-        "build",
-        "-t",
-        "localhost/rt:1",
-        ctx.to_str().unwrap(),
-    ]);
+    let s = node_with_busybox_image();
     let host = s.data_dir().join("hostdir");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("hello"), "hello-from-host\n").unwrap();
@@ -285,22 +277,7 @@ spec:
 
 #[test]
 fn init_containers_run_in_order_before_the_app() {
-    let s = Server::start(&["--node-name", "main"]);
-    let ctx = s.data_dir().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .unwrap();
-    s.ok(&[
-        "image",
-        "build",
-        "-t",
-        "localhost/rt:1",
-        ctx.to_str().unwrap(),
-    ]);
+    let s = node_with_busybox_image();
     let c = |name: &str, script: &str| {
         format!("  - name: {name}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"{script}\"]\n    volumeMounts: [{{name: work, mountPath: /work}}]\n")
     };
