@@ -80,12 +80,25 @@ impl Ctr {
     }
 }
 
-fn runtime(agent: &Agent) -> Runtime {
+/// The OCI runtime this agent drives.
+pub(crate) fn runtime(agent: &Agent) -> Runtime {
     Runtime::new(&agent.config.runtime, agent.config.data_dir.join("runc"))
 }
 
-fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
+/// The pod's directory on this node (sandbox under `ns/`, etc files, volumes, containers).
+pub(crate) fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
     agent.config.data_dir.join("pods").join(uid)
+}
+
+/// The runtime id of container `cname` of the pod with `uid` on this node.
+pub(crate) fn container_id(agent: &Agent, uid: &str, cname: &str) -> String {
+    format!("{}-{}-{cname}", agent.config.node_name, short(uid))
+}
+
+/// The pod's sandbox (its namespaces), if the pod runs here.
+#[allow(dead_code)]
+pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
+    Sandbox::at(&pod_dir(agent, uid).join("ns"))
 }
 
 fn short(uid: &str) -> String {
@@ -116,7 +129,7 @@ fn ctrs_of(agent: &Agent, pod: &Value, field: &str, sub: &str) -> Vec<Ctr> {
         .flatten()
         .map(|c| {
             let cname = c["name"].as_str().unwrap_or("").to_string();
-            let id = format!("{}-{}-{cname}", agent.config.node_name, short(uid));
+            let id = container_id(agent, uid, &cname);
             let log = crate::logs::log_path(agent, ns, name, uid, &cname);
             let link = agent
                 .config
