@@ -67,6 +67,27 @@ pub struct AgentConfig {
     pub shim: PathBuf,
     /// Where json-file logs are linked for log shippers (`/var/log/containers`).
     pub log_link_dir: PathBuf,
+    /// Container restart back-off.
+    pub backoff: Backoff,
+}
+
+/// Kubernetes' container restart back-off: the first restart is immediate,
+/// then `initial` doubling up to `max`; a run of `reset` clears it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(300),
+            reset: Duration::from_secs(600),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -87,6 +108,7 @@ impl AgentConfig {
             runtime: PathBuf::from("runc"),
             shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur")),
             log_link_dir: PathBuf::from("/var/log/containers"),
+            backoff: Backoff::default(),
         }
     }
 }

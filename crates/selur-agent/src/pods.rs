@@ -2,7 +2,8 @@
 //! pods with `spec.nodeName` = its node, and makes each container's image
 //! present according to `imagePullPolicy` (Always, IfNotPresent, Never),
 //! recording Pulling / Pulled / Failed / ErrImageNeverPull events on the pod
-//! as the kubelet does. Running the containers comes with the runtime.
+//! as the kubelet does, then hands the pod to the runtime. Pods that already
+//! ran here (the agent restarted) are re-adopted without new pulls.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -157,12 +158,46 @@ pub async fn run(agent: Arc<Agent>) {
     let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
     let running = agent.running.clone();
     let selector = format!("spec.nodeName={}", agent.config.node_name);
+    // Pods deleted while this agent was away are torn down first.
+    loop {
+        match list_uids(&agent, &selector).await {
+            Ok(live) => {
+                crate::runtime::remove_orphans(agent.clone(), live).await;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this node's pods; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
     loop {
         if let Err(e) = watch_once(&agent, &selector, &seen, &running).await {
             tracing::warn!(error = %e, "pod watch ended; restarting");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Uids of the pods bound to this node.
+async fn list_uids(agent: &Agent, selector: &str) -> Result<HashSet<String>, String> {
+    let url = format!("{}/api/v1/pods", agent.config.server.trim_end_matches('/'));
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .query(&[("fieldSelector", selector)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let list: Value = resp.json().await.map_err(|e| e.to_string())?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metadata"]["uid"].as_str().map(String::from))
+        .collect())
 }
 
 fn first_sight(seen: &Mutex<HashSet<String>>, pod: &Value) -> bool {
@@ -208,7 +243,9 @@ async fn watch_once(
                     {
                         let (a, r) = (agent.clone(), running.clone());
                         tokio::spawn(async move {
-                            if ensure_images(&a, &pod).await {
+                            let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+                            let known = crate::runtime::runs_here(&a, uid);
+                            if known || ensure_images(&a, &pod).await {
                                 crate::runtime::start(a, r, pod).await;
                             }
                         });

@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cgroups;
 pub mod logs;
 pub mod rootfs;
 pub mod runc;
@@ -27,6 +28,6 @@ pub mod shim;
 pub mod spec;
 
 pub use spec::{
-    build_spec, default_capabilities, default_seccomp, qos_class, EtcFiles, MountKind, QosClass,
-    SpecError, SpecInput, VolumeMount, DEFAULT_PATH, DEFAULT_PIDS_LIMIT,
+    build_spec, default_capabilities, default_seccomp, pod_limits, qos_class, EtcFiles, MountKind,
+    QosClass, SpecError, SpecInput, VolumeMount, DEFAULT_PATH, DEFAULT_PIDS_LIMIT,
 };

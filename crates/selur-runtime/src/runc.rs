@@ -77,6 +77,37 @@ impl Runtime {
         self.exec("delete", id, &["--force", id])
     }
 
+    /// The container's status (`created`, `running`, `stopped`, ...) and
+    /// init pid, or `None` when the runtime does not know it.
+    pub fn state(&self, id: &str) -> Option<(String, u32)> {
+        let out = self.cmd().args(["state", id]).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some((
+            v["status"].as_str()?.to_string(),
+            u32::try_from(v["pid"].as_u64().unwrap_or(0)).unwrap_or(0),
+        ))
+    }
+
+    /// The first working runtime among `candidates` (each checked with
+    /// `--version`), with its version line; the error names every failure.
+    pub fn detect(candidates: &[PathBuf]) -> Result<(PathBuf, String), String> {
+        let mut why = Vec::new();
+        for c in candidates {
+            match Self::check(c) {
+                Ok(v) if !v.is_empty() => return Ok((c.clone(), v)),
+                Ok(_) => why.push(format!("{}: no version output", c.display())),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        Err(format!(
+            "no working OCI runtime found ({}); install runc (`apt-get install runc`) or pass --runtime",
+            why.join("; ")
+        ))
+    }
+
     /// Whether the runtime works here (`<binary> --version`).
     pub fn check(binary: &Path) -> Result<String, RuntimeError> {
         let out = Command::new(binary)

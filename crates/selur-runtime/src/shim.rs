@@ -21,8 +21,10 @@ pub struct ShimOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub log: LogConfig,
-    /// Written when the container exits: `{"exitCode": N, "finishedAt": "...", "signal": S?}`.
+    /// Written when the container exits: `{"exitCode": N, "finishedAt": "...", "signal": S?, "oomKilled": B}`.
     pub exit_file: PathBuf,
+    /// The container's v1 memory cgroup, watched for OOM kills.
+    pub memory_cgroup: Option<PathBuf>,
 }
 
 /// Errors of the shim.
@@ -55,8 +57,8 @@ fn pump(reader: impl Read, stream: &'static str, log: Arc<Mutex<JsonLog>>) {
     }
 }
 
-fn write_exit(path: &Path, code: i32, signal: Option<i32>) -> Result<(), ShimError> {
-    let v = serde_json::json!({"exitCode": code, "signal": signal,
+fn write_exit(path: &Path, code: i32, signal: Option<i32>, oom: bool) -> Result<(), ShimError> {
+    let v = serde_json::json!({"exitCode": code, "signal": signal, "oomKilled": oom,
         "finishedAt": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)});
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, v.to_string()).map_err(|source| ShimError::Io {
@@ -80,6 +82,10 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
             source,
         },
     )?));
+    let oom = opts
+        .memory_cgroup
+        .clone()
+        .map(|d| crate::cgroups::OomWatch::start(d, std::time::Duration::from_secs(10)));
     let mut child = Command::new(&opts.runtime.binary)
         .arg("--root")
         .arg(&opts.runtime.root)
@@ -119,6 +125,7 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
         (None, Some(s)) => (128 + s, Some(s)),
         (None, None) => (255, None),
     };
-    write_exit(&opts.exit_file, code, signal)?;
+    let oom_killed = oom.is_some_and(|w| w.fired()) && code == 137;
+    write_exit(&opts.exit_file, code, signal, oom_killed)?;
     Ok(code)
 }

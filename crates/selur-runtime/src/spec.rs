@@ -32,7 +32,7 @@ mod security;
 #[cfg(test)]
 mod tests;
 
-pub use resources::{qos_class, QosClass};
+pub use resources::{pod_limits, qos_class, QosClass};
 pub use security::{default_capabilities, default_seccomp};
 
 /// `PATH` for processes whose image and pod do not set one (Docker's and

@@ -195,6 +195,22 @@ struct AgentArgs {
     /// Disk usage (percent) image garbage collection frees down to.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     image_gc_low_threshold: u8,
+    /// OCI runtime binary (default: the first that works of runc, crun).
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// First container restart back-off delay (doubles per crash), e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    container_backoff: Duration,
+    /// Longest container restart back-off delay.
+    #[arg(long, default_value = "5m", value_parser = parse_dur)]
+    container_backoff_max: Duration,
+    /// A container that ran this long has its back-off reset.
+    #[arg(long, default_value = "10m", value_parser = parse_dur)]
+    container_backoff_reset: Duration,
+}
+
+fn parse_dur(s: &str) -> Result<Duration, String> {
+    commands::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_resources(
@@ -234,6 +250,19 @@ impl AgentArgs {
         if let Some(p) = &self.registry_config {
             c.registries = selur_image::registries::RegistrySettings::load(p)?;
         }
+        c.backoff = selur_agent::Backoff {
+            initial: self.container_backoff,
+            max: self.container_backoff_max.max(self.container_backoff),
+            reset: self.container_backoff_reset,
+        };
+        let candidates = match &self.runtime {
+            Some(r) => vec![r.clone()],
+            None => vec![PathBuf::from("runc"), PathBuf::from("crun")],
+        };
+        let (runtime, version) =
+            selur_runtime::runc::Runtime::detect(&candidates).map_err(anyhow::Error::msg)?;
+        tracing::info!(runtime = %runtime.display(), version, "OCI runtime");
+        c.runtime = runtime;
         Ok(c)
     }
 }
@@ -255,6 +284,9 @@ struct ShimArgs {
     /// json-file log to write.
     #[arg(long)]
     log: PathBuf,
+    /// The container's cgroup v1 memory directory, watched for OOM kills.
+    #[arg(long)]
+    memory_cgroup: Option<PathBuf>,
     /// Rotate the log past this many bytes.
     #[arg(long, default_value_t = 10 << 20)]
     log_max_size: u64,
@@ -277,6 +309,7 @@ fn run_shim(a: ShimArgs) -> anyhow::Result<i32> {
             max_files: a.log_max_files,
         },
         exit_file: a.exit_file,
+        memory_cgroup: a.memory_cgroup,
     };
     Ok(selur_runtime::shim::run(&opts)?)
 }
@@ -410,7 +443,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A closed stdout (`selur get ... | head`) ends the CLI quietly, as with
+/// other Unix tools, instead of a panic message.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     // The shim is synchronous and must not start an async runtime of its own.
     if let Command::Shim(a) = cli.command {

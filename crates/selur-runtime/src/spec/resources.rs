@@ -205,6 +205,48 @@ pub(crate) fn linux_resources(input: &SpecInput, ctx: &Ctx) -> Result<LinuxResou
     Ok(resources)
 }
 
+/// The pod cgroup's limits, as the kubelet sums them over the app
+/// containers: a memory limit and a CFS quota only when every container
+/// sets one (else the pod is unbounded there), shares from the summed CPU
+/// requests, and the per-pod pids limit. Unparsable quantities count as unset.
+pub fn pod_limits(pod: &Pod, pids: i64) -> crate::cgroups::PodLimits {
+    let containers: Vec<&Container> = pod.spec.iter().flat_map(|s| s.containers.iter()).collect();
+    let get = |c: &Container, kind: &str, name: &str| -> Option<Quantity> {
+        let r = c.resources.as_ref()?;
+        let m = if kind == "requests" {
+            r.requests.as_ref()
+        } else {
+            r.limits.as_ref()
+        }?;
+        positive(m.get(name)?)
+    };
+    let mut cpu_req: i128 = 0;
+    let mut mem_limit: Option<i128> = Some(0);
+    let mut cpu_limit: Option<i128> = Some(0);
+    for c in &containers {
+        let lim_cpu = get(c, "limits", "cpu").map(|q| q.millis());
+        cpu_req += get(c, "requests", "cpu")
+            .map(|q| q.millis())
+            .or(lim_cpu)
+            .unwrap_or(0);
+        mem_limit = mem_limit
+            .zip(get(c, "limits", "memory").map(|q| q.value()))
+            .map(|(a, b)| a + b);
+        cpu_limit = cpu_limit.zip(lim_cpu).map(|(a, b)| a + b);
+    }
+    if containers.is_empty() {
+        mem_limit = None;
+        cpu_limit = None;
+    }
+    crate::cgroups::PodLimits {
+        memory: mem_limit.and_then(|m| i64::try_from(m).ok()),
+        cpu_shares: millicpu_to_shares(cpu_req),
+        cpu_quota: cpu_limit
+            .and_then(|l| i64::try_from((l * i128::from(CPU_PERIOD) / 1000).max(MIN_QUOTA)).ok()),
+        pids: (pids > 0).then_some(pids),
+    }
+}
+
 /// Kubernetes accepts `net/ipv4/ip_forward` for `net.ipv4.ip_forward`; with
 /// `/` as the separator, dots are part of names (`eno2.100`) and swap.
 fn normalize_sysctl(name: &str) -> String {

@@ -188,10 +188,36 @@ pub fn clean_host(data_dir: &Path) {
     for m in mounts.iter().rev() {
         let _ = Command::new("umount").args(["-l", m]).output();
     }
+    for pods in walk_dirs_named(data_dir, "pods") {
+        for e in std::fs::read_dir(&pods).into_iter().flatten().flatten() {
+            remove_pod_cgroups(&e.file_name().to_string_lossy());
+        }
+    }
     if let Ok(entries) = std::fs::read_dir("/var/log/containers") {
         for e in entries.flatten() {
             if std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(data_dir)) {
                 let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Remove `selur-*/[qos/]pod<uid>` (and its container cgroups) from every hierarchy.
+fn remove_pod_cgroups(uid: &str) {
+    let roots = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten();
+    for root in roots.map(|e| e.path()).filter(|p| !p.is_symlink()) {
+        let parents = std::fs::read_dir(&root).into_iter().flatten().flatten();
+        for parent in parents.filter(|e| e.file_name().to_string_lossy().starts_with("selur-")) {
+            for sub in ["burstable", "besteffort", ""] {
+                let pod = parent.path().join(sub).join(format!("pod{uid}"));
+                for c in std::fs::read_dir(&pod).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_dir(c.path());
+                }
+                let _ = std::fs::remove_dir(&pod);
+                let _ = std::fs::remove_dir(parent.path().join(sub));
             }
         }
     }
@@ -292,4 +318,46 @@ pub fn umoci_busybox(dir: &Path, config: &[&str]) -> String {
         sh("umoci", &args);
     }
     img
+}
+
+/// Wait (up to 40 s) until pod `name` satisfies `f`; returns it.
+pub fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let out = s.selur(&["get", "pod", name, "-o", "json"]);
+        if out.status.success() {
+            let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if f(&p) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(40),
+                "{name}: never {what}: {}",
+                p["status"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An all-in-one server (node "main") whose store holds `localhost/rt:1`:
+/// static busybox as the entrypoint, running as 65532.
+pub fn node_with_busybox_image() -> Server {
+    let s = Server::start(&["--node-name", "main"]);
+    let ctx = s.data_dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
+    )
+    .unwrap();
+    s.ok(&[
+        "image",
+        "build",
+        "-t",
+        "localhost/rt:1",
+        ctx.to_str().unwrap(),
+    ]);
+    s
 }

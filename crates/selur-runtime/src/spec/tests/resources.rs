@@ -276,3 +276,26 @@ fn sysctls_allow_namespaced_safe_ones_only() {
     );
     assert!(sysctls(json!([{"name": "vm.overcommit_memory", "value": "1"}])).is_err());
 }
+
+#[test]
+fn pod_limits_sum_only_when_every_container_limits() {
+    use crate::spec::pod_limits;
+    let both = pod(json!({"containers": [
+        {"name": "a", "image": "x", "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}},
+        {"name": "b", "image": "x", "resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "32Mi", "cpu": "250m"}}},
+    ]}));
+    let l = pod_limits(&both, 1024);
+    assert_eq!(l.memory, Some(96 << 20));
+    assert_eq!(l.cpu_quota, Some(75_000));
+    assert_eq!(l.cpu_shares, 768);
+    assert_eq!(l.pids, Some(1024));
+    let partial = pod(json!({"containers": [
+        {"name": "a", "image": "x", "resources": {"limits": {"memory": "64Mi"}}},
+        {"name": "b", "image": "x"},
+    ]}));
+    let l = pod_limits(&partial, 0);
+    assert_eq!(l.memory, None);
+    assert_eq!(l.cpu_quota, None);
+    assert_eq!(l.cpu_shares, 2);
+    assert_eq!(l.pids, None);
+}

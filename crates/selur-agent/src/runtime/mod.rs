@@ -1,0 +1,350 @@
+//! Running the pods bound to this node: a sandbox (shared net/ipc/uts
+//! namespaces held without a pause container), a pod cgroup in its QoS
+//! class, per container an overlay root from the unpacked image, an OCI spec
+//! and a `selur shim` process that runs it under the OCI runtime and writes
+//! its json-file log (linked from `/var/log/containers`), then a supervision
+//! loop ([`supervise`]) that reads exit files, restarts per `restartPolicy`
+//! with back-off, and reports pod status.
+//!
+//! Containers run under their own shim processes, so they outlive agent
+//! restarts: a restarted agent finds each pod's remembered state on disk
+//! ([`state`]) and re-adopts it (same container processes, exits that
+//! happened meanwhile reported with their codes); pods deleted meanwhile are
+//! torn down. Deleting a pod stops its containers (app containers first,
+//! then sidecars; TERM, grace period, KILL) and removes mounts, runtime
+//! state, cgroups, namespaces and log links.
+
+mod container;
+mod state;
+mod status;
+mod supervise;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use selur_runtime::cgroups::PodCgroup;
+use selur_runtime::runc::Runtime;
+use selur_runtime::sandbox::Sandbox;
+
+use crate::pods::event;
+use crate::Agent;
+
+pub use container::id_for;
+use state::PodState;
+
+/// Pods this agent runs, by uid.
+#[derive(Default)]
+pub struct Running {
+    pods: Mutex<HashMap<String, RunningPod>>,
+}
+
+struct RunningPod {
+    stop: watch::Sender<bool>,
+    images: Vec<selur_image::Digest>,
+    /// Held by the supervision loop during each step and by the teardown.
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Running {
+    /// Manifest digests of every running pod's images (never collected).
+    pub fn images_in_use(&self) -> HashSet<selur_image::Digest> {
+        self.pods
+            .lock()
+            .map(|m| m.values().flat_map(|p| p.images.iter().cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Uids of the pods running here.
+    pub fn uids(&self) -> Vec<String> {
+        self.pods
+            .lock()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The OCI runtime this agent drives.
+pub(crate) fn runtime(agent: &Agent) -> Runtime {
+    Runtime::new(&agent.config.runtime, agent.config.data_dir.join("runc"))
+}
+
+/// The pod's directory on this node (sandbox under `ns/`, etc files,
+/// volumes, containers, `state.json`, `pod.json`).
+pub(crate) fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
+    agent.config.data_dir.join("pods").join(uid)
+}
+
+/// The runtime id of container `cname` of the pod with `uid` on this node.
+pub(crate) fn container_id(agent: &Agent, uid: &str, cname: &str) -> String {
+    id_for(&agent.config.node_name, uid, cname)
+}
+
+/// Whether the pod with `uid` was started on this node before (its state is on disk).
+pub(crate) fn runs_here(agent: &Agent, uid: &str) -> bool {
+    !uid.is_empty() && pod_dir(agent, uid).join("state.json").exists()
+}
+
+/// The pod's sandbox (its namespaces), if the pod runs here.
+#[allow(dead_code)]
+pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
+    Sandbox::at(&pod_dir(agent, uid).join("ns"))
+}
+
+/// The pod's cgroup (in its QoS class, under this agent's parent).
+fn cgroup_of(agent: &Agent, pod: &Value) -> PodCgroup {
+    let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
+        .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
+        .unwrap_or_default();
+    PodCgroup::new(
+        &format!("selur-{}", agent.config.node_name),
+        &qos,
+        pod["metadata"]["uid"].as_str().unwrap_or(""),
+    )
+}
+
+pub(crate) async fn patch_status(agent: &Agent, pod: &Value, status: Value) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
+    if let Err(e) = agent
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            "application/merge-patch+json",
+            &json!({"status": status}),
+        )
+        .await
+    {
+        tracing::warn!(pod = name, error = %e, "cannot report pod status");
+    }
+}
+
+/// Sandbox, /etc files, volumes and the pod cgroup of a new pod (blocking).
+fn set_up(agent: &Agent, pod: &Value) -> Result<(Sandbox, crate::volumes::Sources), String> {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let dir = pod_dir(agent, uid);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("pod.json"), pod.to_string()).map_err(|e| e.to_string())?;
+    let sb = Sandbox::create(&dir.join("ns"), name).map_err(|e| e.to_string())?;
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+    std::fs::write(
+        etc.join("hosts"),
+        format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
+    )
+    .map_err(|e| e.to_string())?;
+    std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
+    std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+    let k8s: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
+    cgroup_of(agent, pod)
+        .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
+        .map_err(|e| format!("pod cgroup: {e}"))?;
+    let sources = crate::volumes::prepare(pod, &dir)?;
+    Ok((sb, sources))
+}
+
+/// Start `pod` (once), or re-adopt it when it ran here before this agent
+/// started, and supervise it until it is stopped.
+pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let (tx, rx) = watch::channel(false);
+    let lock: Arc<tokio::sync::Mutex<()>> = Arc::default();
+    {
+        let Ok(mut m) = running.pods.lock() else {
+            return;
+        };
+        if m.contains_key(&uid) {
+            return;
+        }
+        let images = container::all(&agent, &pod)
+            .iter()
+            .filter_map(|c| selur_image::Digest::parse(&c.image_id).ok())
+            .collect();
+        m.insert(
+            uid.clone(),
+            RunningPod {
+                stop: tx,
+                images,
+                lock: lock.clone(),
+            },
+        );
+    }
+    let dir = pod_dir(&agent, &uid);
+    let guard = lock.clone().lock_owned().await;
+    let remembered = PodState::load(&dir);
+    let (a, p) = (agent.clone(), pod.clone());
+    let adopt = remembered.is_some();
+    let setup = tokio::task::spawn_blocking(move || {
+        if adopt {
+            let dir = pod_dir(&a, p["metadata"]["uid"].as_str().unwrap_or(""));
+            mark_vanished(&a, &p, &dir);
+            let sources = crate::volumes::prepare(&p, &dir)?;
+            Ok((Sandbox::at(&dir.join("ns")), sources))
+        } else {
+            set_up(&a, &p)
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let (sb, sources) = match setup {
+        Ok(r) => r,
+        Err(msg) => {
+            event(
+                &agent,
+                &pod,
+                "",
+                "Warning",
+                "FailedCreatePodSandBox",
+                &format!("Failed to create pod sandbox: {msg}"),
+            )
+            .await;
+            return;
+        }
+    };
+    let state = remembered.unwrap_or_else(|| PodState {
+        start_time: crate::node::now_secs(),
+        ..Default::default()
+    });
+    if adopt {
+        tracing::info!(pod = %pod["metadata"]["name"], uid, "re-adopted a running pod");
+    }
+    let run = supervise::PodRun::new(
+        agent.clone(),
+        pod.clone(),
+        sb,
+        cgroup_of(&agent, &pod),
+        sources,
+        state,
+    );
+    drop(guard);
+    run.run(rx, lock).await;
+}
+
+/// Containers that were started but neither recorded an exit nor are known
+/// to the runtime any more (their shim died with the machine) get an exit
+/// file saying so, as Kubernetes reports `ContainerStatusUnknown`.
+fn mark_vanished(agent: &Agent, pod: &Value, dir: &std::path::Path) {
+    let Some(st) = PodState::load(dir) else {
+        return;
+    };
+    let rt = runtime(agent);
+    for c in container::all(agent, pod) {
+        let started = st.containers.get(&c.name).is_some_and(|s| s.started);
+        if !started || c.read_exit().is_some() || !c.has_bundle() {
+            continue;
+        }
+        let gone = || rt.state(&c.id).is_none() && c.read_exit().is_none();
+        if gone() && {
+            std::thread::sleep(Duration::from_millis(300));
+            gone()
+        } {
+            let v = json!({"exitCode": 137, "finishedAt": crate::node::now_secs(),
+                "reason": "ContainerStatusUnknown"});
+            let _ = std::fs::write(c.exit_file(), v.to_string());
+        }
+    }
+}
+
+/// Stop and remove everything of `pod` (TERM, grace, KILL).
+pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let entry = running.pods.lock().ok().and_then(|mut m| m.remove(&uid));
+    let _guard = match entry {
+        Some(p) => {
+            let _ = p.stop.send(true);
+            Some(p.lock.lock_owned().await)
+        }
+        None => None,
+    };
+    let grace = Duration::from_secs(
+        pod["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30)
+            .min(300),
+    );
+    let a = agent.clone();
+    let _ = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await;
+}
+
+/// Stop the pod's containers (apps, then sidecars and init containers) and
+/// remove all it had on this node (blocking).
+fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let rt = runtime(agent);
+    let ctrs = container::all(agent, pod);
+    let alive = |c: &container::Ctr| c.read_exit().is_none() && rt.state(&c.id).is_some();
+    let deadline = std::time::Instant::now() + grace;
+    let wait = |group: &[&container::Ctr], until: std::time::Instant| {
+        while std::time::Instant::now() < until && group.iter().any(|c| alive(c)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let apps: Vec<&container::Ctr> = ctrs
+        .iter()
+        .filter(|c| c.kind == container::Kind::App)
+        .collect();
+    let rest: Vec<&container::Ctr> = ctrs
+        .iter()
+        .rev()
+        .filter(|c| c.kind != container::Kind::App)
+        .collect();
+    for group in [&apps, &rest] {
+        for c in group.iter() {
+            let _ = rt.kill(&c.id, "TERM");
+        }
+        wait(group, deadline);
+    }
+    for c in &ctrs {
+        let _ = rt.kill(&c.id, "KILL");
+    }
+    let all: Vec<&container::Ctr> = ctrs.iter().collect();
+    wait(&all, std::time::Instant::now() + Duration::from_secs(5));
+    for c in &ctrs {
+        container::remove(agent, c);
+    }
+    if let Some(logs) = ctrs
+        .first()
+        .and_then(|c| c.log.parent())
+        .and_then(|d| d.parent())
+    {
+        let _ = std::fs::remove_dir_all(logs);
+    }
+    let dir = pod_dir(agent, uid);
+    crate::volumes::cleanup(&dir);
+    let _ = Sandbox::at(&dir.join("ns")).destroy();
+    if let Err(e) = cgroup_of(agent, pod).remove() {
+        tracing::warn!(error = %e, "cannot remove pod cgroup");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Tear down pods that ran here but are no longer bound to this node (deleted
+/// while the agent was down). `live` holds the uids the API still has here.
+pub async fn remove_orphans(agent: Arc<Agent>, live: HashSet<String>) {
+    let a = agent.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(rd) = std::fs::read_dir(a.config.data_dir.join("pods")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let uid = e.file_name().to_string_lossy().to_string();
+            if live.contains(&uid) {
+                continue;
+            }
+            let pod: Value = std::fs::read(e.path().join("pod.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_else(|| json!({"metadata": {"uid": uid}, "spec": {}}));
+            tracing::info!(uid, "removing a pod deleted while the agent was away");
+            teardown(&a, &pod, Duration::from_secs(10));
+        }
+    })
+    .await;
+}

@@ -1,0 +1,243 @@
+//! Pod status as Kubernetes reports it, computed from the pod's containers:
+//! phase, conditions (with stable transition times), `initContainerStatuses`
+//! and `containerStatuses` with state, last state, reason, exit code,
+//! restart count, image ID and start time.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::container::{Ctr, Exit, Kind};
+use super::state::{CtrState, PodState};
+use crate::node::now_secs;
+
+/// A container as the pod loop tracks it.
+pub struct Slot {
+    pub ctr: Ctr,
+    pub st: CtrState,
+    /// The current run's exit, once it ended.
+    pub exited: Option<Exit>,
+    /// When a restart is due, if one is.
+    pub next_start: Option<tokio::time::Instant>,
+}
+
+impl Slot {
+    pub fn running(&self) -> bool {
+        self.st.started && self.exited.is_none() && self.st.start_error.is_none()
+    }
+
+    /// Terminated and not coming back.
+    pub fn finished(&self) -> bool {
+        self.st.started && self.exited.is_some() && self.next_start.is_none()
+    }
+}
+
+/// `terminated` state of an exit, as Kubernetes words it.
+pub fn terminated(c: &Ctr, started_at: &str, e: &Exit) -> Value {
+    let reason = if e.oom {
+        "OOMKilled"
+    } else if e.code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    json!({"terminated": {"exitCode": e.code, "reason": reason, "startedAt": started_at,
+        "finishedAt": e.finished_at, "containerID": format!("runc://{}", c.id)}})
+}
+
+fn container_status(s: &Slot, initializing: bool) -> Value {
+    let c = &s.ctr;
+    let state = if let Some((reason, message)) = &s.st.start_error {
+        json!({"waiting": {"reason": reason, "message": message}})
+    } else if !s.st.started {
+        json!({"waiting": {"reason": if initializing { "PodInitializing" } else { "ContainerCreating" }}})
+    } else if let Some(e) = &s.exited {
+        match (s.next_start, s.st.backoff_ms) {
+            (Some(_), Some(ms)) if ms > 0 => json!({"waiting": {"reason": "CrashLoopBackOff",
+                "message": format!("back-off {} restarting failed container={}", fmt_secs(ms), c.name)}}),
+            _ => terminated(c, &s.st.started_at, e),
+        }
+    } else {
+        json!({"running": {"startedAt": s.st.started_at}})
+    };
+    let running = s.running();
+    let ready = match c.kind {
+        Kind::Init => s.st.done,
+        _ => running,
+    };
+    let mut v = json!({"name": c.name, "image": c.image, "imageID": c.image_id,
+        "ready": ready, "started": running, "restartCount": s.st.restarts, "state": state});
+    if s.st.started {
+        v["containerID"] = json!(format!("runc://{}", c.id));
+    }
+    if let Some(last) = &s.st.last_terminated {
+        v["lastState"] = last.clone();
+    }
+    v
+}
+
+fn fmt_secs(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 60 {
+        format!("{}m{}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// The phase from the containers (before the pod is marked finished).
+pub fn phase(pod: &PodState, slots: &[Slot], init_failed: bool) -> &'static str {
+    let apps: Vec<&Slot> = slots.iter().filter(|s| s.ctr.kind == Kind::App).collect();
+    if init_failed || (pod.finished && !pod.initialized) {
+        return "Failed";
+    }
+    if !pod.initialized {
+        return "Pending";
+    }
+    if !apps.is_empty() && apps.iter().all(|s| s.finished()) {
+        if apps
+            .iter()
+            .all(|s| s.exited.as_ref().is_some_and(|e| e.code == 0))
+        {
+            return "Succeeded";
+        }
+        return "Failed";
+    }
+    "Running"
+}
+
+/// Conditions keep their transition time until their status changes.
+#[derive(Default)]
+pub struct Conditions {
+    since: HashMap<&'static str, (bool, String)>,
+}
+
+impl Conditions {
+    fn get(&mut self, t: &'static str, ok: bool) -> Value {
+        let entry = self.since.entry(t).or_insert_with(|| (ok, now_secs()));
+        if entry.0 != ok {
+            *entry = (ok, now_secs());
+        }
+        let mut v = json!({"type": t, "status": if ok { "True" } else { "False" },
+            "lastTransitionTime": entry.1});
+        if !ok && t != "PodScheduled" && t != "Initialized" {
+            v["reason"] = json!("ContainersNotReady");
+        }
+        v
+    }
+}
+
+/// The pod's whole status.
+pub fn pod_status(
+    pod: &Value,
+    state: &PodState,
+    slots: &[Slot],
+    phase: &str,
+    conds: &mut Conditions,
+) -> Value {
+    let initializing = !state.initialized;
+    let inits: Vec<Value> = slots
+        .iter()
+        .filter(|s| s.ctr.kind != Kind::App)
+        .map(|s| container_status(s, initializing))
+        .collect();
+    let apps: Vec<Value> = slots
+        .iter()
+        .filter(|s| s.ctr.kind == Kind::App)
+        .map(|s| container_status(s, initializing))
+        .collect();
+    let ready = state.initialized
+        && slots
+            .iter()
+            .filter(|s| s.ctr.kind == Kind::App)
+            .all(|s| s.running())
+        && phase == "Running";
+    let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
+        .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
+        .unwrap_or_default();
+    let mut v = json!({"phase": phase, "startTime": state.start_time, "qosClass": qos,
+        "containerStatuses": apps,
+        "conditions": [conds.get("PodScheduled", true), conds.get("Initialized", state.initialized),
+            conds.get("ContainersReady", ready), conds.get("Ready", ready)]});
+    if !inits.is_empty() {
+        v["initContainerStatuses"] = Value::Array(inits);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn slot(name: &str, kind: Kind, started: bool, exit: Option<i64>) -> Slot {
+        Slot {
+            ctr: Ctr {
+                name: name.into(),
+                kind,
+                id: format!("n-u-{name}"),
+                dir: PathBuf::new(),
+                log: PathBuf::new(),
+                link: PathBuf::new(),
+                image: "busybox".into(),
+                image_id: "sha256:x".into(),
+                spec: Value::Null,
+            },
+            st: CtrState {
+                started,
+                started_at: "t0".into(),
+                ..Default::default()
+            },
+            exited: exit.map(|code| Exit {
+                code,
+                finished_at: "t1".into(),
+                oom: code == 137,
+            }),
+            next_start: None,
+        }
+    }
+
+    fn ps(initialized: bool) -> PodState {
+        PodState {
+            initialized,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn phases_follow_the_app_containers() {
+        let run = [slot("a", Kind::App, true, None)];
+        assert_eq!(phase(&ps(true), &run, false), "Running");
+        assert_eq!(phase(&ps(false), &run, false), "Pending");
+        let ok = [
+            slot("a", Kind::App, true, Some(0)),
+            slot("s", Kind::Sidecar, true, None),
+        ];
+        assert_eq!(phase(&ps(true), &ok, false), "Succeeded");
+        let bad = [
+            slot("a", Kind::App, true, Some(0)),
+            slot("b", Kind::App, true, Some(2)),
+        ];
+        assert_eq!(phase(&ps(true), &bad, false), "Failed");
+        assert_eq!(phase(&ps(false), &run, true), "Failed");
+    }
+
+    #[test]
+    fn statuses_report_oom_and_split_init_from_app() {
+        let slots = [
+            slot("i", Kind::Init, true, Some(0)),
+            slot("a", Kind::App, true, Some(137)),
+        ];
+        let mut conds = Conditions::default();
+        let v = pod_status(&Value::Null, &ps(true), &slots, "Failed", &mut conds);
+        assert_eq!(
+            v["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "OOMKilled"
+        );
+        assert_eq!(v["initContainerStatuses"][0]["name"], "i");
+        assert_eq!(v["conditions"][3]["status"], "False");
+        // Transition times are stable while nothing changes.
+        let again = pod_status(&Value::Null, &ps(true), &slots, "Failed", &mut conds);
+        assert_eq!(v["conditions"], again["conditions"]);
+    }
+}

@@ -1,0 +1,325 @@
+//! Supervision of running containers: restart policies with (shortened)
+//! back-off and CrashLoopBackOff, OOMKilled under a memory limit, sidecar
+//! init containers, pod cgroups per QoS class, re-adoption after the agent
+//! is killed (same container processes, no lost log lines, exits reported),
+//! and two agents on one machine without collisions.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{wait_pod, write_file, Server, SELUR};
+use serde_json::Value;
+
+const BUSYBOX_FILE: &str =
+    "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n";
+
+/// A server (node `node`) with back-off shortened, holding `localhost/rt:1`.
+fn server(node: &str) -> Server {
+    let s = Server::start(&[
+        "--node-name",
+        node,
+        "--container-backoff",
+        "1s",
+        "--container-backoff-max",
+        "2s",
+    ]);
+    build_busybox(&s, &[]);
+    s
+}
+
+fn build_busybox(s: &Server, node: &[&str]) {
+    let ctx = s.data_dir().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
+    std::fs::write(ctx.join("Containerfile"), BUSYBOX_FILE).unwrap();
+    let mut args = vec!["image", "build", "-t", "localhost/rt:1"];
+    args.extend_from_slice(node);
+    args.push(ctx.to_str().unwrap());
+    s.ok(&args);
+}
+
+fn pod(name: &str, node: &str, policy: &str, extra: &str, script: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  restartPolicy: {policy}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"{script}\"]\n{extra}"
+    )
+}
+
+fn ctr_status(p: &Value) -> &Value {
+    &p["status"]["containerStatuses"][0]
+}
+
+/// The runc state directory of an agent data dir.
+fn runc_root(agent_dir: &Path) -> PathBuf {
+    agent_dir.join("runc")
+}
+
+fn container_pid(root: &Path, id_suffix: &str) -> Option<u32> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-f", "json"])
+        .output()
+        .ok()?;
+    let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+    list.as_array()?
+        .iter()
+        .find(|c| {
+            c["id"].as_str().is_some_and(|id| id.ends_with(id_suffix)) && c["status"] == "running"
+        })
+        .and_then(|c| c["pid"].as_u64())
+        .map(|p| p as u32)
+}
+
+#[test]
+fn restart_policies_back_off_and_oom() {
+    let s = server("sup");
+    let manifests = [
+        pod("crash", "sup", "Always", "", "echo boom; exit 3"),
+        pod("onfail-ok", "sup", "OnFailure", "", "exit 0"),
+        pod(
+            "oom",
+            "sup",
+            "Never",
+            "    resources: {limits: {memory: 24Mi}}\n",
+            "dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ),
+    ]
+    .join("---\n");
+    let f = write_file(&s, "sup.yaml", &manifests);
+    s.ok(&["apply", "-f", &f]);
+
+    let crash = wait_pod(&s, "crash", "CrashLoopBackOff", |p| {
+        ctr_status(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && ctr_status(p)["restartCount"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(crash["status"]["phase"], "Running");
+    assert_eq!(ctr_status(&crash)["lastState"]["terminated"]["exitCode"], 3);
+    assert_eq!(crash["status"]["qosClass"], "BestEffort");
+
+    let ok = wait_pod(&s, "onfail-ok", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(ctr_status(&ok)["restartCount"], 0);
+
+    let oom = wait_pod(&s, "oom", "Failed", |p| p["status"]["phase"] == "Failed");
+    let t = &ctr_status(&oom)["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{}", oom["status"]);
+    assert_eq!(t["exitCode"], 137);
+    assert_eq!(oom["status"]["qosClass"], "Burstable");
+    // The pod cgroup sits in its QoS class with the pod's memory limit.
+    let uid = oom["metadata"]["uid"].as_str().unwrap();
+    let pod_cg = format!("/sys/fs/cgroup/memory/selur-sup/burstable/pod{uid}");
+    if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        let limit = std::fs::read_to_string(format!("{pod_cg}/memory.limit_in_bytes")).unwrap();
+        assert_eq!(limit.trim(), (24u64 << 20).to_string());
+    }
+    s.ok(&["delete", "-f", &f]);
+    let start = Instant::now();
+    while Path::new(&pod_cg).exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pod cgroup {pod_cg} not removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sidecar_init_containers_run_beside_the_app_and_stop_after_it() {
+    let s = server("side");
+    let y = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: job\nspec:\n  nodeName: side\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  volumes: [{name: shared, emptyDir: {}}]\n  initContainers:\n  - name: side\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    restartPolicy: Always\n    args: [\"sh\", \"-c\", \"while true; do date >> /shared/beat; sleep 0.2; done\"]\n    volumeMounts: [{name: shared, mountPath: /shared}]\n  - name: wait-beat\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"until test -s /shared/beat; do sleep 0.1; done\"]\n    volumeMounts: [{name: shared, mountPath: /shared}]\n  containers:\n  - name: app\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"sleep 1; wc -l < /shared/beat\"]\n    volumeMounts: [{name: shared, mountPath: /shared}]\n";
+    let f = write_file(&s, "side.yaml", y);
+    s.ok(&["apply", "-f", &f]);
+    let running = wait_pod(&s, "job", "Running", |p| p["status"]["phase"] == "Running");
+    let side = &running["status"]["initContainerStatuses"][0];
+    assert_eq!(side["name"], "side");
+    assert!(
+        side["state"]["running"].is_object(),
+        "{}",
+        running["status"]
+    );
+    let done = wait_pod(&s, "job", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let beats: u32 = s.ok(&["logs", "job", "-c", "app"]).trim().parse().unwrap();
+    assert!(
+        beats >= 2,
+        "the sidecar kept writing while the app ran: {beats}"
+    );
+    // The sidecar is stopped once the app finished.
+    wait_pod(&s, "job", "sidecar stopped", |p| {
+        p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object()
+    });
+    assert_eq!(
+        done["status"]["initContainerStatuses"][1]["state"]["terminated"]["exitCode"],
+        0
+    );
+    s.ok(&["delete", "-f", &f]);
+}
+
+fn log_numbers(log: &Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            v["log"]
+                .as_str()
+                .and_then(|t| t.trim().strip_prefix("n=").map(String::from))
+        })
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+#[test]
+fn killed_agent_readopts_running_containers() {
+    let mut s = server("adopt");
+    let manifests = [
+        pod(
+            "ticker",
+            "adopt",
+            "Always",
+            "",
+            "i=0; while true; do echo n=$i; i=$((i+1)); sleep 0.02; done",
+        ),
+        pod("quitter", "adopt", "Never", "", "sleep 3; exit 7"),
+    ]
+    .join("---\n");
+    let f = write_file(&s, "adopt.yaml", &manifests);
+    s.ok(&["apply", "-f", &f]);
+    let ticker = wait_pod(&s, "ticker", "Running", |p| {
+        ctr_status(p)["state"]["running"].is_object()
+    });
+    wait_pod(&s, "quitter", "Running", |p| {
+        ctr_status(p)["state"]["running"].is_object()
+    });
+    let root = runc_root(&s.data_dir().join("agent"));
+    let uid = ticker["metadata"]["uid"].as_str().unwrap();
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let id_suffix = format!("{short}-c");
+    let pid = container_pid(&root, &id_suffix).expect("ticker's container runs");
+
+    s.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    s.spawn();
+
+    let quitter = wait_pod(&s, "quitter", "exit reported", |p| {
+        ctr_status(p)["state"]["terminated"]["exitCode"] == 7
+    });
+    assert_eq!(quitter["status"]["phase"], "Failed");
+    assert_eq!(
+        container_pid(&root, &id_suffix),
+        Some(pid),
+        "same process after the restart"
+    );
+    let after = s.get_json(&["pod", "ticker"]);
+    assert_eq!(ctr_status(&after)["restartCount"], 0);
+    // Every line, in order, across the agent's absence.
+    let link = std::fs::read_dir("/var/log/containers")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ticker_default_c-")
+        })
+        .expect("log link")
+        .path();
+    let n = log_numbers(&link);
+    assert!(
+        n.len() > 150,
+        "the container kept logging: {} lines",
+        n.len()
+    );
+    assert!(
+        n.iter().enumerate().all(|(i, v)| *v == i as u64),
+        "no line lost or reordered"
+    );
+    s.ok(&["delete", "-f", &f]);
+}
+
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn two_agents_run_pods_side_by_side() {
+    let s = server("left");
+    let dir = s.data_dir().join("agent-right");
+    let log = std::fs::File::create(s.data_dir().join("agent-right.log")).unwrap();
+    let _right = Agent(
+        Command::new(SELUR)
+            .args([
+                "agent",
+                "--server",
+                &s.url,
+                "--node-name",
+                "right",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .args(["--heartbeat-interval", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !s.selur(&["get", "node", "right"]).status.success() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "agent right never joined"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    build_busybox(&s, &["--node", "right"]);
+    let y = [
+        pod("l", "left", "Always", "", "echo on-left; sleep 1000"),
+        pod("r", "right", "Always", "", "echo on-right; sleep 1000"),
+    ]
+    .join("---\n");
+    let f = write_file(&s, "two.yaml", &y);
+    s.ok(&["apply", "-f", &f]);
+    for name in ["l", "r"] {
+        wait_pod(&s, name, "Running", |p| {
+            p["status"]["phase"] == "Running" && ctr_status(p)["state"]["running"].is_object()
+        });
+    }
+    for (name, want) in [("l", "on-left\n"), ("r", "on-right\n")] {
+        let start = Instant::now();
+        while s.ok(&["logs", name]) != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{name} never logged {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Each agent has its own runtime state and cgroup parent.
+    assert!(container_pid(&runc_root(&s.data_dir().join("agent")), "-c").is_some());
+    assert!(container_pid(&runc_root(&dir), "-c").is_some());
+    assert!(Path::new("/sys/fs/cgroup/pids/selur-left").exists());
+    assert!(Path::new("/sys/fs/cgroup/pids/selur-right").exists());
+    s.ok(&["delete", "-f", &f]);
+    let start = Instant::now();
+    while Path::new("/sys/fs/cgroup/pids/selur-right").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "right's cgroups not removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
