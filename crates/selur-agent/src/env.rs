@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use crate::Agent;
 
-async fn get_object(
+/// A namespaced object by plural and name; `None` when it does not exist.
+pub(crate) async fn get_object(
     agent: &Agent,
     ns: &str,
     plural: &str,

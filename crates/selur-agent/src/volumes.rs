@@ -2,8 +2,11 @@
 //! a tmpfs for `medium: Memory` honouring `sizeLimit`, shared by the pod's
 //! containers) and `hostPath` (with Kubernetes' `type` checks; a missing path
 //! with no type is created as a directory, as Kubernetes runtimes do).
-//! ConfigMap, Secret and projected volumes come later and are refused with a
+//! ConfigMap and Secret volumes ([`files`]) are written from the API's
+//! objects and mounted read-only. Other volume types are refused with a
 //! clear message rather than silently skipped.
+
+pub mod files;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -13,8 +16,16 @@ use serde_json::Value;
 
 use selur_runtime::{MountKind, VolumeMount};
 
+/// Where a volume comes from on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub path: PathBuf,
+    /// Always mounted read-only (ConfigMap and Secret volumes).
+    pub read_only: bool,
+}
+
 /// Host sources of a pod's volumes, by volume name.
-pub type Sources = HashMap<String, PathBuf>;
+pub type Sources = HashMap<String, Source>;
 
 fn volumes_dir(pod_dir: &Path) -> PathBuf {
     pod_dir.join("volumes")
@@ -74,7 +85,10 @@ fn check_host_path(path: &Path, ty: &str, field: &str) -> Result<(), String> {
 }
 
 /// Create every volume of `pod` on the host; returns their sources.
-pub fn prepare(pod: &Value, pod_dir: &Path) -> Result<Sources, String> {
+pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<Sources, String> {
+    let fs_group = pod["spec"]["securityContext"]["fsGroup"]
+        .as_u64()
+        .and_then(|g| u32::try_from(g).ok());
     let mut out = Sources::new();
     for (i, v) in pod["spec"]["volumes"]
         .as_array()
@@ -107,17 +121,39 @@ pub fn prepare(pod: &Value, pod_dir: &Path) -> Result<Sources, String> {
             // Like Kubernetes, emptyDir is world-writable: containers run as any user.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
                 .map_err(|e| format!("{field}: {e}"))?;
-            out.insert(name, dir);
+            out.insert(
+                name,
+                Source {
+                    path: dir,
+                    read_only: false,
+                },
+            );
         } else if let Some(hp) = v.get("hostPath") {
             let path = PathBuf::from(hp["path"].as_str().unwrap_or(""));
             check_host_path(&path, hp["type"].as_str().unwrap_or(""), &field)?;
-            out.insert(name, path);
+            out.insert(
+                name,
+                Source {
+                    path,
+                    read_only: false,
+                },
+            );
+        } else if let Some(f) = fetched.get(&name) {
+            let path = files::write(&volumes_dir(pod_dir).join(&name), f, fs_group)
+                .map_err(|e| format!("{field} ({name}): {e}"))?;
+            out.insert(
+                name,
+                Source {
+                    path,
+                    read_only: true,
+                },
+            );
         } else {
             let kind = v
                 .as_object()
                 .and_then(|m| m.keys().find(|k| *k != "name").cloned())
                 .unwrap_or_default();
-            return Err(format!("{field} ({name}): {kind} volumes are not supported by this agent yet; use emptyDir or hostPath"));
+            return Err(format!("{field} ({name}): {kind} volumes are not supported by this agent yet; use emptyDir, hostPath, configMap or secret"));
         }
     }
     Ok(out)
@@ -131,7 +167,8 @@ pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMoun
         let source = sources
             .get(name)
             .ok_or_else(|| format!("volumeMount {name:?} names no volume of the pod"))?;
-        let mut source = source.clone();
+        let read_only = source.read_only || vm["readOnly"].as_bool().unwrap_or(false);
+        let mut source = source.path.clone();
         if let Some(sub) = vm["subPath"].as_str().filter(|s| !s.is_empty()) {
             if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
                 return Err(format!(
@@ -139,12 +176,14 @@ pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMoun
                 ));
             }
             source = source.join(sub);
-            std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+            if !source.exists() {
+                std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+            }
         }
         out.push(VolumeMount {
             destination: PathBuf::from(vm["mountPath"].as_str().unwrap_or("")),
             source,
-            read_only: vm["readOnly"].as_bool().unwrap_or(false),
+            read_only,
             kind: MountKind::Bind,
         });
     }

@@ -104,7 +104,10 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
     for (index, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
         match <Value as serde::Deserialize>::deserialize(de) {
             Ok(Value::Null) => {}
-            Ok(v) => push_doc(&mut docs, v),
+            Ok(mut v) => {
+                octal_modes(&mut v);
+                push_doc(&mut docs, v)
+            }
             Err(e) => {
                 let (line, column) = e
                     .location()
@@ -127,6 +130,32 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, ParseError> {
         }
     }
     Ok(docs)
+}
+
+/// File modes written the YAML 1.1 way (`defaultMode: 0400`), as
+/// Kubernetes reads them, are octal; a YAML 1.2 parser hands them over as
+/// strings, so `mode` and `defaultMode` strings of octal digits with a
+/// leading zero become their octal value.
+fn octal_modes(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "mode" || k == "defaultMode" {
+                    if let Some(n) = x
+                        .as_str()
+                        .filter(|s| s.len() > 1 && s.starts_with('0'))
+                        .and_then(|s| u32::from_str_radix(s, 8).ok())
+                    {
+                        *x = Value::from(n);
+                        continue;
+                    }
+                }
+                octal_modes(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
 }
 
 fn push_doc(docs: &mut Vec<Value>, v: Value) {
@@ -284,6 +313,17 @@ mod tests {
             decode(json!({"kind": "Pod"})),
             Err(DecodeError::MissingApiVersion)
         ));
+    }
+
+    #[test]
+    fn yaml_octal_modes_are_octal() {
+        let docs = parse_documents("kind: Pod\nspec:\n  volumes:\n  - secret: {defaultMode: 0400, items: [{key: k, path: p, mode: 0644}]}\n    mode: 420\n").unwrap();
+        assert_eq!(docs[0]["spec"]["volumes"][0]["secret"]["defaultMode"], 256);
+        assert_eq!(
+            docs[0]["spec"]["volumes"][0]["secret"]["items"][0]["mode"],
+            420
+        );
+        assert_eq!(docs[0]["spec"]["volumes"][0]["mode"], 420);
     }
 
     #[test]

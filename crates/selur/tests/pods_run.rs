@@ -288,3 +288,36 @@ fn init_containers_run_in_order_before_the_app() {
     );
     s.ok(&["delete", "-f", &f]);
 }
+
+#[test]
+fn configmap_and_secret_volumes_wait_for_their_objects() {
+    let s = node_with_busybox_image();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: files\nspec:\n  nodeName: main\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  securityContext: {fsGroup: 4242}\n  volumes:\n  - name: cfg\n    configMap:\n      name: app-config\n      items: [{key: app.conf, path: conf/app.conf, mode: 0440}]\n  - name: sec\n    secret: {secretName: app-secret}\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"cat /cfg/conf/app.conf /sec/token; stat -c %a /cfg/conf/app.conf; grep -c ' /sec tmpfs' /proc/mounts; touch /cfg/x 2>/dev/null || echo read-only\"]\n    volumeMounts: [{name: cfg, mountPath: /cfg}, {name: sec, mountPath: /sec}]\n";
+    let f = write_file(&s, "files.yaml", pod);
+    s.ok(&["apply", "-f", &f]);
+    // The ConfigMap and Secret do not exist yet: the pod waits with FailedMount.
+    let start = Instant::now();
+    loop {
+        let ev = s.ok(&["get", "events", "-o", "json"]);
+        if ev.contains("FailedMount") && ev.contains("configmap \\\"app-config\\\" not found") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no FailedMount event: {ev}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let objs = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\ndata:\n  app.conf: mode=fast\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-secret\ndata:\n  token: czNjcjN0\n";
+    let o = write_file(&s, "objs.yaml", objs);
+    s.ok(&["apply", "-f", &o]);
+    wait_pod(&s, "files", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        s.ok(&["logs", "files"]),
+        "mode=fasts3cr3t440\n1\nread-only\n",
+        "files per item with their mode (readable through fsGroup), the secret on tmpfs, mounts read-only"
+    );
+    s.ok(&["delete", "-f", &f]);
+}

@@ -125,7 +125,11 @@ pub(crate) async fn patch_status(agent: &Agent, pod: &Value, status: Value) {
 }
 
 /// Sandbox, /etc files, volumes and the pod cgroup of a new pod (blocking).
-fn set_up(agent: &Agent, pod: &Value) -> Result<(Sandbox, crate::volumes::Sources), String> {
+fn set_up(
+    agent: &Agent,
+    pod: &Value,
+    fetched: &crate::volumes::files::Fetched,
+) -> Result<(Sandbox, crate::volumes::Sources), String> {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
     let dir = pod_dir(agent, uid);
@@ -146,8 +150,34 @@ fn set_up(agent: &Agent, pod: &Value) -> Result<(Sandbox, crate::volumes::Source
     cgroup_of(agent, pod)
         .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
         .map_err(|e| format!("pod cgroup: {e}"))?;
-    let sources = crate::volumes::prepare(pod, &dir)?;
+    let sources = crate::volumes::prepare(pod, &dir, fetched)?;
     Ok((sb, sources))
+}
+
+/// The pod's ConfigMap and Secret volume contents; while one is missing
+/// (and not optional) the pod waits, with a FailedMount event, and retries
+/// until it appears or the pod is stopped (`None`).
+async fn fetch_volumes(
+    agent: &Agent,
+    pod: &Value,
+    mut stop: watch::Receiver<bool>,
+) -> Option<crate::volumes::files::Fetched> {
+    let mut last = String::new();
+    loop {
+        match crate::volumes::files::fetch(agent, pod).await {
+            Ok(f) => return Some(f),
+            Err(msg) => {
+                if msg != last {
+                    event(agent, pod, "", "Warning", "FailedMount", &msg).await;
+                    last = msg;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return None,
+        }
+    }
 }
 
 /// Start `pod` (once), or re-adopt it when it ran here before this agent
@@ -177,6 +207,9 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         );
     }
     let dir = pod_dir(&agent, &uid);
+    let Some(fetched) = fetch_volumes(&agent, &pod, rx.clone()).await else {
+        return;
+    };
     let guard = lock.clone().lock_owned().await;
     let remembered = PodState::load(&dir);
     let (a, p) = (agent.clone(), pod.clone());
@@ -185,10 +218,10 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         if adopt {
             let dir = pod_dir(&a, p["metadata"]["uid"].as_str().unwrap_or(""));
             mark_vanished(&a, &p, &dir);
-            let sources = crate::volumes::prepare(&p, &dir)?;
+            let sources = crate::volumes::prepare(&p, &dir, &fetched)?;
             Ok((Sandbox::at(&dir.join("ns")), sources))
         } else {
-            set_up(&a, &p)
+            set_up(&a, &p, &fetched)
         }
     })
     .await
