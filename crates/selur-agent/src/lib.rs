@@ -69,6 +69,10 @@ pub struct AgentConfig {
     pub log_link_dir: PathBuf,
     /// Container restart back-off.
     pub backoff: Backoff,
+    /// Rotate a container's log file past this many bytes...
+    pub log_max_size: u64,
+    /// ...keeping this many rotated files.
+    pub log_max_files: usize,
 }
 
 /// Kubernetes' container restart back-off: the first restart is immediate,
@@ -109,6 +113,8 @@ impl AgentConfig {
             shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur")),
             log_link_dir: PathBuf::from("/var/log/containers"),
             backoff: Backoff::default(),
+            log_max_size: 10 << 20,
+            log_max_files: 5,
         }
     }
 }

@@ -1,7 +1,11 @@
 //! `GET /containerLogs/{ns}/{pod}/{uid}/{container}` over the tunnel: a
 //! container's json-file log as plain text (the `log` fields), with
-//! `tailLines`, `timestamps`, `sinceSeconds` and `follow` (the file is polled
-//! for growth until the client goes away).
+//! `tailLines`, `timestamps`, `sinceSeconds`, `previous` and `follow` (the
+//! file is polled for growth until the client goes away).
+//!
+//! Each run of a container logs to its own file, `<restart count>.log`, as
+//! the kubelet does, so `previous` reads the run before the current one;
+//! older runs are removed when a new one starts.
 
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
@@ -24,17 +28,39 @@ pub struct LogQuery {
     tail_lines: Option<usize>,
     timestamps: Option<bool>,
     since_seconds: Option<i64>,
+    previous: Option<bool>,
 }
 
-/// Where a container's current log lives.
-pub fn log_path(agent: &Agent, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
+/// The directory of a container's logs (one file per run).
+pub fn log_dir(agent: &Agent, ns: &str, pod: &str, uid: &str, container: &str) -> PathBuf {
     agent
         .config
         .data_dir
         .join("logs")
         .join(format!("{ns}_{pod}_{uid}"))
         .join(container)
-        .join("0.log")
+}
+
+/// Run numbers with a log in `dir`, ascending.
+pub fn runs(dir: &std::path::Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".log"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// The log file of run `n` in `dir`.
+pub fn run_log(dir: &std::path::Path, n: u32) -> PathBuf {
+    dir.join(format!("{n}.log"))
 }
 
 fn render(
@@ -63,15 +89,34 @@ pub async fn container_logs(
     Path((ns, pod, uid, container)): Path<(String, String, String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    let path = log_path(&agent, &ns, &pod, &uid, &container);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(_) => {
-            return failure(
-                StatusCode::NOT_FOUND,
-                format!("container {container:?} in pod {pod:?} has no log on this node yet (has it started?)"),
-            )
-        }
+    let dir = log_dir(&agent, &ns, &pod, &uid, &container);
+    let runs = runs(&dir);
+    let previous = q.previous.unwrap_or(false);
+    let pick = if previous {
+        runs.len().checked_sub(2).map(|i| runs[i])
+    } else {
+        runs.last().copied()
+    };
+    let Some(path) = pick.map(|n| run_log(&dir, n)) else {
+        let msg = if previous {
+            format!("previous terminated container {container:?} in pod {pod:?} not found")
+        } else {
+            format!("container {container:?} in pod {pod:?} has no log on this node yet (has it started?)")
+        };
+        return failure(
+            if previous {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::NOT_FOUND
+            },
+            msg,
+        );
+    };
+    let Ok(file) = std::fs::File::open(&path) else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} in pod {pod:?}: log vanished"),
+        );
     };
     let since = q
         .since_seconds
@@ -95,7 +140,7 @@ pub async fn container_logs(
         lines.drain(..skip);
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
-    let follow = q.follow.unwrap_or(false);
+    let follow = q.follow.unwrap_or(false) && !previous;
     tokio::spawn(async move {
         if !lines.is_empty() && tx.send(bytes::Bytes::from(lines.concat())).await.is_err() {
             return;

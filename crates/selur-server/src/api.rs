@@ -697,7 +697,13 @@ async fn pod_log(
         .unwrap_or("");
     let ns = ns.unwrap_or("default");
     let mut query = Vec::new();
-    for k in ["follow", "tailLines", "timestamps", "sinceSeconds"] {
+    for k in [
+        "follow",
+        "tailLines",
+        "timestamps",
+        "sinceSeconds",
+        "previous",
+    ] {
         if let Some(v) = q.get(k) {
             query.push(format!("{k}={}", v.replace(['&', '=', ' '], "")));
         }

@@ -488,6 +488,9 @@ pub struct LogsArgs {
     /// Only lines newer than this (`30s`, `5m`, `1h`).
     #[arg(long)]
     since: Option<String>,
+    /// The previous run of the container (before its last restart).
+    #[arg(short = 'p', long)]
+    previous: bool,
 }
 
 pub async fn logs(client: &Client, ns: &str, a: LogsArgs) -> anyhow::Result<()> {
@@ -510,6 +513,9 @@ pub async fn logs(client: &Client, ns: &str, a: LogsArgs) -> anyhow::Result<()> 
     }
     if a.timestamps {
         q.push(("timestamps", "true".into()));
+    }
+    if a.previous {
+        q.push(("previous", "true".into()));
     }
     if let Some(s) = a.since {
         q.push(("sinceSeconds", parse_duration(&s)?.as_secs().to_string()));

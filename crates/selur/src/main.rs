@@ -204,6 +204,12 @@ struct AgentArgs {
     /// Longest container restart back-off delay.
     #[arg(long, default_value = "5m", value_parser = parse_dur)]
     container_backoff_max: Duration,
+    /// Rotate a container's log file past this many bytes.
+    #[arg(long, default_value_t = 10 << 20)]
+    container_log_max_size: u64,
+    /// Rotated log files kept per container.
+    #[arg(long, default_value_t = 5)]
+    container_log_max_files: usize,
     /// A container that ran this long has its back-off reset.
     #[arg(long, default_value = "10m", value_parser = parse_dur)]
     container_backoff_reset: Duration,
@@ -255,6 +261,8 @@ impl AgentArgs {
             max: self.container_backoff_max.max(self.container_backoff),
             reset: self.container_backoff_reset,
         };
+        c.log_max_size = self.container_log_max_size.max(1024);
+        c.log_max_files = self.container_log_max_files;
         let candidates = match &self.runtime {
             Some(r) => vec![r.clone()],
             None => vec![PathBuf::from("runc"), PathBuf::from("crun")],

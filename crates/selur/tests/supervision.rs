@@ -323,3 +323,85 @@ fn two_agents_run_pods_side_by_side() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn logs_rotate_and_previous_shows_the_run_before_a_restart() {
+    let s = Server::start(&[
+        "--node-name",
+        "logs",
+        "--container-log-max-size",
+        "4096",
+        "--container-log-max-files",
+        "2",
+    ]);
+    build_busybox(&s, &[]);
+    let script = "if test -e /state/ran; then echo second-run; sleep 1000; fi; touch /state/ran; i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo first-run-done; exit 1";
+    let y = pod(
+        "chatty",
+        "logs",
+        "OnFailure",
+        "    volumeMounts: [{name: state, mountPath: /state}]\n  volumes: [{name: state, emptyDir: {}}]\n",
+        script,
+    );
+    let f = write_file(&s, "chatty.yaml", &y);
+    s.ok(&["apply", "-f", &f]);
+    let p = wait_pod(&s, "chatty", "restarted", |p| {
+        ctr_status(p)["restartCount"] == 1 && ctr_status(p)["state"]["running"].is_object()
+    });
+    assert_eq!(ctr_status(&p)["lastState"]["terminated"]["exitCode"], 1);
+    let start = Instant::now();
+    while s.ok(&["logs", "chatty"]) != "second-run\n" {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "current run's log"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let prev = s.ok(&["logs", "chatty", "--previous", "--tail", "2"]);
+    assert_eq!(
+        prev,
+        "line-199-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\nfirst-run-done\n"
+    );
+    // The first run's log rotated at 4 KiB, keeping two rotated files.
+    let uid = p["metadata"]["uid"].as_str().unwrap();
+    let dir = s
+        .data_dir()
+        .join("agent/logs")
+        .join(format!("default_chatty_{uid}"))
+        .join("c");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["0.log", "0.log.1", "0.log.2", "1.log"]);
+    for n in &names {
+        let len = std::fs::metadata(dir.join(n)).unwrap().len();
+        assert!(len <= 4096 + 200, "{n} is {len} bytes");
+    }
+    // The shared link follows the current run, in Docker's json-file format.
+    let link = std::fs::read_dir("/var/log/containers")
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("chatty_default_c-")
+        })
+        .expect("log link")
+        .path();
+    let line: Value = serde_json::from_str(
+        std::fs::read_to_string(&link)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["log"], "second-run\n");
+    assert_eq!(line["stream"], "stdout");
+    assert!(line["time"].as_str().unwrap().contains('T'));
+    assert!(s.selur(&["logs", "chatty", "-c", "nope"]).status.code() != Some(0));
+    s.ok(&["delete", "-f", &f]);
+}

@@ -30,7 +30,8 @@ pub struct Ctr {
     pub kind: Kind,
     pub id: String,
     pub dir: PathBuf,
-    pub log: PathBuf,
+    /// The directory of the container's logs, one file per run.
+    pub log_dir: PathBuf,
     pub link: PathBuf,
     pub image: String,
     pub image_id: String,
@@ -112,7 +113,7 @@ pub fn all(agent: &Agent, pod: &Value) -> Vec<Ctr> {
                 .unwrap_or_default();
             out.push(Ctr {
                 dir: dir.join(sub).join(&cname),
-                log: crate::logs::log_path(agent, ns, name, uid, &cname),
+                log_dir: crate::logs::log_dir(agent, ns, name, uid, &cname),
                 link: agent
                     .config
                     .log_link_dir
@@ -137,6 +138,8 @@ pub struct StartCtx<'a> {
     pub cgroup: &'a PodCgroup,
     pub sources: &'a crate::volumes::Sources,
     pub env: Vec<(String, String)>,
+    /// Which run of the container this is (its restart count).
+    pub run: u32,
 }
 
 /// Prepare and start one container's shim (blocking: unpack, mount, spawn).
@@ -191,23 +194,34 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(c.exit_file());
-    link_log(c)?;
-    spawn_shim(agent, c, cx.cgroup)
+    let log = link_log(c, cx.run)?;
+    spawn_shim(agent, c, cx.cgroup, &log)
 }
 
-fn link_log(c: &Ctr) -> Result<(), String> {
-    if let Some(parent) = c.log.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+/// This run's log file, linked from the shared log dir; runs before the
+/// previous one are removed.
+fn link_log(c: &Ctr, run: u32) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(&c.log_dir).map_err(|e| e.to_string())?;
+    for old in crate::logs::runs(&c.log_dir) {
+        if old + 1 < run {
+            let _ = std::fs::remove_file(crate::logs::run_log(&c.log_dir, old));
+        }
     }
+    let log = crate::logs::run_log(&c.log_dir, run);
     if let Some(parent) = c.link.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::remove_file(&c.link);
-    let _ = std::os::unix::fs::symlink(&c.log, &c.link);
-    Ok(())
+    let _ = std::os::unix::fs::symlink(&log, &c.link);
+    Ok(log)
 }
 
-fn spawn_shim(agent: &Agent, c: &Ctr, cgroup: &PodCgroup) -> Result<(), String> {
+fn spawn_shim(
+    agent: &Agent,
+    c: &Ctr,
+    cgroup: &PodCgroup,
+    log: &std::path::Path,
+) -> Result<(), String> {
     let rt = runtime(agent);
     let _ = rt.delete(&c.id);
     use std::os::unix::process::CommandExt;
@@ -223,7 +237,11 @@ fn spawn_shim(agent: &Agent, c: &Ctr, cgroup: &PodCgroup) -> Result<(), String> 
         .arg("--bundle")
         .arg(&c.dir)
         .arg("--log")
-        .arg(&c.log)
+        .arg(log)
+        .arg("--log-max-size")
+        .arg(agent.config.log_max_size.to_string())
+        .arg("--log-max-files")
+        .arg(agent.config.log_max_files.to_string())
         .arg("--exit-file")
         .arg(c.exit_file())
         .stdin(std::process::Stdio::null())

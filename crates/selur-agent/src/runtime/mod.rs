@@ -342,11 +342,7 @@ fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
     for c in &ctrs {
         container::remove(agent, c);
     }
-    if let Some(logs) = ctrs
-        .first()
-        .and_then(|c| c.log.parent())
-        .and_then(|d| d.parent())
-    {
+    if let Some(logs) = ctrs.first().and_then(|c| c.log_dir.parent()) {
         let _ = std::fs::remove_dir_all(logs);
     }
     let dir = pod_dir(agent, uid);

@@ -268,6 +268,11 @@ impl PodRun {
                 return;
             }
         };
+        let run = if self.slots[i].st.started {
+            self.slots[i].st.restarts + 1
+        } else {
+            0
+        };
         let (agent, pod, sb, cg, src, c2) = (
             self.agent.clone(),
             self.pod.clone(),
@@ -284,6 +289,7 @@ impl PodRun {
                 cgroup: &cg,
                 sources: &src,
                 env,
+                run,
             };
             container::start(&cx, &c2)
         })
