@@ -177,7 +177,7 @@ mod tests {
                 kind,
                 id: format!("n-u-{name}"),
                 dir: PathBuf::new(),
-                log: PathBuf::new(),
+                log_dir: PathBuf::new(),
                 link: PathBuf::new(),
                 image: "busybox".into(),
                 image_id: "sha256:x".into(),
