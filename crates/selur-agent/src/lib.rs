@@ -63,6 +63,8 @@ pub struct AgentConfig {
     pub registries: selur_image::registries::RegistrySettings,
     /// The OCI runtime binary (runc; crun fails on cgroup v1 hybrid hosts).
     pub runtime: PathBuf,
+    /// How the node reports it, e.g. `runc://1.1.5`.
+    pub runtime_version: String,
     /// The `selur` binary whose `shim` subcommand supervises containers.
     pub shim: PathBuf,
     /// Where json-file logs are linked for log shippers (`/var/log/containers`).
@@ -110,6 +112,7 @@ impl AgentConfig {
             image_gc_period: Duration::from_secs(300),
             registries: Default::default(),
             runtime: PathBuf::from("runc"),
+            runtime_version: "runc".into(),
             shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur")),
             log_link_dir: PathBuf::from("/var/log/containers"),
             backoff: Backoff::default(),
@@ -265,7 +268,8 @@ impl Agent {
         cap: &BTreeMap<String, Quantity>,
         alloc: &BTreeMap<String, Quantity>,
     ) -> Result<(), AgentError> {
-        let patch = json!({"status": node::status(cap, alloc, self.images_status())});
+        let mut patch = json!({"status": node::status(cap, alloc, self.images_status())});
+        patch["status"]["nodeInfo"]["containerRuntimeVersion"] = json!(self.config.runtime_version);
         let (c, v) = self
             .call(
                 reqwest::Method::PATCH,

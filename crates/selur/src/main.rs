@@ -270,6 +270,12 @@ impl AgentArgs {
         let (runtime, version) =
             selur_runtime::runc::Runtime::detect(&candidates).map_err(anyhow::Error::msg)?;
         tracing::info!(runtime = %runtime.display(), version, "OCI runtime");
+        let name = runtime
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let number = version.split_whitespace().last().unwrap_or("").to_string();
+        c.runtime_version = format!("{name}://{number}");
         c.runtime = runtime;
         Ok(c)
     }

@@ -328,7 +328,9 @@ fn read_only_root_and_run_as_user_are_enforced() {
     let y = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: locked\nspec:\n  nodeName: main\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  volumes: [{name: tmp, emptyDir: {}}]\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"id -u; touch /x 2>/dev/null || echo root-read-only; touch /tmp/ok && echo tmp-writable; grep -c NoNewPrivs:.1 /proc/self/status; grep CapEff /proc/self/status\"]\n    securityContext: {readOnlyRootFilesystem: true, runAsUser: 1000, allowPrivilegeEscalation: false}\n    volumeMounts: [{name: tmp, mountPath: /tmp}]\n";
     let f = write_file(&s, "locked.yaml", y);
     s.ok(&["apply", "-f", &f]);
-    wait_pod(&s, "locked", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+    wait_pod(&s, "locked", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
     assert_eq!(
         s.ok(&["logs", "locked"]),
         "1000\nroot-read-only\ntmp-writable\n1\nCapEff:\t0000000000000000\n"

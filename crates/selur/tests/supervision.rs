@@ -286,6 +286,14 @@ fn two_agents_run_pods_side_by_side() {
         std::thread::sleep(Duration::from_millis(100));
     }
     build_busybox(&s, &["--node", "right"]);
+    let node = s.get_json(&["node", "right"]);
+    let rt = node["status"]["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap();
+    assert!(
+        rt.starts_with("runc://1."),
+        "the detected runtime is reported: {rt}"
+    );
     let y = [
         pod("l", "left", "Always", "", "echo on-left; sleep 1000"),
         pod("r", "right", "Always", "", "echo on-right; sleep 1000"),
