@@ -190,8 +190,49 @@ pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMoun
     Ok(out)
 }
 
-/// Unmount memory-backed emptyDirs (the directories go with the pod dir).
+/// The pod's shared `/dev/shm`: one tmpfs per pod (64 MiB, as Docker's
+/// default), bind-mounted into each container, so the containers of a pod
+/// share POSIX shared memory as they share the IPC namespace.
+pub fn pod_shm(pod_dir: &Path) -> Result<PathBuf, String> {
+    let dir = pod_dir.join("shm");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !selur_runtime::rootfs::is_mounted(&dir) {
+        use rustix::mount::MountFlags;
+        rustix::mount::mount(
+            "shm",
+            &dir,
+            "tmpfs",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            Some(c"mode=1777,size=64m"),
+        )
+        .map_err(|e| format!("cannot mount the pod's /dev/shm: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// The `/dev/shm` mount of a container, unless it mounts a volume there.
+pub fn shm_mount(container: &Value, pod_dir: &Path) -> Option<VolumeMount> {
+    let own = container["volumeMounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|m| m["mountPath"].as_str().map(|p| p.trim_end_matches('/')) == Some("/dev/shm"));
+    let dir = pod_dir.join("shm");
+    (!own && selur_runtime::rootfs::is_mounted(&dir)).then(|| VolumeMount {
+        destination: PathBuf::from("/dev/shm"),
+        source: dir,
+        read_only: false,
+        kind: MountKind::Bind,
+    })
+}
+
+/// Unmount memory-backed emptyDirs, Secret volumes and the pod's `/dev/shm`
+/// (the directories go with the pod dir).
 pub fn cleanup(pod_dir: &Path) {
+    let shm = pod_dir.join("shm");
+    if selur_runtime::rootfs::is_mounted(&shm) {
+        let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
+    }
     if let Ok(rd) = std::fs::read_dir(volumes_dir(pod_dir)) {
         for e in rd.flatten() {
             if selur_runtime::rootfs::is_mounted(&e.path()) {

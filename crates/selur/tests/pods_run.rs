@@ -337,3 +337,29 @@ fn read_only_root_and_run_as_user_are_enforced() {
     );
     s.ok(&["delete", "-f", &f]);
 }
+
+#[test]
+fn containers_of_a_pod_share_dev_shm_hosts_and_hostname() {
+    let s = node_with_busybox_image();
+    let y = pod(
+        "shm",
+        "Never",
+        &[
+            ("a", "echo shared > /dev/shm/x; sleep 3"),
+            (
+                "b",
+                "sleep 1; cat /dev/shm/x; hostname; grep -c shm /etc/hosts; cat /etc/resolv.conf",
+            ),
+        ],
+    );
+    let f = write_file(&s, "shm.yaml", &y);
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, "shm", "Succeeded", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        s.ok(&["logs", "shm", "-c", "b"]),
+        "shared\nshm\n1\noptions ndots:5\n"
+    );
+    s.ok(&["delete", "-f", &f]);
+}

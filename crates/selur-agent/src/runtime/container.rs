@@ -157,7 +157,10 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     let rootfs = Rootfs::at(&c.dir);
     let _ = rootfs.remove();
     rootfs.mount(&layers).map_err(|e| e.to_string())?;
-    let etc = pod_dir(agent, cx.pod["metadata"]["uid"].as_str().unwrap_or("")).join("etc");
+    let pod_dir = pod_dir(agent, cx.pod["metadata"]["uid"].as_str().unwrap_or(""));
+    let etc = pod_dir.join("etc");
+    let mut mounts = crate::volumes::mounts_for(&c.spec, cx.sources)?;
+    mounts.extend(crate::volumes::shm_mount(&c.spec, &pod_dir));
     let input = selur_runtime::SpecInput {
         pod: &k8s_pod,
         container: &container,
@@ -171,7 +174,7 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
         ipcns: Some(cx.sandbox.ipc_path()),
         utsns: Some(cx.sandbox.uts_path()),
         cgroups_path: cx.cgroup.container_path(&c.id),
-        mounts: crate::volumes::mounts_for(&c.spec, cx.sources)?,
+        mounts,
         etc_files: selur_runtime::EtcFiles {
             hosts: Some(etc.join("hosts")),
             resolv_conf: Some(etc.join("resolv.conf")),

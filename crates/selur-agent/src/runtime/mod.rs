@@ -150,6 +150,7 @@ fn set_up(
     cgroup_of(agent, pod)
         .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
         .map_err(|e| format!("pod cgroup: {e}"))?;
+    crate::volumes::pod_shm(&dir)?;
     let sources = crate::volumes::prepare(pod, &dir, fetched)?;
     Ok((sb, sources))
 }
