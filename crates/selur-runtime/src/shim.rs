@@ -92,6 +92,9 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
         .arg("run")
         .arg("--bundle")
         .arg(&opts.bundle)
+        // Written once the container's process runs: the agent waits for it.
+        .arg("--pid-file")
+        .arg(opts.bundle.join("pid"))
         .arg(&opts.id)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -197,8 +197,27 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(c.exit_file());
+    let _ = std::fs::remove_file(c.dir.join("pid"));
     let log = link_log(c, cx.run)?;
-    spawn_shim(agent, c, cx.cgroup, &log)
+    spawn_shim(agent, c, cx.cgroup, &log)?;
+    wait_started(c)
+}
+
+/// Wait until the runtime says the container's process runs (its pid file
+/// appears) or it already ended (exit file), so status never runs ahead of
+/// the container.
+fn wait_started(c: &Ctr) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pid = c.dir.join("pid");
+    let mut pause = std::time::Duration::from_micros(500);
+    while std::time::Instant::now() < deadline {
+        if pid.exists() || c.exit_file().exists() {
+            return Ok(());
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
+    }
+    Err("the runtime did not start the container within 30s".into())
 }
 
 /// This run's log file, linked from the shared log dir; runs before the
