@@ -65,6 +65,25 @@ pub async fn event(
     }
 }
 
+/// Record an event without waiting for the API (off the pod start path).
+pub fn event_later(
+    agent: &Arc<Agent>,
+    pod: &Value,
+    field_path: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) {
+    let (a, p) = (agent.clone(), pod.clone());
+    let (f, t, r, m) = (
+        field_path.to_string(),
+        type_.to_string(),
+        reason.to_string(),
+        message.to_string(),
+    );
+    tokio::spawn(async move { event(&a, &p, &f, &t, &r, &m).await });
+}
+
 /// Make every image of `pod` present per its containers' pull policies.
 /// Returns whether every image is present afterwards.
 async fn ensure_images(agent: &Arc<Agent>, pod: &Value) -> bool {
@@ -84,15 +103,14 @@ async fn ensure_images(agent: &Arc<Agent>, pod: &Value) -> bool {
             let present = agent.images.resolve(image).is_ok();
             match decide(policy, present) {
                 PullDecision::AlreadyPresent => {
-                    event(
+                    event_later(
                         &agent,
                         &pod,
                         &fp,
                         "Normal",
                         "Pulled",
                         &format!("Container image \"{image}\" already present on machine"),
-                    )
-                    .await;
+                    );
                 }
                 PullDecision::NeverPullMissing => {
                     event(

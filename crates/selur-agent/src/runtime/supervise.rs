@@ -312,15 +312,14 @@ impl PodRun {
                 s.st.start_error = None;
                 s.exited = None;
                 s.next_start = None;
-                event(
+                crate::pods::event_later(
                     &self.agent,
                     &self.pod,
                     &fp,
                     "Normal",
                     "Started",
                     &format!("Started container {}", ctr.name),
-                )
-                .await;
+                );
             }
             Err(msg) => {
                 event(
