@@ -117,11 +117,17 @@ fn restart_policies_back_off_and_oom() {
         assert_eq!(limit.trim(), (24u64 << 20).to_string());
     }
     s.ok(&["delete", "-f", &f]);
+    wait_gone(Path::new(&pod_cg));
+}
+
+/// Wait (up to 20 s) until `path` no longer exists.
+fn wait_gone(path: &Path) {
     let start = Instant::now();
-    while Path::new(&pod_cg).exists() {
+    while path.exists() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "pod cgroup {pod_cg} not removed"
+            "{} not removed",
+            path.display()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -322,14 +328,7 @@ fn two_agents_run_pods_side_by_side() {
     assert!(Path::new("/sys/fs/cgroup/pids/selur-left").exists());
     assert!(Path::new("/sys/fs/cgroup/pids/selur-right").exists());
     s.ok(&["delete", "-f", &f]);
-    let start = Instant::now();
-    while Path::new("/sys/fs/cgroup/pids/selur-right").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "right's cgroups not removed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_gone(Path::new("/sys/fs/cgroup/pids/selur-right"));
 }
 
 #[test]
