@@ -8,12 +8,15 @@
 //!    the agent's `Pulled` and `Started` events seen through an event watch,
 //!    and the moment runc actually started the container, i.e. its
 //!    `exec.fifo` was consumed).
-//! 2. The floor, same run: N bare `runc run -d` of a bundle holding the same
-//!    binary and command, alone, with a network namespace made first
-//!    (`unshare --net=FILE`, joined by path), and with the whole sandbox the
-//!    agent makes (net/ipc/uts namespaces, hostname, loopback up).
-//! 3. Memory: PSS of the server process (API server + agent) idle and with
-//!    M pods running, and of every `selur shim` process.
+//! 2. The floor, same run, interleaved with the pods (each round: every
+//!    floor variant once, then one pod): N `runc run -d` of a bundle holding
+//!    the same binary, command and user, bare; after a network namespace
+//!    (`unshare --net=FILE`, joined by path); after the whole sandbox the
+//!    agent makes (net/ipc/uts namespaces, hostname, loopback up); and with
+//!    the agent's own generated OCI spec for the pod's container.
+//! 3. Memory: RSS/PSS of the server process (API server + agent) idle, after
+//!    the image build, before and with M pods running, and PSS of every
+//!    `selur shim` process (and, not counted, the `runc run` each keeps).
 //!
 //! Needs root, runc, util-linux's unshare/nsenter and iproute2. Everything it
 //! makes (server, containers, mounts, cgroups, log links) is removed at the
@@ -34,6 +37,8 @@ const NODE: &str = "bench";
 const TAG: &str = "localhost/bench:1";
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const EVENTS: &str = "/api/v1/namespaces/default/events";
+/// Wait before memory readings, so transient threads and buffers are gone.
+const SETTLE: Duration = Duration::from_secs(12);
 const USAGE: &str = "usage: pod-bench [--pods N] [--mem-pods M] [--selur PATH] \
     [--image auto|demo|busybox] [--demo PATH] [--server-log FILE]";
 
@@ -289,17 +294,49 @@ fn runc_ids(root: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `runc delete --force` every container of `root`, four at a time.
 fn runc_delete_all(root: &Path) {
-    for id in runc_ids(root) {
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(root)
-            .args(["delete", "--force", &id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    let ids = runc_ids(root);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(id) = ids.get(i) else {
+                    return;
+                };
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(root)
+                    .args(["delete", "--force", id])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            });
+        }
+    });
+}
+
+/// `umount -l` everything under `dir`, innermost first, in batches;
+/// returns what is still mounted.
+fn umount_under(dir: &Path) -> Vec<String> {
+    for _ in 0..5 {
+        let ms = mounts_under(dir);
+        if ms.is_empty() {
+            break;
+        }
+        for batch in ms.chunks(64) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .args(batch)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
+    mounts_under(dir)
 }
 
 /// Mount points under `dir`, innermost (latest) first.
@@ -419,19 +456,7 @@ impl Host {
             }
         }
         for d in &dirs {
-            for _ in 0..5 {
-                let ms = mounts_under(d);
-                if ms.is_empty() {
-                    break;
-                }
-                for m in ms {
-                    let _ = Command::new("umount")
-                        .args(["-l", &m])
-                        .stderr(Stdio::null())
-                        .status();
-                }
-            }
-            let left = mounts_under(d);
+            let left = umount_under(d);
             if !left.is_empty() {
                 problems.push(format!("mounts left: {left:?}"));
             }
@@ -795,6 +820,35 @@ struct Floor {
 }
 
 impl Floor {
+    /// The same floor, but running Selur's own OCI spec for the pod's
+    /// container (from `config`), made standalone: own root file system,
+    /// fresh namespaces instead of the pod's, no bind mounts from the pod dir.
+    fn with_selur_spec(&self, config: &Value, data_dir: &Path) -> Floor {
+        let mut spec = config.clone();
+        let readonly = spec["root"]["readonly"].as_bool().unwrap_or(false);
+        spec["root"] = json!({"path": "rootfs", "readonly": readonly});
+        if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
+            for n in list.iter_mut() {
+                if let Some(o) = n.as_object_mut() {
+                    o.remove("path");
+                }
+            }
+        }
+        if let Some(list) = spec["mounts"].as_array_mut() {
+            list.retain(|m| {
+                !m["source"]
+                    .as_str()
+                    .is_some_and(|s| Path::new(s).starts_with(data_dir))
+            });
+        }
+        Floor {
+            dir: self.dir.clone(),
+            root: self.root.clone(),
+            template: spec,
+            binary: self.binary.clone(),
+        }
+    }
+
     fn new(dir: &Path, w: &Workload) -> Result<Floor> {
         let tdir = dir.join("template");
         std::fs::create_dir_all(&tdir)?;
@@ -893,36 +947,36 @@ impl Floor {
     }
 }
 
-async fn floor_runs(floor: Arc<Floor>, n: usize) -> Result<[Stats; 3]> {
-    let variants = [Variant::Bare, Variant::Netns, Variant::Sandbox];
-    let mut out: [Stats; 3] = Default::default();
-    // One untimed start of each first (page cache, runc binary).
-    for i in 0..=n {
-        for (k, v) in variants.iter().enumerate() {
-            let f = floor.clone();
-            let v = *v;
-            let id = format!("floor{k}-{i}");
-            let took = tokio::task::spawn_blocking(move || -> Result<Duration> {
-                let b = f.bundle(&id, v)?;
-                f.run(&id, &b, v)
-            })
-            .await??;
-            if i > 0 {
-                out[k].0.push(took);
-            }
-        }
-    }
-    Ok(out)
+/// One timed floor start in a blocking thread (the bundle is made untimed).
+async fn floor_once(floor: Arc<Floor>, id: String, v: Variant) -> Result<Duration> {
+    tokio::task::spawn_blocking(move || -> Result<Duration> {
+        let b = floor.bundle(&id, v)?;
+        floor.run(&id, &b, v)
+    })
+    .await?
 }
+
+const FLOOR_ROWS: [&str; 4] = [
+    "floor: bare `runc run -d`",
+    "floor + netns (`unshare --net=FILE true`, joined by path)",
+    "floor + Selur's sandbox (net/ipc/uts, hostname, lo up)",
+    "floor with Selur's generated OCI spec (bare, no sandbox)",
+];
 
 // ---------------------------------------------------------------- the run
 
 struct Report {
     workload: String,
     idle: (u64, u64),
+    /// After the image build (and a settle time).
+    built: (u64, u64),
+    load_before: String,
+    load_after: String,
     latency: Vec<(String, Stats)>,
     selur_running: Stats,
-    floor: [Stats; 3],
+    selur_runc: Stats,
+    /// Per FLOOR_ROWS.
+    floor: [Stats; 4],
     mem: Option<Mem>,
     delete_latency: Duration,
 }
@@ -937,6 +991,45 @@ struct Mem {
     runc_count: usize,
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// POST pod `name` and watch for its runc start; returns (t0, POST answered).
+async fn create_pod(
+    api: &Api,
+    w: &Workload,
+    name: &str,
+    runc_root: &Path,
+    marks: &Arc<Marks>,
+) -> Result<(Instant, Instant)> {
+    let t0 = Instant::now();
+    let created = api.post_pod(&pod_manifest(name, w)).await?;
+    let acked = Instant::now();
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .ok_or_else(|| anyhow!("created pod has no uid: {created}"))?;
+    spawn_runc_poll(
+        runc_root.to_path_buf(),
+        container_id(uid),
+        name.to_string(),
+        marks.clone(),
+    );
+    Ok((t0, acked))
+}
+
+async fn wait_running(marks: &Marks, name: &str) -> Result<()> {
+    let timeout = Duration::from_secs(60);
+    marks
+        .wait(&format!("running/{name}"), timeout)
+        .await
+        .with_context(|| format!("pod {name}"))?;
+    marks.wait(&format!("runc/{name}"), timeout).await?;
+    Ok(())
+}
+
 async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     let w = workload(args)?;
     ensure!(
@@ -944,6 +1037,7 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
         "no selur binary at {} (cargo build --release -p selur, or --selur PATH)",
         args.selur.display()
     );
+    let load_before = loadavg();
     eprintln!("pod-bench: starting {} server", args.selur.display());
     let api = start_server(args, host).await?;
     let server_pid = host.server_pid()?;
@@ -952,23 +1046,16 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     let data = host.data_dir()?.to_path_buf();
     eprintln!("pod-bench: building {TAG} ({})", w.label);
     build_image(host, &w, &data.join("kubeconfig"), &args.selur).await?;
+    tokio::time::sleep(SETTLE).await;
+    let built = rss_pss_kb(server_pid)?;
 
-    // Floor first, in its own runc root; its containers go before the pods start.
     let floor_tmp = tempfile::Builder::new()
         .prefix("pod-bench-floor-")
         .tempdir()?;
     let floor_dir = floor_tmp.path().to_path_buf();
     host.floor = Some(floor_tmp);
-    eprintln!("pod-bench: floor: 3 x {} runc run -d", args.pods);
     let floor = Arc::new(Floor::new(&floor_dir, &w)?);
-    let floor_stats = floor_runs(floor.clone(), args.pods).await?;
-    let root = floor.root.clone();
-    tokio::task::spawn_blocking(move || runc_delete_all(&root)).await?;
-    for m in mounts_under(&floor_dir) {
-        let _ = sh("umount", &["-l", &m]);
-    }
 
-    // Pod start latency.
     let marks = Arc::new(Marks::default());
     let pod_watch = spawn_watch(&api, PODS, marks.clone(), classify_pod).await?;
     let ev_watch = spawn_watch(&api, EVENTS, marks.clone(), classify_event).await;
@@ -976,41 +1063,74 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
         eprintln!("pod-bench: no event watch ({e}); the breakdown omits agent events");
     }
     let runc_root = host.agent_runc_root()?;
-    let timeout = Duration::from_secs(60);
-    let mut names = Vec::new();
-    let mut parts: HashMap<&str, Stats> = HashMap::new();
-    eprintln!("pod-bench: {} pods, one after the other", args.pods);
-    for i in 0..=args.pods {
-        // p000 is an untimed warm-up.
-        let name = format!("p{i:03}");
-        let t0 = Instant::now();
-        let created = api.post_pod(&pod_manifest(&name, &w)).await?;
-        let acked = Instant::now();
-        names.push(name.clone());
-        let uid = created["metadata"]["uid"]
-            .as_str()
-            .ok_or_else(|| anyhow!("created pod has no uid: {created}"))?;
-        spawn_runc_poll(
-            runc_root.clone(),
-            container_id(uid),
-            name.clone(),
-            marks.clone(),
-        );
-        let running = marks
-            .wait(&format!("running/{name}"), timeout)
-            .await
-            .with_context(|| format!("pod {name}"))?;
-        let started = marks.wait(&format!("runc/{name}"), timeout).await?;
-        if i == 0 {
-            continue;
+
+    // Warm-up, untimed: one pod, and one start of each floor variant. The
+    // pod also gives Selur's generated spec for the last floor variant.
+    let (_, _) = create_pod(&api, &w, "p000", &runc_root, &marks).await?;
+    wait_running(&marks, "p000").await?;
+    let uid = api
+        .c
+        .get(format!("{}{PODS}/p000", api.url))
+        .send()
+        .await?
+        .json::<Value>()
+        .await?["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let config_path = data.join("agent/pods").join(uid).join("c/c/config.json");
+    let selur_config: Value = serde_json::from_slice(
+        &std::fs::read(&config_path)
+            .with_context(|| format!("reading Selur's spec {}", config_path.display()))?,
+    )?;
+    let spec_floor = Arc::new(floor.with_selur_spec(&selur_config, &data));
+    let variants = [
+        (floor.clone(), Variant::Bare),
+        (floor.clone(), Variant::Netns),
+        (floor.clone(), Variant::Sandbox),
+        (spec_floor, Variant::Bare),
+    ];
+    for (k, (f, v)) in variants.iter().enumerate() {
+        floor_once(f.clone(), format!("f{k}-0"), *v).await?;
+    }
+
+    // Rounds: each floor variant once, then one pod, so background load on
+    // this machine hits all of them alike.
+    let pause = || tokio::time::sleep(Duration::from_millis(30));
+    let mut floor_stats: [Stats; 4] = Default::default();
+    let mut pods: Vec<(String, Instant, Instant)> = Vec::new();
+    eprintln!(
+        "pod-bench: {} rounds of 4 floor starts and 1 pod",
+        args.pods
+    );
+    for i in 1..=args.pods {
+        for (k, (f, v)) in variants.iter().enumerate() {
+            floor_stats[k]
+                .0
+                .push(floor_once(f.clone(), format!("f{k}-{i}"), *v).await?);
+            pause().await;
         }
-        let since = |t: Instant| t.saturating_duration_since(t0);
-        parts.entry("ack").or_default().0.push(acked - t0);
-        parts.entry("running").or_default().0.push(since(running));
-        parts.entry("runc").or_default().0.push(since(started));
-        for k in ["pod", "Pulled", "Started"] {
+        let name = format!("p{i:03}");
+        let (t0, acked) = create_pod(&api, &w, &name, &runc_root, &marks).await?;
+        wait_running(&marks, &name).await?;
+        pods.push((name, t0, acked));
+        pause().await;
+        if i % 10 == 0 {
+            eprintln!("pod-bench: {i}/{}", args.pods);
+        }
+    }
+    // Late events (recorded off the agent's critical path).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut parts: HashMap<&str, Stats> = HashMap::new();
+    for (name, t0, acked) in &pods {
+        parts.entry("ack").or_default().0.push(*acked - *t0);
+        for k in ["pod", "Pulled", "Started", "running", "runc"] {
             if let Some(t) = marks.get(&format!("{k}/{name}")) {
-                parts.entry(k).or_default().0.push(since(t));
+                parts
+                    .entry(k)
+                    .or_default()
+                    .0
+                    .push(t.saturating_duration_since(*t0));
             }
         }
     }
@@ -1018,44 +1138,47 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
         ("ack", "POST answered (201)"),
         ("pod", "pod watch: first event of the pod"),
         ("Pulled", "event watch: agent's `Pulled` (image present)"),
-        ("Started", "event watch: agent's `Started` (shim spawned)"),
-        ("running", "pod watch: containerStatuses[0].state.running"),
         ("runc", "runc started the container (exec.fifo consumed)"),
+        ("Started", "event watch: agent's `Started`"),
+        ("running", "pod watch: containerStatuses[0].state.running"),
     ];
     let latency: Vec<(String, Stats)> = labels
         .iter()
         .filter_map(|(k, l)| parts.get(k).map(|s| (l.to_string(), s.clone())))
         .collect();
     let selur_running = parts.get("running").cloned().unwrap_or_default();
+    let selur_runc = parts.get("runc").cloned().unwrap_or_default();
+
+    eprintln!("pod-bench: removing the floor's containers");
+    let root = floor.root.clone();
+    let fd = floor_dir.clone();
+    let left = tokio::task::spawn_blocking(move || {
+        runc_delete_all(&root);
+        umount_under(&fd)
+    })
+    .await?;
+    ensure!(left.is_empty(), "cannot unmount {left:?}");
+    let mut names: Vec<String> = pods.iter().map(|p| p.0.clone()).collect();
+    names.push("p000".into());
     eprintln!("pod-bench: deleting {} pods", names.len());
     let delete_latency = delete_pods_and_wait(&api, &names, &runc_root).await?;
 
     // Memory per pod.
     let mem = if args.mem_pods > 0 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Let idle blocking-pool threads (10 s keep-alive) go first.
+        tokio::time::sleep(SETTLE).await;
         let before = rss_pss_kb(server_pid)?;
         eprintln!("pod-bench: memory: {} pods", args.mem_pods);
         let mut mnames = Vec::new();
         for i in 0..args.mem_pods {
             let name = format!("m{i:03}");
-            let created = api.post_pod(&pod_manifest(&name, &w)).await?;
-            let uid = created["metadata"]["uid"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            spawn_runc_poll(
-                runc_root.clone(),
-                container_id(&uid),
-                name.clone(),
-                marks.clone(),
-            );
+            create_pod(&api, &w, &name, &runc_root, &marks).await?;
             mnames.push(name);
         }
         for n in &mnames {
-            marks.wait(&format!("running/{n}"), timeout).await?;
-            marks.wait(&format!("runc/{n}"), timeout).await?;
+            wait_running(&marks, n).await?;
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(SETTLE).await;
         let after = rss_pss_kb(server_pid)?;
         let shim_pids = shims_under(&data);
         let mut shims = 0;
@@ -1092,8 +1215,12 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     Ok(Report {
         workload: w.label,
         idle,
+        built,
+        load_before,
+        load_after: loadavg(),
         latency,
         selur_running,
+        selur_runc,
         floor: floor_stats,
         mem,
         delete_latency,
@@ -1102,10 +1229,16 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
 
 fn print_report(args: &Args, r: &Report) {
     let n = args.pods;
+    println!(
+        "Load average (1/5/15 min): {} before, {} after.",
+        r.load_before, r.load_after
+    );
+    println!();
     println!("## 1. Pod start latency ({n} pods, created one after the other, image present)");
     println!();
-    println!("Each pod: one container, `imagePullPolicy: Never`, `nodeName: {NODE}`, `restartPolicy: Always`;");
-    println!("times from just before the POST; one untimed warm-up pod first. The running row is the measured one.");
+    println!("Each pod: one container, `imagePullPolicy: Never`, `nodeName: {NODE}`, `restartPolicy: Always`,");
+    println!("`terminationGracePeriodSeconds: 1`. Times from just before the POST, rows in the order things");
+    println!("happen; one untimed warm-up pod first. The target is measured on the watch row (the last).");
     println!();
     table_head();
     for (l, s) in &r.latency {
@@ -1118,95 +1251,110 @@ fn print_report(args: &Args, r: &Report) {
         r.delete_latency.as_secs_f64()
     );
     println!();
-    println!("## 2. Floor, same run ({n} each, one untimed warm-up each; containers kept running until the end of the series)");
+    println!("## 2. Floor, same run");
+    println!();
+    println!("{n} rounds, each: the four floor variants once, then one Selur pod (30 ms pauses between);");
+    println!("one untimed warm-up of each first. Floor containers keep running until the end, as the pods do.");
     println!();
     table_head();
-    let floor_rows = [
-        "floor: bare `runc run -d`",
-        "floor + netns (`unshare --net=FILE true`, joined by path)",
-        "floor + Selur's sandbox (net/ipc/uts, hostname, lo up)",
-    ];
-    for (s, l) in r.floor.iter().zip(floor_rows) {
+    for (s, l) in r.floor.iter().zip(FLOOR_ROWS) {
         s.row(l);
     }
+    r.selur_runc
+        .row("Selur: POST -> runc started the container");
     r.selur_running.row("Selur: POST -> watch shows running");
     println!();
     let sp50 = r.selur_running.pct(0.5);
-    println!("| ratio (p50)                                  | value |");
-    println!("|----------------------------------------------|-------|");
+    let rp50 = r.selur_runc.pct(0.5);
+    let f = |k: usize| r.floor[k].pct(0.5);
     println!(
-        "| Selur / bare floor (target <= 1.3x)          | {:>4.2}x |",
-        sp50 / r.floor[0].pct(0.5)
+        "| p50 ratio                                          | watch running | runc started |"
     );
     println!(
-        "| Selur / (floor + netns)                      | {:>4.2}x |",
-        sp50 / r.floor[1].pct(0.5)
+        "|----------------------------------------------------|---------------|--------------|"
     );
+    for (label, d) in [
+        ("Selur / bare floor (target <= 1.3x)", f(0)),
+        ("Selur / (floor + netns)", f(1)),
+        ("Selur / (floor + Selur's sandbox)", f(2)),
+    ] {
+        println!(
+            "| {label:<50} | {:>12.2}x | {:>11.2}x |",
+            sp50 / d,
+            rp50 / d
+        );
+    }
     println!(
-        "| Selur / (floor + Selur's sandbox)            | {:>4.2}x |",
-        sp50 / r.floor[2].pct(0.5)
-    );
-    println!(
-        "| netns cost (floor+netns p50 - floor p50), ms | {:>5.1} |",
-        r.floor[1].pct(0.5) - r.floor[0].pct(0.5)
-    );
-    println!(
-        "| sandbox cost (p50 difference), ms            | {:>5.1} |",
-        r.floor[2].pct(0.5) - r.floor[0].pct(0.5)
-    );
-    println!(
-        "| Selur p99, ms (target < 250)                 | {:>5.1} |",
-        r.selur_running.pct(0.99)
+        "| Selur p99, ms (target < 250)                       | {:>13.1} | {:>12.1} |",
+        r.selur_running.pct(0.99),
+        r.selur_runc.pct(0.99)
     );
     println!();
-    let mb = |kb: u64| kb as f64 / 1024.0;
+    println!(
+        "Over the bare floor at p50: netns {:.1} ms, Selur's whole sandbox {:.1} ms, Selur's OCI spec {:.1} ms.",
+        f(1) - f(0),
+        f(2) - f(0),
+        f(3) - f(0)
+    );
+    println!();
+    let mb = |kb: u64| format!("{:.1} MB", kb as f64 / 1024.0);
+    let kb = |v: f64| format!("{v:.0} kB");
+    let row = |what: String, value: String| println!("| {what:<52} | {value:>10} |");
     println!("## 3. Memory");
     println!();
-    println!("| what                                              | value      |");
-    println!("|---------------------------------------------------|------------|");
-    println!(
-        "| idle server RSS (target < 40 MB)                  | {:>7.1} MB |",
-        mb(r.idle.0)
-    );
-    println!(
-        "| idle server PSS                                   | {:>7.1} MB |",
-        mb(r.idle.1)
-    );
+    row("what".into(), "value".into());
+    println!("|{}|{}|", "-".repeat(54), "-".repeat(12));
+    row("idle server RSS (target < 40 MB)".into(), mb(r.idle.0));
+    row("idle server PSS".into(), mb(r.idle.1));
+    row("server RSS after the image build".into(), mb(r.built.0));
+    row("server PSS after the image build".into(), mb(r.built.1));
     if let Some(m) = &r.mem {
         let p = m.pods as f64;
         let delta = m.after.1 as f64 - m.before.1 as f64;
-        println!(
-            "| server PSS before the {:>3} pods (after section 1) | {:>7.1} MB |",
-            m.pods,
-            mb(m.before.1)
+        row(
+            "server RSS before the pods (after sections 1-2)".into(),
+            mb(m.before.0),
         );
-        println!(
-            "| server PSS with {:>3} pods running                 | {:>7.1} MB |",
-            m.pods,
-            mb(m.after.1)
+        row(
+            "server PSS before the pods (after sections 1-2)".into(),
+            mb(m.before.1),
         );
-        println!(
-            "| server RSS with {:>3} pods running                 | {:>7.1} MB |",
-            m.pods,
-            mb(m.after.0)
+        row(
+            format!("server RSS with {} pods running", m.pods),
+            mb(m.after.0),
         );
-        println!(
-            "| server PSS delta per pod                          | {:>7.0} kB |",
-            delta / p
+        row(
+            format!("server PSS with {} pods running", m.pods),
+            mb(m.after.1),
         );
-        println!(
-            "| shim PSS per pod ({:>3} shims)                     | {:>7.0} kB |",
-            m.shim_count,
-            m.shims as f64 / p
+        row(
+            "server RSS delta per pod".into(),
+            kb((m.after.0 as f64 - m.before.0 as f64) / p),
         );
-        println!(
-            "| total Selur PSS per pod (target < 1 MB)           | {:>7.0} kB |",
-            (delta + m.shims as f64) / p
+        row("server PSS delta per pod (see note)".into(), kb(delta / p));
+        row(
+            format!("shim PSS per pod ({} shims)", m.shim_count),
+            kb(m.shims as f64 / p),
         );
+        row(
+            "total Selur PSS per pod (target < 1 MB)".into(),
+            kb((delta + m.shims as f64) / p),
+        );
+        row(
+            format!(
+                "not counted: `runc run` PSS per pod ({} procs)",
+                m.runc_count
+            ),
+            kb(m.runc_run as f64 / p),
+        );
+        println!();
         println!(
-            "| not counted: `runc run` per pod ({:>3} processes)  | {:>7.0} kB |",
-            m.runc_count,
-            m.runc_run as f64 / p
+            "Note: the shims run the same `selur` executable as the server, so PSS moves the shared \
+             pages' cost from the server to the shims as they start (the server's PSS delta can be \
+             negative); only the sum is meaningful. Idle readings: 1 s after the node registered; \
+             the others {} s after the last change. Each shim keeps a foreground `runc run` \
+             process, listed but not counted as Selur's.",
+            SETTLE.as_secs()
         );
     }
 }
