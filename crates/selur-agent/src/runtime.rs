@@ -96,7 +96,6 @@ pub(crate) fn container_id(agent: &Agent, uid: &str, cname: &str) -> String {
 }
 
 /// The pod's sandbox (its namespaces), if the pod runs here.
-#[allow(dead_code)]
 pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
     Sandbox::at(&pod_dir(agent, uid).join("ns"))
 }
