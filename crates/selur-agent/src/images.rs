@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
@@ -284,5 +284,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
             "/containerLogs/{ns}/{pod}/{uid}/{container}",
             get(crate::logs::container_logs),
         )
+        .route("/pods/{uid}/exec", any(crate::exec::handler))
+        .route("/pods/{uid}/portforward", any(crate::portforward::handler))
         .with_state(agent)
 }

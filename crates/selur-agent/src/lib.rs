@@ -1,7 +1,7 @@
 //! The Selur node agent: registers its Node with the API server and keeps it
 //! current (capacity, labels, taints, images, Ready), renews its Lease as a
 //! heartbeat, and dials a tunnel to the server over which it serves the
-//! node-local API (images now; logs, exec and port-forward later).
+//! node-local API (images, logs, exec and port-forward).
 //!
 //! Several agents with distinct node names and data dirs can run on one
 //! machine; everything an agent creates lives under its data dir.
@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod runtime;
 pub mod tunnel;
 pub mod volumes;

@@ -2,7 +2,8 @@
 //! names ([`kinds`]), strict decoding of manifests ([`decode`]), Kubernetes
 //! defaults ([`defaults`]), field-path validation ([`validate`]), label and
 //! field selectors ([`selector`]), resource quantities ([`quantity`]) and the
-//! three patch formats including strategic merge ([`patch`]).
+//! three patch formats including strategic merge ([`patch`]), and the framing
+//! of the exec/port-forward streams ([`stream`]).
 //!
 //! The server, the CLI and later the agent share these so that a manifest is
 //! judged the same way wherever it is read.
@@ -17,6 +18,7 @@ pub mod object;
 pub mod patch;
 pub mod quantity;
 pub mod selector;
+pub mod stream;
 pub mod types;
 pub mod validate;
 

@@ -26,6 +26,7 @@ pub mod runc;
 pub mod sandbox;
 pub mod shim;
 pub mod spec;
+pub mod terminal;
 
 pub use spec::{
     build_spec, default_capabilities, default_seccomp, pod_limits, qos_class, EtcFiles, MountKind,

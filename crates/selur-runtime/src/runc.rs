@@ -108,6 +108,52 @@ impl Runtime {
         ))
     }
 
+    /// The container's state as the runtime reports it (`running`,
+    /// `stopped`, `paused`, `created`); `Ok(None)` when it does not exist.
+    pub fn status(&self, id: &str) -> Result<Option<String>, RuntimeError> {
+        let out = self
+            .cmd()
+            .args(["state", id])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if stderr.contains("does not exist") || stderr.contains("not exist") {
+                return Ok(None);
+            }
+            return Err(RuntimeError::Failed {
+                binary: self.binary.clone(),
+                verb: "state",
+                id: id.to_string(),
+                stderr,
+            });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(v["status"].as_str().map(String::from))
+    }
+
+    /// The command that runs `args` in the running container `id`:
+    /// `<binary> --root R exec [--tty] --pid-file P ID ARGS...`. The process
+    /// inherits the container's environment, user, working directory,
+    /// capabilities and seccomp profile. With `tty`, runc allocates the
+    /// container's terminal and copies between it and its own stdio, which
+    /// must then be a terminal too (see [`crate::terminal`]). The caller
+    /// sets stdio and spawns it; the pid file names the process (to kill it:
+    /// killing runc alone would leave it running).
+    pub fn exec_command(&self, id: &str, args: &[String], tty: bool, pid_file: &Path) -> Command {
+        let mut c = self.cmd();
+        c.arg("exec");
+        if tty {
+            c.arg("--tty");
+        }
+        c.arg("--pid-file").arg(pid_file).arg(id).args(args);
+        c
+    }
+
     /// Whether the runtime works here (`<binary> --version`).
     pub fn check(binary: &Path) -> Result<String, RuntimeError> {
         let out = Command::new(binary)

@@ -6,8 +6,11 @@
 //! `unshare --net=FILE --ipc=FILE --uts=FILE`, which sets up exactly those
 //! persistent bind mounts; loopback is brought up with iproute2 inside.
 
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use rustix::mount::{unmount, UnmountFlags};
 
@@ -27,6 +30,21 @@ pub enum SandboxError {
         "`{command}` failed: {stderr} (needs util-linux's unshare and iproute2's ip, and root)"
     )]
     Command { command: String, stderr: String },
+    #[error(
+        "cannot enter the network namespace {path}: {source} (is the pod running on this node?)"
+    )]
+    EnterNetns {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connecting to {addr} inside the network namespace {path}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The namespaces of one pod.
@@ -144,6 +162,52 @@ impl Sandbox {
     }
 }
 
+/// Open a TCP connection to `addr` from inside the network namespace held by
+/// `netns_file` (a pod's `net` file, or any `/proc/<pid>/ns/net` link), for
+/// port-forwarding, httpGet/tcpSocket probes and hooks.
+///
+/// A short-lived thread enters the namespace (`setns(CLONE_NEWNET)`, which
+/// affects only that thread) and connects; the socket stays in the namespace
+/// it was created in after the thread ends, so the caller's threads never
+/// change namespace. Blocking (up to `timeout` to connect): call it from a
+/// blocking context (`spawn_blocking` in async code).
+pub fn connect_in_netns(
+    netns_file: &Path,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, SandboxError> {
+    let path = netns_file.to_path_buf();
+    let enter_err = |source: std::io::Error| SandboxError::EnterNetns {
+        path: netns_file.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(netns_file).map_err(enter_err)?;
+    let handle = std::thread::Builder::new()
+        .name("netns-connect".into())
+        .spawn(move || {
+            if let Err(e) = rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            ) {
+                return Err(SandboxError::EnterNetns {
+                    path,
+                    source: e.into(),
+                });
+            }
+            TcpStream::connect_timeout(&addr, timeout).map_err(|source| SandboxError::Connect {
+                addr,
+                path,
+                source,
+            })
+        })
+        .map_err(enter_err)?;
+    handle.join().unwrap_or_else(|_| {
+        Err(enter_err(std::io::Error::other(
+            "the connecting thread panicked",
+        )))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +244,54 @@ mod tests {
         );
         drop(g);
         assert!(!is_mounted(&sb.net_path()));
+    }
+
+    #[test]
+    fn connects_inside_the_namespace_only() {
+        use std::io::Write;
+        let d = tempfile::tempdir().unwrap();
+        let sb = Sandbox::create(&d.path().join("sb"), "pod-b").unwrap();
+        struct Guard(Sandbox, Option<std::process::Child>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(c) = self.1.as_mut() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                let _ = self.0.destroy();
+            }
+        }
+        let mut g = Guard(sb.clone(), None);
+        // Nothing listens yet: refused, and the caller's namespace is untouched.
+        let addr: SocketAddr = "[::1]:18081".parse().unwrap();
+        let err = connect_in_netns(&sb.net_path(), addr, Duration::from_secs(2)).unwrap_err();
+        assert!(matches!(err, SandboxError::Connect { .. }), "{err}");
+        // A listener inside the namespace (busybox nc) answers.
+        g.1 = Some(
+            Command::new("nsenter")
+                .arg(format!("--net={}", sb.net_path().display()))
+                .args(["busybox", "nc", "-l", "-p", "18081"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let start = std::time::Instant::now();
+        let mut conn = loop {
+            match connect_in_netns(&sb.net_path(), addr, Duration::from_secs(2)) {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(start.elapsed() < Duration::from_secs(10), "{e}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        conn.write_all(b"ping\n").unwrap();
+        let mut out = String::new();
+        let stdout = g.1.as_mut().unwrap().stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut out).unwrap();
+        assert_eq!(out, "ping\n");
+        // The host's own ::1 is another namespace: nothing there on that port.
+        assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
     }
 }

@@ -54,6 +54,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/nodes/{name}/proxy/{*path}",
             any(crate::tunnel::proxy),
         )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/exec",
+            any(crate::pod_stream::exec),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/portforward",
+            any(crate::pod_stream::portforward),
+        )
         .fallback(dispatch)
         .with_state(state)
 }
@@ -128,6 +136,11 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                 json!({"name": "pods/binding", "singularName": "", "namespaced": true,
                 "kind": "Binding", "verbs": ["create"]}),
             );
+            for sub in ["exec", "portforward"] {
+                resources.push(json!({"name": format!("pods/{sub}"), "singularName": "", "namespaced": true,
+                    "kind": format!("Pod{}Options", if sub == "exec" { "Exec" } else { "PortForward" }),
+                    "verbs": ["create", "get"]}));
+            }
         }
     }
     if resources.is_empty() {

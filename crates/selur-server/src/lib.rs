@@ -13,6 +13,7 @@ pub mod clock;
 pub mod compaction;
 pub mod controllers;
 pub mod kubeconfig;
+pub mod pod_stream;
 pub mod registry;
 pub mod status;
 pub mod tunnel;

@@ -3,20 +3,25 @@
 //! HTTP/2 the other way round: the server is the client, the agent serves its
 //! node-local API. Nodes need no inbound port (as k3s does it). Requests to
 //! `/api/v1/nodes/{name}/proxy/{path}` are forwarded over the node's tunnel,
-//! bodies streamed both ways (image uploads, later logs and exec).
+//! bodies streamed both ways (image uploads, logs), and the pods' `exec` and
+//! `portforward` subresources are spliced onto full-duplex streams to the
+//! agent ([`Tunnels::forward_upgrade`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::TokioExecutor;
 
 use crate::api::ApiState;
 use crate::status::ApiError;
+use splice::{node_error, splice};
+
+mod splice;
 
 /// The protocol name in the `Upgrade` header.
 pub const PROTOCOL: &str = "selur-tunnel";
@@ -224,6 +229,21 @@ impl Tunnels {
         node: &str,
         path_and_query: &str,
     ) -> Result<Response, ApiError> {
+        self.forward(node, Method::GET, path_and_query, Body::empty())
+            .await
+    }
+
+    /// Send a request to a node's agent with `body` streamed up, and hand
+    /// back its response as soon as its headers arrive, body streamed down.
+    /// HTTP/2 is full duplex: the request body may keep flowing while the
+    /// response body is read (exec, port-forward).
+    pub async fn forward(
+        &self,
+        node: &str,
+        method: Method,
+        path_and_query: &str,
+        body: Body,
+    ) -> Result<Response, ApiError> {
         let mut sender = self.get(node).await.ok_or_else(|| {
             ApiError::new(
                 503,
@@ -238,13 +258,66 @@ impl Tunnels {
                 format!("node {node:?} tunnel: {e}"),
             )
         })?;
-        let req = Request::get(format!("http://{node}{path_and_query}"))
-            .body(Body::empty())
+        let req = Request::builder()
+            .method(method)
+            .uri(format!("http://{node}{path_and_query}"))
+            .body(body)
             .map_err(|e| ApiError::internal(e.to_string()))?;
         let resp = sender
             .send_request(req)
             .await
             .map_err(|e| ApiError::new(502, "BadGateway", format!("node {node:?}: {e}")))?;
         Ok(resp.map(Body::new))
+    }
+
+    /// Serve a client's HTTP/1.1 `Upgrade: <protocol>` request by a
+    /// full-duplex stream to a node's agent: the request goes to the agent
+    /// first, and only when it accepts (2xx) does the client get `101
+    /// Switching Protocols`; then the client's bytes are the request body
+    /// and the agent's response body goes back to the client, verbatim. An
+    /// agent's refusal reaches the client as an ordinary error. When the
+    /// client goes away the agent's stream ends, and the agent stops its side.
+    pub async fn forward_upgrade(
+        &self,
+        node: &str,
+        path_and_query: &str,
+        mut req: Request,
+        protocol: &'static str,
+    ) -> Result<Response, ApiError> {
+        let wants = req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case(protocol));
+        if !wants {
+            return Err(ApiError::bad_request(format!(
+                "this endpoint streams: send the request with `Connection: Upgrade` and `Upgrade: {protocol}` (as `selur exec` and `selur port-forward` do)"
+            )));
+        }
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(16);
+        let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let resp = self
+            .forward(node, Method::POST, path_and_query, body)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(node_error(node, resp).await);
+        }
+        let node = node.to_string();
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    splice(hyper_util::rt::TokioIo::new(upgraded), tx, resp.into_body()).await
+                }
+                Err(e) => tracing::debug!(%node, error = %e, "stream upgrade failed"),
+            }
+        });
+        let mut out = Response::new(Body::empty());
+        *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        out.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static(protocol));
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        Ok(out)
     }
 }

@@ -9,6 +9,8 @@ mod commands;
 mod image_cmd;
 mod manifest;
 mod print;
+mod stream_cmd;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,6 +106,16 @@ enum Command {
         after_help = "Examples:\n  selur logs web\n  selur logs web -c side --tail 20 -f\n  selur logs web --since 5m --timestamps"
     )]
     Logs(commands::LogsArgs),
+    /// Run a command in a container of a pod (through the server and the node's tunnel).
+    #[command(
+        after_help = "The command's exit code becomes selur's. With -t the command gets a terminal; with -i -t on a terminal\nthe local one goes into raw mode until the command ends.\n\nExamples:\n  selur exec web -- cat /etc/hostname\n  selur exec web -c side -- sh -c 'echo $HOSTNAME'\n  echo hello | selur exec -i web -- cat\n  selur exec -it web -- sh"
+    )]
+    Exec(stream_cmd::ExecArgs),
+    /// Forward local ports to a pod's ports (IPv6: listens on [::1], reaches the pod's [::1]).
+    #[command(
+        after_help = "Each accepted connection gets its own stream through the server; runs until Ctrl-C.\n\nExamples:\n  selur port-forward web 8080\n  selur port-forward pod/web 9000:80 9443:443\n  selur port-forward web :8080    # a free local port, printed"
+    )]
+    PortForward(stream_cmd::PortForwardArgs),
     /// Set the replicas of a Deployment or ReplicaSet (through the scale subresource).
     #[command(
         after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0"
@@ -444,6 +456,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Get(a) => commands::get(&g.client()?, &g.namespace, a).await,
         Command::Logs(a) => commands::logs(&g.client()?, &g.namespace, a).await,
+        Command::Exec(a) => stream_cmd::exec(&g.client()?, &g.namespace, a).await,
+        Command::PortForward(a) => stream_cmd::port_forward(&g.client()?, &g.namespace, a).await,
         Command::Describe { args } => commands::describe(&g.client()?, &g.namespace, &args).await,
         Command::Delete(a) => commands::delete(&g.client()?, &g.namespace, a).await,
         Command::Scale { args, replicas } => {
@@ -500,6 +514,11 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(stream_cmd::RemoteExit(code)) = e.downcast_ref() {
+                // As kubectl: say so, and pass the code on.
+                eprintln!("{e}");
+                return ExitCode::from((*code).clamp(1, 255) as u8);
+            }
             let msg = e.to_string();
             if msg.starts_with("error") {
                 eprintln!("{msg}");

@@ -90,7 +90,6 @@ pub(crate) fn runs_here(agent: &Agent, uid: &str) -> bool {
 }
 
 /// The pod's sandbox (its namespaces), if the pod runs here.
-#[allow(dead_code)]
 pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
     Sandbox::at(&pod_dir(agent, uid).join("ns"))
 }
