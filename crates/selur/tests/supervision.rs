@@ -412,3 +412,53 @@ fn logs_rotate_and_previous_shows_the_run_before_a_restart() {
     assert!(s.selur(&["logs", "chatty", "-c", "nope"]).status.code() != Some(0));
     s.ok(&["delete", "-f", &f]);
 }
+
+#[test]
+fn lifecycle_hooks_post_start_and_pre_stop_before_term() {
+    let s = server("hooks");
+    let shared = s.data_dir().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hooked\nspec:\n  nodeName: hooks\n  terminationGracePeriodSeconds: 5\n  volumes: [{{name: shared, hostPath: {{path: {dir}}}}}]\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"trap 'echo got-term >> /shared/log; exit 0' TERM; echo started >> /shared/log; while true; do sleep 0.1; done\"]\n    volumeMounts: [{{name: shared, mountPath: /shared}}]\n    lifecycle:\n      postStart:\n        exec: {{command: [/bin/busybox, sh, -c, 'echo post-start > /shared/post']}}\n      preStop:\n        exec: {{command: [/bin/busybox, sh, -c, 'echo pre-stop >> /shared/log']}}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: badhook\nspec:\n  nodeName: hooks\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"1000\"]\n    lifecycle:\n      postStart:\n        httpGet: {{path: /ready, port: 9}}\n",
+        dir = shared.display()
+    );
+    let f = write_file(&s, "hooks.yaml", &y);
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, "hooked", "Running", |p| {
+        ctr_status(p)["state"]["running"].is_object()
+    });
+    assert_eq!(
+        std::fs::read_to_string(shared.join("post")).unwrap_or_default(),
+        "post-start\n",
+        "postStart ran before the container was reported running: {}",
+        s.ok(&["get", "events"])
+    );
+    // A failing postStart hook kills the container, with an event.
+    let bad = wait_pod(&s, "badhook", "killed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(ctr_status(&bad)["state"]["terminated"]["exitCode"], 137);
+    let events = s.ok(&["get", "events", "-o", "json"]);
+    assert!(events.contains("FailedPostStartHook"), "{events}");
+    assert!(
+        events.contains("[::1]:9"),
+        "the hook dialled the pod's IPv6 loopback: {events}"
+    );
+    // preStop runs before TERM on delete.
+    s.ok(&["delete", "pod", "hooked"]);
+    let start = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(shared.join("log")).unwrap_or_default();
+        if log.contains("got-term") {
+            assert_eq!(log, "started\npre-stop\ngot-term\n");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no TERM seen: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.ok(&["delete", "-f", &f, "--ignore-not-found"]);
+}

@@ -15,6 +15,7 @@
 //! state, cgroups, namespaces and log links.
 
 mod container;
+mod handlers;
 mod state;
 mod status;
 mod supervise;
@@ -302,8 +303,34 @@ pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
             .unwrap_or(30)
             .min(300),
     );
+    let began = std::time::Instant::now();
+    pre_stop_hooks(&agent, &pod, grace).await;
+    let grace = grace.saturating_sub(began.elapsed());
     let a = agent.clone();
     let _ = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await;
+}
+
+/// Run the preStop hooks of the pod's running containers, all at once,
+/// within the grace period (as the kubelet does before TERM).
+async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Value, grace: Duration) {
+    let ctrs: Vec<container::Ctr> = container::all(agent, pod)
+        .into_iter()
+        .filter(|c| !c.spec["lifecycle"]["preStop"].is_null() && c.read_exit().is_none())
+        .collect();
+    let runs = ctrs.iter().map(|c| async move {
+        if let Err(msg) = handlers::run_hook(agent, pod, c, "preStop", grace).await {
+            event(
+                agent,
+                pod,
+                &c.field_path(),
+                "Warning",
+                "FailedPreStopHook",
+                &format!("PreStopHook failed: {msg}"),
+            )
+            .await;
+        }
+    });
+    futures::future::join_all(runs).await;
 }
 
 /// Stop the pod's containers (apps, then sidecars and init containers) and

@@ -320,6 +320,7 @@ impl PodRun {
                     "Started",
                     &format!("Started container {}", ctr.name),
                 );
+                self.post_start(i).await;
             }
             Err(msg) => {
                 event(
@@ -336,6 +337,42 @@ impl PodRun {
                 s.st.start_error = Some(("CreateContainerError".into(), msg));
                 s.next_start = Some(Instant::now() + delay);
             }
+        }
+    }
+
+    /// Run the container's postStart hook; when it fails the container is
+    /// killed (and restarted per policy), as the kubelet does.
+    async fn post_start(&mut self, i: usize) {
+        let ctr = self.slots[i].ctr.clone();
+        if ctr.spec["lifecycle"]["postStart"].is_null() {
+            return;
+        }
+        let timeout = self.grace().max(Duration::from_secs(30));
+        if let Err(msg) =
+            super::handlers::run_hook(&self.agent, &self.pod, &ctr, "postStart", timeout).await
+        {
+            let fp = ctr.field_path();
+            event(
+                &self.agent,
+                &self.pod,
+                &fp,
+                "Warning",
+                "FailedPostStartHook",
+                &format!("PostStartHook failed: {msg}"),
+            )
+            .await;
+            event(
+                &self.agent,
+                &self.pod,
+                &fp,
+                "Normal",
+                "Killing",
+                &format!("FailedPostStartHook: stopping container {}", ctr.name),
+            )
+            .await;
+            let rt = runtime(&self.agent);
+            let id = ctr.id.clone();
+            let _ = tokio::task::spawn_blocking(move || rt.kill(&id, "KILL")).await;
         }
     }
 

@@ -1,0 +1,208 @@
+//! Lifecycle handlers as Kubernetes defines them (`exec`, `httpGet`,
+//! `sleep`), run for `postStart` and `preStop` hooks. `exec` runs the
+//! command inside the container through the runtime; `httpGet` connects to
+//! `[::1]:port` inside the pod's network namespace (pods are IPv6-only), so
+//! nothing on the host network is involved.
+
+use std::io::{Read, Write};
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::container::Ctr;
+use crate::Agent;
+
+/// The port a handler names: a number, or the name of one of the
+/// container's ports.
+pub fn resolve_port(port: &Value, container: &Value) -> Result<u16, String> {
+    if let Some(n) = port.as_u64() {
+        return u16::try_from(n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("port {n} is out of range 1-65535"));
+    }
+    let name = port.as_str().unwrap_or("");
+    if let Ok(n) = name.parse::<u16>() {
+        return Ok(n);
+    }
+    container["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| format!("port {name:?} names no port of the container"))
+}
+
+/// The HTTP request an `httpGet` handler sends.
+pub fn http_request(get: &Value, port: u16) -> Result<Vec<u8>, String> {
+    let scheme = get["scheme"].as_str().unwrap_or("HTTP");
+    if !scheme.eq_ignore_ascii_case("HTTP") {
+        return Err(format!(
+            "httpGet scheme {scheme} is not supported yet; use HTTP"
+        ));
+    }
+    if let Some(host) = get["host"].as_str().filter(|h| !h.is_empty()) {
+        if !matches!(host, "::1" | "[::1]" | "localhost") {
+            return Err(format!(
+                "httpGet host {host:?}: handlers reach the pod itself ([::1]); leave host empty"
+            ));
+        }
+    }
+    let path = get["path"]
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .unwrap_or("/");
+    let path = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    };
+    let mut req = format!(
+        "GET {path} HTTP/1.1\r\nHost: [::1]:{port}\r\nUser-Agent: selur-agent\r\nAccept: */*\r\nConnection: close\r\n"
+    );
+    for h in get["httpHeaders"].as_array().into_iter().flatten() {
+        let (n, v) = (
+            h["name"].as_str().unwrap_or(""),
+            h["value"].as_str().unwrap_or(""),
+        );
+        if n.is_empty() || n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
+            return Err(format!("httpHeaders: invalid header {n:?}"));
+        }
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    Ok(req.into_bytes())
+}
+
+/// The status code of an HTTP response's status line.
+pub fn status_code(head: &[u8]) -> Option<u16> {
+    let line = head.split(|b| *b == b'\n').next()?;
+    let text = std::str::from_utf8(line).ok()?;
+    let mut parts = text.split_whitespace();
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+/// `GET` inside the pod's network namespace; returns the status code.
+pub async fn http_get(
+    agent: &Agent,
+    uid: &str,
+    get: &Value,
+    container: &Value,
+    timeout: Duration,
+) -> Result<u16, String> {
+    let port = resolve_port(&get["port"], container)?;
+    let req = http_request(get, port)?;
+    let netns = super::sandbox_of(agent, uid).net_path();
+    let task = tokio::task::spawn_blocking(move || -> Result<u16, String> {
+        let addr = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+        let mut conn = selur_runtime::sandbox::connect_in_netns(&netns, addr, timeout)
+            .map_err(|e| format!("Get \"http://[::1]:{port}\": {e}"))?;
+        let _ = conn.set_read_timeout(Some(timeout));
+        let _ = conn.set_write_timeout(Some(timeout));
+        conn.write_all(&req).map_err(|e| e.to_string())?;
+        let mut head = vec![0u8; 256];
+        let mut got = 0;
+        while got < head.len() && !head[..got].contains(&b'\n') {
+            match conn.read(&mut head[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => return Err(format!("reading the response: {e}")),
+            }
+        }
+        status_code(&head[..got]).ok_or_else(|| "no HTTP response".to_string())
+    });
+    match tokio::time::timeout(timeout + Duration::from_millis(200), task).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("timed out after {}s", timeout.as_secs_f32())),
+    }
+}
+
+/// Run the `which` (`postStart`, `preStop`) handler of `ctr`, if it has one.
+pub async fn run_hook(
+    agent: &Arc<Agent>,
+    pod: &Value,
+    ctr: &Ctr,
+    which: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let h = &ctr.spec["lifecycle"][which];
+    if h.is_null() {
+        return Ok(());
+    }
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    if let Some(exec) = h.get("exec") {
+        let cmd: Vec<String> = exec["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect();
+        if cmd.is_empty() {
+            return Err("exec handler without a command".into());
+        }
+        let (code, out, err) = crate::exec::exec_capture(agent, uid, &ctr.name, &cmd, timeout)
+            .await
+            .map_err(|e| format!("command {cmd:?}: {e}"))?;
+        if code != 0 {
+            let text = String::from_utf8_lossy(if err.is_empty() { &out } else { &err });
+            return Err(format!(
+                "command {cmd:?} exited with {code}: {}",
+                text.trim()
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(get) = h.get("httpGet") {
+        let code = http_get(agent, uid, get, &ctr.spec, timeout).await?;
+        if !(200..400).contains(&code) {
+            return Err(format!("HTTP hook returned status {code}"));
+        }
+        return Ok(());
+    }
+    if let Some(secs) = h.pointer("/sleep/seconds").and_then(Value::as_u64) {
+        tokio::time::sleep(Duration::from_secs(secs).min(timeout)).await;
+        return Ok(());
+    }
+    Err(format!(
+        "{which} handler: only exec, httpGet and sleep are supported"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ports_by_number_or_name() {
+        let c = json!({"ports": [{"name": "http", "containerPort": 8080}]});
+        assert_eq!(resolve_port(&json!(9000), &c), Ok(9000));
+        assert_eq!(resolve_port(&json!("http"), &c), Ok(8080));
+        assert!(resolve_port(&json!("nope"), &c)
+            .unwrap_err()
+            .contains("names no port"));
+        assert!(resolve_port(&json!(70000), &c).is_err());
+    }
+
+    #[test]
+    fn requests_and_status_lines() {
+        let req = http_request(
+            &json!({"path": "health", "httpHeaders": [{"name": "X-A", "value": "1"}]}),
+            8080,
+        )
+        .unwrap();
+        let text = String::from_utf8(req).unwrap();
+        assert!(text.starts_with("GET /health HTTP/1.1\r\nHost: [::1]:8080\r\n"));
+        assert!(text.contains("X-A: 1\r\n"));
+        assert!(http_request(&json!({"scheme": "HTTPS"}), 1).is_err());
+        assert!(http_request(&json!({"host": "10.0.0.1"}), 1).is_err());
+        assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Some(204));
+        assert_eq!(status_code(b"garbage"), None);
+    }
+}
