@@ -72,6 +72,11 @@ impl Runtime {
         self.exec("kill", id, &[id, signal])
     }
 
+    /// Whether the runtime has state for `id` (without running it).
+    pub fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
     /// Remove the container's runtime state (`--force` kills it first).
     pub fn delete(&self, id: &str) -> Result<(), RuntimeError> {
         self.exec("delete", id, &["--force", id])

@@ -72,9 +72,11 @@ fn run(cmd: &mut Command) -> Result<(), SandboxError> {
 }
 
 impl Sandbox {
-    /// Create the namespaces under `dir` (files `net`, `ipc`, `uts`), set the
-    /// hostname and bring loopback up. Partial work is undone on failure.
-    pub fn create(dir: &Path, hostname: &str) -> Result<Self, SandboxError> {
+    /// Create the namespaces under `dir` (files `net`, `ipc`, `uts`) and
+    /// bring loopback up, with one `unshare` process. The hostname is set
+    /// by the runtime from each container's spec. Partial work is undone on
+    /// failure.
+    pub fn create(dir: &Path) -> Result<Self, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
             what: "creating",
             path: dir.to_path_buf(),
@@ -91,16 +93,15 @@ impl Sandbox {
                 source,
             })?;
         }
-        let result = run(Command::new("unshare")
-            .arg(format!("--net={}", sb.path("net").display()))
+        // One process: `ip` brings loopback up inside the new namespaces;
+        // the hostname is set in the UTS namespace by the runtime from
+        // each container's spec.
+        let mut cmd = Command::new("unshare");
+        cmd.arg(format!("--net={}", sb.path("net").display()))
             .arg(format!("--ipc={}", sb.path("ipc").display()))
-            .arg(format!("--uts={}", sb.path("uts").display()))
-            .args(["hostname", hostname]))
-        .and_then(|()| {
-            run(Command::new("nsenter")
-                .arg(format!("--net={}", sb.path("net").display()))
-                .args(["ip", "link", "set", "lo", "up"]))
-        });
+            .arg(format!("--uts={}", sb.path("uts").display()));
+        cmd.args(["ip", "link", "set", "lo", "up"]);
+        let result = run(&mut cmd);
         if let Err(e) = result {
             let _ = sb.destroy();
             return Err(e);
@@ -215,7 +216,7 @@ mod tests {
     #[test]
     fn namespaces_persist_without_a_process_and_go_away() {
         let d = tempfile::tempdir().unwrap();
-        let sb = Sandbox::create(&d.path().join("sb"), "pod-a").unwrap();
+        let sb = Sandbox::create(&d.path().join("sb")).unwrap();
         struct Guard(Sandbox);
         impl Drop for Guard {
             fn drop(&mut self) {
@@ -224,12 +225,6 @@ mod tests {
         }
         let g = Guard(sb.clone());
         assert!(is_mounted(&sb.net_path()) && is_mounted(&sb.uts_path()));
-        let out = Command::new("nsenter")
-            .arg(format!("--uts={}", sb.uts_path().display()))
-            .arg("hostname")
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod-a");
         let out = Command::new("nsenter")
             .arg(format!("--net={}", sb.net_path().display()))
             .args(["ip", "-o", "addr"])
@@ -250,7 +245,7 @@ mod tests {
     fn connects_inside_the_namespace_only() {
         use std::io::Write;
         let d = tempfile::tempdir().unwrap();
-        let sb = Sandbox::create(&d.path().join("sb"), "pod-b").unwrap();
+        let sb = Sandbox::create(&d.path().join("sb")).unwrap();
         struct Guard(Sandbox, Option<std::process::Child>);
         impl Drop for Guard {
             fn drop(&mut self) {

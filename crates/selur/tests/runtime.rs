@@ -222,8 +222,7 @@ fn containers_of_a_pod_share_its_sandbox_namespaces() {
             let _ = self.0.destroy();
         }
     }
-    let sb =
-        SbGuard(selur_runtime::sandbox::Sandbox::create(&dir.path().join("sandbox"), "p").unwrap());
+    let sb = SbGuard(selur_runtime::sandbox::Sandbox::create(&dir.path().join("sandbox")).unwrap());
     // A listens on the pod's loopback; B, another container, reaches it over ::1.
     let mut a = prepare(
         dir.path(),

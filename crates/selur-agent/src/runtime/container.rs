@@ -215,7 +215,7 @@ fn wait_started(c: &Ctr) -> Result<(), String> {
             return Ok(());
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }
     Err("the runtime did not start the container within 30s".into())
 }
@@ -245,7 +245,9 @@ fn spawn_shim(
     log: &std::path::Path,
 ) -> Result<(), String> {
     let rt = runtime(agent);
-    let _ = rt.delete(&c.id);
+    if rt.knows(&c.id) {
+        let _ = rt.delete(&c.id);
+    }
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(&agent.config.shim);
     cmd.args(["shim", "--id", &c.id]);

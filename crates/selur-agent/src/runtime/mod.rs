@@ -135,7 +135,7 @@ fn set_up(
     let dir = pod_dir(agent, uid);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("pod.json"), pod.to_string()).map_err(|e| e.to_string())?;
-    let sb = Sandbox::create(&dir.join("ns"), name).map_err(|e| e.to_string())?;
+    let sb = Sandbox::create(&dir.join("ns")).map_err(|e| e.to_string())?;
     let etc = dir.join("etc");
     std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
     std::fs::write(
