@@ -16,6 +16,7 @@ bash scripts/install-deps.sh
 cargo build --release -p selur
 BIN=target/release/selur
 install -m 0755 "$BIN" /usr/local/bin/selur
+install -m 0755 target/release/selur-shim /usr/local/bin/selur-shim
 DEMO=$(bash scripts/build-demo.sh)
 
 mkdir -p "$SELUR_DATA"

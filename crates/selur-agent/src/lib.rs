@@ -67,7 +67,7 @@ pub struct AgentConfig {
     pub runtime: PathBuf,
     /// How the node reports it, e.g. `runc://1.1.5`.
     pub runtime_version: String,
-    /// The `selur` binary whose `shim` subcommand supervises containers.
+    /// The per-container supervisor: `selur-shim`, or `selur` (its `shim` subcommand).
     pub shim: PathBuf,
     /// Where json-file logs are linked for log shippers (`/var/log/containers`).
     pub log_link_dir: PathBuf,
@@ -98,6 +98,18 @@ impl Default for Backoff {
     }
 }
 
+/// `selur-shim` next to the running executable when it is there (a much
+/// smaller process per container), else the running `selur` itself.
+fn default_shim() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur"));
+    let small = exe.with_file_name("selur-shim");
+    if small.is_file() {
+        small
+    } else {
+        exe
+    }
+}
+
 impl AgentConfig {
     pub fn new(server: String, node_name: String, data_dir: PathBuf) -> Self {
         Self {
@@ -115,7 +127,7 @@ impl AgentConfig {
             registries: Default::default(),
             runtime: PathBuf::from("runc"),
             runtime_version: "runc".into(),
-            shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("selur")),
+            shim: default_shim(),
             log_link_dir: PathBuf::from("/var/log/containers"),
             backoff: Backoff::default(),
             log_max_size: 10 << 20,

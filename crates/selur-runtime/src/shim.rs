@@ -27,6 +27,64 @@ pub struct ShimOptions {
     pub memory_cgroup: Option<PathBuf>,
 }
 
+impl ShimOptions {
+    /// The options from `selur-shim`/`selur shim` arguments (a leading
+    /// `shim` is skipped): `--id ID --bundle DIR --runtime BIN
+    /// --runtime-root DIR --log FILE --exit-file FILE [--log-max-size N]
+    /// [--log-max-files N] [--memory-cgroup DIR]`.
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut args = args.into_iter().peekable();
+        if args.peek().map(String::as_str) == Some("shim") {
+            args.next();
+        }
+        let mut get: std::collections::HashMap<String, String> = Default::default();
+        while let Some(flag) = args.next() {
+            let name = flag
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {flag:?}"))?;
+            let value = args
+                .next()
+                .ok_or_else(|| format!("--{name} needs a value"))?;
+            get.insert(name.to_string(), value);
+        }
+        fn need(
+            get: &mut std::collections::HashMap<String, String>,
+            k: &str,
+        ) -> Result<String, String> {
+            get.remove(k).ok_or_else(|| format!("--{k} is required"))
+        }
+        let id = need(&mut get, "id")?;
+        let bundle = PathBuf::from(need(&mut get, "bundle")?);
+        let binary = get.remove("runtime").unwrap_or_else(|| "runc".into());
+        let runtime = crate::runc::Runtime::new(binary, need(&mut get, "runtime-root")?);
+        let log_path = PathBuf::from(need(&mut get, "log")?);
+        let exit_file = PathBuf::from(need(&mut get, "exit-file")?);
+        let num = |v: Option<String>, d: u64, k: &str| -> Result<u64, String> {
+            v.map_or(Ok(d), |v| {
+                v.parse().map_err(|_| format!("--{k}: not a number: {v}"))
+            })
+        };
+        let max_size = num(get.remove("log-max-size"), 10 << 20, "log-max-size")?;
+        let max_files = num(get.remove("log-max-files"), 5, "log-max-files")?;
+        let memory_cgroup = get.remove("memory-cgroup").map(PathBuf::from);
+        if let Some(k) = get.keys().next() {
+            return Err(format!("unknown option --{k}"));
+        }
+        Ok(Self {
+            runtime,
+            id,
+            bundle,
+            log: LogConfig {
+                path: log_path,
+                max_size,
+                max_files: usize::try_from(max_files).unwrap_or(5),
+            },
+            exit_file,
+            memory_cgroup,
+        })
+    }
+}
+
 /// Errors of the shim.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -131,4 +189,35 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
     let oom_killed = oom.is_some_and(|w| w.fired()) && code == 137;
     write_exit(&opts.exit_file, code, signal, oom_killed)?;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_agents_arguments() {
+        let o = ShimOptions::parse(args(
+            "shim --id c1 --runtime runc --runtime-root /r --bundle /b --log /l/0.log --log-max-size 4096 --log-max-files 2 --exit-file /b/exit.json --memory-cgroup /sys/fs/cgroup/memory/x",
+        ))
+        .unwrap();
+        assert_eq!(o.id, "c1");
+        assert_eq!(o.log.max_size, 4096);
+        assert_eq!(o.log.max_files, 2);
+        assert_eq!(
+            o.memory_cgroup,
+            Some(PathBuf::from("/sys/fs/cgroup/memory/x"))
+        );
+        let e = ShimOptions::parse(args("--id c1 --bundle /b")).unwrap_err();
+        assert_eq!(e, "--runtime-root is required");
+        let e = ShimOptions::parse(args(
+            "--id c --runtime-root r --bundle b --log l --exit-file e --bogus 1",
+        ))
+        .unwrap_err();
+        assert_eq!(e, "unknown option --bogus");
+    }
 }

@@ -56,8 +56,12 @@ impl Global {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Supervise one container (started by the agent; holds its stdio, writes its log, records its exit).
-    #[command(hide = true)]
-    Shim(ShimArgs),
+    /// (`selur-shim` does the same in a much smaller process; see that binary.)
+    #[command(hide = true, disable_help_flag = true)]
+    Shim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Image commands on a node's store (through the API server and the node's tunnel).
     Image(image_cmd::ImageArgs),
     /// Run a node agent that joins a server.
@@ -293,50 +297,8 @@ impl AgentArgs {
     }
 }
 
-#[derive(Args, Debug)]
-struct ShimArgs {
-    /// Container id (runtime name).
-    #[arg(long)]
-    id: String,
-    /// OCI bundle directory (config.json).
-    #[arg(long)]
-    bundle: PathBuf,
-    /// OCI runtime binary.
-    #[arg(long, default_value = "runc")]
-    runtime: PathBuf,
-    /// The runtime's state directory (one per agent).
-    #[arg(long)]
-    runtime_root: PathBuf,
-    /// json-file log to write.
-    #[arg(long)]
-    log: PathBuf,
-    /// The container's cgroup v1 memory directory, watched for OOM kills.
-    #[arg(long)]
-    memory_cgroup: Option<PathBuf>,
-    /// Rotate the log past this many bytes.
-    #[arg(long, default_value_t = 10 << 20)]
-    log_max_size: u64,
-    /// Rotated log files to keep.
-    #[arg(long, default_value_t = 5)]
-    log_max_files: usize,
-    /// Where to record the exit status.
-    #[arg(long)]
-    exit_file: PathBuf,
-}
-
-fn run_shim(a: ShimArgs) -> anyhow::Result<i32> {
-    let opts = selur_runtime::shim::ShimOptions {
-        runtime: selur_runtime::runc::Runtime::new(a.runtime, a.runtime_root),
-        id: a.id,
-        bundle: a.bundle,
-        log: selur_runtime::logs::LogConfig {
-            path: a.log,
-            max_size: a.log_max_size,
-            max_files: a.log_max_files,
-        },
-        exit_file: a.exit_file,
-        memory_cgroup: a.memory_cgroup,
-    };
+fn run_shim(args: Vec<String>) -> anyhow::Result<i32> {
+    let opts = selur_runtime::shim::ShimOptions::parse(args).map_err(anyhow::Error::msg)?;
     Ok(selur_runtime::shim::run(&opts)?)
 }
 
@@ -439,7 +401,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(a) => run_server(a).await,
         Command::Agent(a) => run_agent(a).await,
         Command::Image(a) => image_cmd::run(&g.client()?, a).await,
-        Command::Shim(_) => Ok(()),
+        Command::Shim { .. } => Ok(()),
         Command::Apply { files, dry_run } => {
             let dry = match dry_run.as_deref() {
                 None => false,
@@ -492,8 +454,8 @@ fn main() -> ExitCode {
     quiet_broken_pipe();
     let cli = Cli::parse();
     // The shim is synchronous and must not start an async runtime of its own.
-    if let Command::Shim(a) = cli.command {
-        return match run_shim(a) {
+    if let Command::Shim { args } = cli.command {
+        return match run_shim(args) {
             Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
             Err(e) => {
                 eprintln!("error: {e}");

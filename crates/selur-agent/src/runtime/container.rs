@@ -248,8 +248,9 @@ fn spawn_shim(
     if rt.knows(&c.id) {
         let _ = rt.delete(&c.id);
     }
-    use std::os::unix::process::CommandExt;
-    let mut cmd = std::process::Command::new(&agent.config.shim);
+    // tokio's Command: a shim that exits while the agent runs is reaped
+    // (tokio reaps dropped children), so no zombies pile up.
+    let mut cmd = tokio::process::Command::new(&agent.config.shim);
     cmd.args(["shim", "--id", &c.id]);
     if let Some(dir) = selur_runtime::cgroups::v1_memory_dir(&cgroup.container_path(&c.id)) {
         cmd.arg("--memory-cgroup").arg(dir);
