@@ -55,19 +55,34 @@ pub struct Sandbox {
 
 const KINDS: [&str; 3] = ["net", "ipc", "uts"];
 
-fn run(cmd: &mut Command) -> Result<(), SandboxError> {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| SandboxError::Command {
-        command: shown.clone(),
-        stderr: e.to_string(),
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(SandboxError::Command {
-            command: shown,
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
+/// A sandbox whose `unshare` is still running.
+pub struct Pending {
+    sb: Sandbox,
+    child: std::process::Child,
+    shown: String,
+}
+
+impl Pending {
+    /// Wait for the namespaces; on failure they are removed again.
+    pub fn finish(self) -> Result<Sandbox, SandboxError> {
+        let Pending { sb, child, shown } = self;
+        match child.wait_with_output() {
+            Ok(out) if out.status.success() => Ok(sb),
+            Ok(out) => {
+                let _ = sb.destroy();
+                Err(SandboxError::Command {
+                    command: shown,
+                    stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                })
+            }
+            Err(e) => {
+                let _ = sb.destroy();
+                Err(SandboxError::Command {
+                    command: shown,
+                    stderr: e.to_string(),
+                })
+            }
+        }
     }
 }
 
@@ -77,6 +92,13 @@ impl Sandbox {
     /// by the runtime from each container's spec. Partial work is undone on
     /// failure.
     pub fn create(dir: &Path) -> Result<Self, SandboxError> {
+        Self::begin(dir)?.finish()
+    }
+
+    /// Start creating the sandbox under `dir` and return at once, so the
+    /// caller can prepare other things while `unshare` runs; [`Pending::finish`]
+    /// waits for it.
+    pub fn begin(dir: &Path) -> Result<Pending, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
             what: "creating",
             path: dir.to_path_buf(),
@@ -99,14 +121,22 @@ impl Sandbox {
         let mut cmd = Command::new("unshare");
         cmd.arg(format!("--net={}", sb.path("net").display()))
             .arg(format!("--ipc={}", sb.path("ipc").display()))
-            .arg(format!("--uts={}", sb.path("uts").display()));
-        cmd.args(["ip", "link", "set", "lo", "up"]);
-        let result = run(&mut cmd);
-        if let Err(e) = result {
-            let _ = sb.destroy();
-            return Err(e);
+            .arg(format!("--uts={}", sb.path("uts").display()))
+            .args(["ip", "link", "set", "lo", "up"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let shown = format!("{cmd:?}");
+        match cmd.spawn() {
+            Ok(child) => Ok(Pending { sb, child, shown }),
+            Err(e) => {
+                let _ = sb.destroy();
+                Err(SandboxError::Command {
+                    command: shown,
+                    stderr: e.to_string(),
+                })
+            }
         }
-        Ok(sb)
     }
 
     /// The sandbox already created under `dir`.

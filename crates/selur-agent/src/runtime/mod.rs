@@ -135,24 +135,34 @@ fn set_up(
     let dir = pod_dir(agent, uid);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("pod.json"), pod.to_string()).map_err(|e| e.to_string())?;
-    let sb = Sandbox::create(&dir.join("ns")).map_err(|e| e.to_string())?;
-    let etc = dir.join("etc");
-    std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-    std::fs::write(
-        etc.join("hosts"),
-        format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
-    )
-    .map_err(|e| e.to_string())?;
-    std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
-    std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
-    let k8s: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
-    cgroup_of(agent, pod)
-        .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
-        .map_err(|e| format!("pod cgroup: {e}"))?;
-    crate::volumes::pod_shm(&dir)?;
-    let sources = crate::volumes::prepare(pod, &dir, fetched)?;
-    Ok((sb, sources))
+    // unshare runs while the rest is prepared.
+    let pending = Sandbox::begin(&dir.join("ns")).map_err(|e| e.to_string())?;
+    let rest = (|| -> Result<crate::volumes::Sources, String> {
+        let etc = dir.join("etc");
+        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
+        std::fs::write(
+            etc.join("hosts"),
+            format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
+        std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+        let k8s: k8s_openapi::api::core::v1::Pod =
+            serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
+        cgroup_of(agent, pod)
+            .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
+            .map_err(|e| format!("pod cgroup: {e}"))?;
+        crate::volumes::pod_shm(&dir)?;
+        crate::volumes::prepare(pod, &dir, fetched)
+    })();
+    let sb = pending.finish().map_err(|e| e.to_string())?;
+    match rest {
+        Ok(sources) => Ok((sb, sources)),
+        Err(e) => {
+            let _ = sb.destroy();
+            Err(e)
+        }
+    }
 }
 
 /// The pod's ConfigMap and Secret volume contents; while one is missing
