@@ -12,6 +12,7 @@ pub mod api;
 pub mod clock;
 pub mod compaction;
 pub mod controllers;
+pub mod events;
 pub mod kubeconfig;
 pub mod pod_stream;
 pub mod registry;
