@@ -77,6 +77,8 @@ pub struct AgentConfig {
     pub log_max_size: u64,
     /// ...keeping this many rotated files.
     pub log_max_files: usize,
+    /// The implicit `obli-pkg status` readiness check.
+    pub obli_health: runtime::probes::ObliSettings,
 }
 
 /// Kubernetes' container restart back-off: the first restart is immediate,
@@ -132,6 +134,7 @@ impl AgentConfig {
             backoff: Backoff::default(),
             log_max_size: 10 << 20,
             log_max_files: 5,
+            obli_health: Default::default(),
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct Agent {
     pub changed: Notify,
     /// The pods this agent runs.
     pub running: Arc<runtime::Running>,
+    /// Events recorded so far, for counting repeats: key -> (name, count).
+    pub(crate) events: std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
 
 impl Agent {
@@ -351,6 +356,7 @@ pub async fn run(
         http,
         changed: Notify::new(),
         running: Arc::default(),
+        events: Default::default(),
     });
     // The server may still be starting (in-process agent): retry registration.
     let mut delay = Duration::from_millis(100);

@@ -33,7 +33,9 @@ pub fn decide(policy: &str, present: bool) -> PullDecision {
     }
 }
 
-/// Record an event about `pod`.
+/// Record an event about `pod`. A repeat of the same event (same pod,
+/// field path, type, reason and message) bumps the existing Event's
+/// `count` and `lastTimestamp`, as client-go's event correlator does.
 pub async fn event(
     agent: &Agent,
     pod: &Value,
@@ -44,12 +46,33 @@ pub async fn event(
 ) {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let now = now_secs();
+    let key = format!("{uid}\u{0}{field_path}\u{0}{type_}\u{0}{reason}\u{0}{message}");
+    let known = agent.events.lock().ok().and_then(|m| m.get(&key).cloned());
+    if let Some((ev_name, count)) = known {
+        let path = format!("/api/v1/namespaces/{ns}/events/{ev_name}");
+        let patch = json!({"count": count + 1, "lastTimestamp": now});
+        if let Ok((200, _)) = agent
+            .call(
+                reqwest::Method::PATCH,
+                &path,
+                "application/merge-patch+json",
+                &patch,
+            )
+            .await
+        {
+            if let Ok(mut m) = agent.events.lock() {
+                m.insert(key, (ev_name, count + 1));
+            }
+            return;
+        }
+    }
     let ev = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": format!("{name}."), "namespace": ns},
         "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": name, "namespace": ns,
-            "uid": pod["metadata"]["uid"], "fieldPath": field_path},
+            "uid": uid, "fieldPath": field_path},
         "reason": reason, "message": message, "type": type_,
         "source": {"component": "selur-agent", "host": agent.config.node_name},
         "firstTimestamp": now, "lastTimestamp": now, "count": 1,
@@ -59,7 +82,16 @@ pub async fn event(
         .call(reqwest::Method::POST, &path, "application/json", &ev)
         .await
     {
-        Ok((201, _)) => {}
+        Ok((201, v)) => {
+            if let (Some(ev_name), Ok(mut m)) =
+                (v["metadata"]["name"].as_str(), agent.events.lock())
+            {
+                if m.len() >= 4096 {
+                    m.clear();
+                }
+                m.insert(key, (ev_name.to_string(), 1));
+            }
+        }
         Ok((code, v)) => tracing::warn!(code, message = ?v["message"], "event not recorded"),
         Err(e) => tracing::warn!(error = %e, "event not recorded"),
     }

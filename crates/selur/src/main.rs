@@ -110,6 +110,9 @@ enum Command {
         after_help = "Examples:\n  selur logs web\n  selur logs web -c side --tail 20 -f\n  selur logs web --since 5m --timestamps"
     )]
     Logs(commands::LogsArgs),
+    /// Each container's last Lago Grey health (`obli-pkg status`) as the node's probe parsed it.
+    #[command(after_help = "Examples:\n  selur health web\n  selur health web -o json")]
+    Health(commands::HealthArgs),
     /// Run a command in a container of a pod (through the server and the node's tunnel).
     #[command(
         after_help = "The command's exit code becomes selur's. With -t the command gets a terminal; with -i -t on a terminal\nthe local one goes into raw mode until the command ends.\n\nExamples:\n  selur exec web -- cat /etc/hostname\n  selur exec web -c side -- sh -c 'echo $HOSTNAME'\n  echo hello | selur exec -i web -- cat\n  selur exec -it web -- sh"
@@ -229,6 +232,15 @@ struct AgentArgs {
     /// A container that ran this long has its back-off reset.
     #[arg(long, default_value = "10m", value_parser = parse_dur)]
     container_backoff_reset: Duration,
+    /// Period of the implicit `obli-pkg status` readiness check.
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    obli_health_period: Duration,
+    /// Consecutive failures of the obli-pkg check before a container is unready.
+    #[arg(long, default_value_t = 3)]
+    obli_health_failure_threshold: u32,
+    /// Time limit of one obli-pkg check.
+    #[arg(long, default_value = "2s", value_parser = parse_dur)]
+    obli_health_timeout: Duration,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -276,6 +288,11 @@ impl AgentArgs {
             initial: self.container_backoff,
             max: self.container_backoff_max.max(self.container_backoff),
             reset: self.container_backoff_reset,
+        };
+        c.obli_health = selur_agent::runtime::probes::ObliSettings {
+            period: self.obli_health_period.max(Duration::from_secs(1)),
+            timeout: self.obli_health_timeout.max(Duration::from_secs(1)),
+            failure_threshold: self.obli_health_failure_threshold.max(1),
         };
         c.log_max_size = self.container_log_max_size.max(1024);
         c.log_max_files = self.container_log_max_files;
@@ -418,6 +435,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Get(a) => commands::get(&g.client()?, &g.namespace, a).await,
         Command::Logs(a) => commands::logs(&g.client()?, &g.namespace, a).await,
+        Command::Health(a) => commands::health(&g.client()?, &g.namespace, a).await,
         Command::Exec(a) => stream_cmd::exec(&g.client()?, &g.namespace, a).await,
         Command::PortForward(a) => stream_cmd::port_forward(&g.client()?, &g.namespace, a).await,
         Command::Describe { args } => commands::describe(&g.client()?, &g.namespace, &args).await,

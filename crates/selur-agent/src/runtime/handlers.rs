@@ -174,6 +174,122 @@ pub async fn run_hook(
     ))
 }
 
+/// The result of one probe run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub ok: bool,
+    /// Why it failed (empty on success).
+    pub message: String,
+    /// The parsed `obli-pkg status` output, for the Lago Grey check.
+    pub obli: Option<Value>,
+}
+
+impl Outcome {
+    fn fail(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            message: message.into(),
+            obli: None,
+        }
+    }
+}
+
+/// Run one probe (`exec`, `httpGet`, `tcpSocket`) of `ctr` once.
+pub async fn run_probe(
+    agent: &Arc<Agent>,
+    pod: &Value,
+    ctr: &Ctr,
+    probe: &super::probes::Probe,
+) -> Outcome {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let spec = &probe.spec;
+    let timeout = probe.timeout;
+    if let Some(exec) = spec.get("exec") {
+        let cmd: Vec<String> = exec["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect();
+        if cmd.is_empty() {
+            return Outcome::fail("exec probe without a command");
+        }
+        return match crate::exec::exec_capture(agent, uid, &ctr.name, &cmd, timeout).await {
+            Err(crate::exec::ExecError::Timeout(t)) => Outcome::fail(format!(
+                "command {cmd:?} timed out after {}s",
+                t.as_secs_f32()
+            )),
+            Err(e) => Outcome::fail(format!("command {cmd:?}: {e}")),
+            Ok((code, out, err)) if super::probes::is_obli(&cmd) => {
+                match super::probes::judge_obli(&out) {
+                    Ok((true, v)) => Outcome {
+                        ok: true,
+                        message: String::new(),
+                        obli: Some(v),
+                    },
+                    Ok((false, v)) => Outcome {
+                        ok: false,
+                        message: super::probes::obli_reason(&v),
+                        obli: Some(v),
+                    },
+                    Err(why) => {
+                        let e = String::from_utf8_lossy(&err);
+                        Outcome::fail(if code != 0 && !e.trim().is_empty() {
+                            format!("{why} (exit {code}: {})", e.trim())
+                        } else {
+                            why
+                        })
+                    }
+                }
+            }
+            Ok((0, _, _)) => Outcome {
+                ok: true,
+                message: String::new(),
+                obli: None,
+            },
+            Ok((code, out, err)) => {
+                let text = String::from_utf8_lossy(if err.is_empty() { &out } else { &err })
+                    .trim()
+                    .to_string();
+                Outcome::fail(format!("command {cmd:?} exited with {code}: {text}"))
+            }
+        };
+    }
+    if let Some(get) = spec.get("httpGet") {
+        return match http_get(agent, uid, get, &ctr.spec, timeout).await {
+            Ok(code) if (200..400).contains(&code) => Outcome {
+                ok: true,
+                message: String::new(),
+                obli: None,
+            },
+            Ok(code) => Outcome::fail(format!("HTTP probe failed with statuscode: {code}")),
+            Err(e) => Outcome::fail(e),
+        };
+    }
+    if let Some(tcp) = spec.get("tcpSocket") {
+        let port = match resolve_port(&tcp["port"], &ctr.spec) {
+            Ok(p) => p,
+            Err(e) => return Outcome::fail(e),
+        };
+        let netns = super::sandbox_of(agent, uid).net_path();
+        let res = tokio::task::spawn_blocking(move || {
+            let addr = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+            selur_runtime::sandbox::connect_in_netns(&netns, addr, timeout).map(|_| ())
+        })
+        .await;
+        return match res {
+            Ok(Ok(())) => Outcome {
+                ok: true,
+                message: String::new(),
+                obli: None,
+            },
+            Ok(Err(e)) => Outcome::fail(format!("dial tcp [::1]:{port}: {e}")),
+            Err(e) => Outcome::fail(e.to_string()),
+        };
+    }
+    Outcome::fail("only exec, httpGet and tcpSocket probes are supported")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

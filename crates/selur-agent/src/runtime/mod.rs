@@ -16,6 +16,7 @@
 
 mod container;
 mod handlers;
+pub mod probes;
 mod state;
 mod status;
 mod supervise;

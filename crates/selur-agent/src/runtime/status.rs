@@ -19,11 +19,51 @@ pub struct Slot {
     pub exited: Option<Exit>,
     /// When a restart is due, if one is.
     pub next_start: Option<tokio::time::Instant>,
+    /// The current run's probes (rebuilt at each start).
+    pub probes: Vec<super::probes::Probe>,
+    /// When the current run started (probe delays count from here).
+    pub run_started: tokio::time::Instant,
+    /// A probe failure asked the container to stop: KILL after this.
+    pub kill_at: Option<tokio::time::Instant>,
+    /// The last parsed `obli-pkg status` output.
+    pub obli: Option<Value>,
 }
 
 impl Slot {
+    pub fn new(ctr: Ctr, st: CtrState) -> Self {
+        Self {
+            ctr,
+            st,
+            exited: None,
+            next_start: None,
+            probes: Vec::new(),
+            run_started: tokio::time::Instant::now(),
+            kill_at: None,
+            obli: None,
+        }
+    }
+
     pub fn running(&self) -> bool {
         self.st.started && self.exited.is_none() && self.st.start_error.is_none()
+    }
+
+    /// The startup probe passed (or there is none).
+    pub fn started_ok(&self) -> bool {
+        self.probes
+            .iter()
+            .filter(|p| p.kind == super::probes::Kind::Startup)
+            .all(|p| p.verdict == Some(true))
+    }
+
+    /// Running, started, and its readiness probe (if any) says ready.
+    pub fn ready(&self) -> bool {
+        self.running()
+            && self.started_ok()
+            && self
+                .probes
+                .iter()
+                .filter(|p| p.kind == super::probes::Kind::Readiness)
+                .all(|p| p.verdict == Some(true))
     }
 
     /// Terminated and not coming back.
@@ -63,10 +103,10 @@ fn container_status(s: &Slot, initializing: bool) -> Value {
     let running = s.running();
     let ready = match c.kind {
         Kind::Init => s.st.done,
-        _ => running,
+        _ => s.ready(),
     };
     let mut v = json!({"name": c.name, "image": c.image, "imageID": c.image_id,
-        "ready": ready, "started": running, "restartCount": s.st.restarts, "state": state});
+        "ready": ready, "started": running && s.started_ok(), "restartCount": s.st.restarts, "state": state});
     if s.st.started {
         v["containerID"] = json!(format!("runc://{}", c.id));
     }
@@ -109,22 +149,30 @@ pub fn phase(pod: &PodState, slots: &[Slot], init_failed: bool) -> &'static str 
 /// Conditions keep their transition time until their status changes.
 #[derive(Default)]
 pub struct Conditions {
-    since: HashMap<&'static str, (bool, String)>,
+    since: HashMap<String, (bool, String)>,
 }
 
 impl Conditions {
-    fn get(&mut self, t: &'static str, ok: bool) -> Value {
-        let entry = self.since.entry(t).or_insert_with(|| (ok, now_secs()));
+    fn get(&mut self, t: &str, ok: bool) -> Value {
+        let entry = self
+            .since
+            .entry(t.to_string())
+            .or_insert_with(|| (ok, now_secs()));
         if entry.0 != ok {
             *entry = (ok, now_secs());
         }
         let mut v = json!({"type": t, "status": if ok { "True" } else { "False" },
             "lastTransitionTime": entry.1});
-        if !ok && t != "PodScheduled" && t != "Initialized" {
+        if !ok && (t == "Ready" || t == "ContainersReady") {
             v["reason"] = json!("ContainersNotReady");
         }
         v
     }
+}
+
+/// The condition type carrying a container's last `obli-pkg status`.
+pub fn obli_condition_type(container: &str) -> String {
+    format!("selur.io/obli-pkg-{container}")
 }
 
 /// The pod's whole status.
@@ -150,7 +198,7 @@ pub fn pod_status(
         && slots
             .iter()
             .filter(|s| s.ctr.kind == Kind::App)
-            .all(|s| s.running())
+            .all(Slot::ready)
         && phase == "Running";
     let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
         .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
@@ -162,6 +210,17 @@ pub fn pod_status(
     if !inits.is_empty() {
         v["initContainerStatuses"] = Value::Array(inits);
     }
+    // The Lago Grey health of each container that reported one.
+    for s in slots.iter().filter(|s| s.obli.is_some()) {
+        let Some(o) = &s.obli else { continue };
+        let healthy = o["status"] == "healthy" && o["integrity"] == "ok";
+        let mut c = conds.get(&obli_condition_type(&s.ctr.name), healthy);
+        c["reason"] = json!(if healthy { "Healthy" } else { "Unhealthy" });
+        c["message"] = json!(o.to_string());
+        if let Some(list) = v["conditions"].as_array_mut() {
+            list.push(c);
+        }
+    }
     v
 }
 
@@ -171,8 +230,8 @@ mod tests {
     use std::path::PathBuf;
 
     fn slot(name: &str, kind: Kind, started: bool, exit: Option<i64>) -> Slot {
-        Slot {
-            ctr: Ctr {
+        let mut s = Slot::new(
+            Ctr {
                 name: name.into(),
                 kind,
                 id: format!("n-u-{name}"),
@@ -183,18 +242,18 @@ mod tests {
                 image_id: "sha256:x".into(),
                 spec: Value::Null,
             },
-            st: CtrState {
+            CtrState {
                 started,
                 started_at: "t0".into(),
                 ..Default::default()
             },
-            exited: exit.map(|code| Exit {
-                code,
-                finished_at: "t1".into(),
-                oom: code == 137,
-            }),
-            next_start: None,
-        }
+        );
+        s.exited = exit.map(|code| Exit {
+            code,
+            finished_at: "t1".into(),
+            oom: code == 137,
+        });
+        s
     }
 
     fn ps(initialized: bool) -> PodState {

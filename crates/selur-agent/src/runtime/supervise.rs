@@ -18,6 +18,7 @@ use selur_runtime::cgroups::PodCgroup;
 use selur_runtime::sandbox::Sandbox;
 
 use super::container::{self, Kind};
+use super::probes;
 use super::state::PodState;
 use super::status::{self, Conditions, Slot};
 use super::{patch_status, runtime};
@@ -55,11 +56,14 @@ impl PodRun {
         let dir = super::pod_dir(&agent, pod["metadata"]["uid"].as_str().unwrap_or(""));
         let slots = container::all(&agent, &pod)
             .into_iter()
-            .map(|ctr| Slot {
-                st: state.containers.get(&ctr.name).cloned().unwrap_or_default(),
-                ctr,
-                exited: None,
-                next_start: None,
+            .map(|ctr| {
+                let st = state.containers.get(&ctr.name).cloned().unwrap_or_default();
+                let mut slot = Slot::new(ctr, st);
+                // A re-adopted running container gets its probes back.
+                if slot.st.started {
+                    slot.probes = probes_for(&agent, &pod, &slot);
+                }
+                slot
             })
             .collect();
         Self {
@@ -114,6 +118,7 @@ impl PodRun {
     /// One observe-diff-act pass.
     pub async fn step(&mut self) {
         self.observe_exits().await;
+        self.probe_step().await;
         if !self.state.finished {
             if !self.state.initialized && !self.init_failed {
                 self.advance_init().await;
@@ -308,6 +313,10 @@ impl PodRun {
                 }
                 s.st.started = true;
                 s.st.started_at = now_secs();
+                s.run_started = Instant::now();
+                s.kill_at = None;
+                s.obli = None;
+                s.probes = probes_for(&self.agent, &self.pod, s);
                 s.st.oom_base = oom_base;
                 s.st.start_error = None;
                 s.exited = None;
@@ -405,7 +414,88 @@ impl PodRun {
         self.stopping_since = Some(Instant::now());
     }
 
+    /// Run the probes that are due, all at once; count their results;
+    /// a failed liveness or startup probe stops the container (TERM, then
+    /// KILL after the grace period) so it restarts per policy.
+    async fn probe_step(&mut self) {
+        let now = Instant::now();
+        let mut jobs: Vec<(usize, usize)> = Vec::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            if !s.running() || s.kill_at.is_some() || s.st.stopping {
+                continue;
+            }
+            let startup_pending = !s.started_ok();
+            for (j, p) in s.probes.iter().enumerate() {
+                if startup_pending && p.kind != probes::Kind::Startup {
+                    continue;
+                }
+                if p.due(now, s.run_started) {
+                    jobs.push((i, j));
+                }
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let runs = jobs.iter().map(|&(i, j)| {
+            super::handlers::run_probe(
+                &self.agent,
+                &self.pod,
+                &self.slots[i].ctr,
+                &self.slots[i].probes[j],
+            )
+        });
+        let results = futures::future::join_all(runs).await;
+        let grace = self.grace();
+        for (&(i, j), out) in jobs.iter().zip(results) {
+            let now = Instant::now();
+            let s = &mut self.slots[i];
+            if out.obli.is_some() {
+                s.obli = out.obli.clone();
+            }
+            let changed = s.probes[j].record(out.ok, now);
+            let kind = s.probes[j].kind;
+            let (fp, name, id) = (s.ctr.field_path(), s.ctr.name.clone(), s.ctr.id.clone());
+            if !out.ok {
+                crate::pods::event_later(
+                    &self.agent,
+                    &self.pod,
+                    &fp,
+                    "Warning",
+                    "Unhealthy",
+                    &format!("{} probe failed: {}", kind.label(), out.message),
+                );
+            }
+            let fatal = matches!(kind, probes::Kind::Liveness | probes::Kind::Startup);
+            if changed && fatal && s.probes[j].verdict == Some(false) {
+                s.kill_at = Some(now + grace);
+                crate::pods::event_later(
+                    &self.agent,
+                    &self.pod,
+                    &fp,
+                    "Normal",
+                    "Killing",
+                    &format!(
+                        "Container {name} failed {} probe, will be restarted",
+                        kind.label().to_lowercase()
+                    ),
+                );
+                let rt = runtime(&self.agent);
+                let _ = tokio::task::spawn_blocking(move || rt.kill(&id, "TERM")).await;
+            }
+        }
+    }
+
     fn kill_stragglers(&mut self) {
+        let now = Instant::now();
+        let rt = runtime(&self.agent);
+        for s in self
+            .slots
+            .iter()
+            .filter(|s| s.running() && s.kill_at.is_some_and(|t| now >= t))
+        {
+            let _ = rt.kill(&s.ctr.id, "KILL");
+        }
         let Some(since) = self.stopping_since else {
             return;
         };
@@ -437,6 +527,24 @@ impl PodRun {
             self.saved = self.state.clone();
         }
     }
+}
+
+/// The probes of a container's new run: its declared ones, and the
+/// obli-pkg readiness check for app containers whose image holds
+/// `/usr/bin/obli-pkg` (unless the pod opts out).
+fn probes_for(agent: &Agent, pod: &Value, s: &Slot) -> Vec<probes::Probe> {
+    if s.ctr.kind == Kind::Init {
+        return Vec::new();
+    }
+    let opted_out = pod["metadata"]["annotations"]["selur.io/obli-pkg-health"] == "false";
+    let has_obli = s.ctr.kind == Kind::App
+        && !opted_out
+        && selur_runtime::rootfs::Rootfs::at(&s.ctr.dir)
+            .merged
+            .join("usr/bin/obli-pkg")
+            .symlink_metadata()
+            .is_ok();
+    probes::probes_of(&s.ctr.spec, has_obli, Some(&agent.config.obli_health))
 }
 
 fn ms(d: Duration) -> u64 {
