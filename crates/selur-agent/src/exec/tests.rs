@@ -40,6 +40,7 @@ fn agent(dir: &std::path::Path) -> Arc<Agent> {
         http: reqwest::Client::new(),
         changed: Default::default(),
         running: Default::default(),
+        events: Default::default(),
     })
 }
 
