@@ -546,8 +546,8 @@ pub async fn health(client: &Client, ns: &str, a: HealthArgs) -> anyhow::Result<
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<10} {:<10} {:<9} {}",
-        "CONTAINER", "HEALTHY", "STATUS", "INTEGRITY", "PACKAGES", "LAST-OPERATION"
+        "{:<20} {:<10} {:<10} {:<10} {:<9} LAST-OPERATION",
+        "CONTAINER", "HEALTHY", "STATUS", "INTEGRITY", "PACKAGES"
     );
     for (n, healthy, parsed, _) in rows {
         match parsed {
