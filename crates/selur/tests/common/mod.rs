@@ -361,3 +361,43 @@ pub fn node_with_busybox_image() -> Server {
     ]);
     s
 }
+
+/// The static demo binary (`scripts/build-demo.sh`, run by `scripts/test.sh`
+/// before the tests; built here if missing).
+pub fn demo_binary() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("x86_64-unknown-linux-gnu/release/selur-demo");
+    if !bin.exists() {
+        let out = Command::new("bash")
+            .arg(root.join("scripts/build-demo.sh"))
+            .output()
+            .expect("run scripts/build-demo.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build-demo.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
+
+/// Build the local stand-ins for the seed's images (lago-grey, svalinn,
+/// vordr) into the server's node with `scripts/standins.sh`.
+pub fn standin_images(s: &Server) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new("bash")
+        .arg(root.join("scripts/standins.sh"))
+        .arg(demo_binary())
+        .env("SELUR", SELUR)
+        .env("SELUR_CONFIG", s.kubeconfig())
+        .output()
+        .expect("run scripts/standins.sh");
+    assert!(
+        out.status.success(),
+        "scripts/standins.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
