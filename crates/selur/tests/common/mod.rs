@@ -163,6 +163,8 @@ impl Drop for Server {
 /// test failed before the agent could clean up.
 pub fn clean_host(data_dir: &Path) {
     let dir = data_dir.display().to_string();
+    // Shims that started a container just as the server was killed.
+    kill_shims_under(&dir);
     for root in walk_dirs_named(data_dir, "runc") {
         if let Ok(out) = Command::new("runc")
             .arg("--root")
@@ -198,6 +200,27 @@ pub fn clean_host(data_dir: &Path) {
             if std::fs::read_link(e.path()).is_ok_and(|t| t.starts_with(data_dir)) {
                 let _ = std::fs::remove_file(e.path());
             }
+        }
+    }
+}
+
+/// Kill supervisor processes whose runtime root lies under `dir`.
+fn kill_shims_under(dir: &str) {
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        let is_shim = args.iter().any(|a| a == "shim")
+            && args
+                .windows(2)
+                .any(|w| w[0] == "--runtime-root" && w[1].starts_with(dir));
+        if is_shim {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
         }
     }
 }
