@@ -211,7 +211,9 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> ApiResult<Option<Duration>
                     // A hash collision: the next pass uses the bumped collisionCount.
                     return Ok(Some(Duration::ZERO));
                 };
-                event_scaled(&ctx, &d, &rs, 0, *replicas).await;
+                if *replicas > 0 {
+                    event_scaled(&ctx, &d, &rs, 0, *replicas).await;
+                }
                 rss.push(rs);
                 new_idx = Some(rss.len() - 1);
                 created = true;
