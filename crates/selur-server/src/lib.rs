@@ -168,6 +168,7 @@ pub async fn serve_with(
         (grace / 4).max(Duration::from_millis(250)),
         move |reg| controllers::node_lifecycle::pass(reg, grace),
     ));
+    controllers::spawn_workloads(&mut tasks, &registry, config.gc_period);
     tasks.spawn(compaction::run(
         store.clone(),
         config.compaction.clone(),

@@ -20,7 +20,9 @@ fn kind_arg(word: &str) -> anyhow::Result<&'static ResourceKind> {
 }
 
 /// `KIND NAME...` or `KIND/NAME...` into (kind, names).
-fn targets(args: &[String]) -> anyhow::Result<Vec<(&'static ResourceKind, Option<String>)>> {
+pub(crate) fn targets(
+    args: &[String],
+) -> anyhow::Result<Vec<(&'static ResourceKind, Option<String>)>> {
     let mut out = Vec::new();
     if args.iter().any(|a| a.contains('/')) {
         for a in args {
@@ -54,7 +56,7 @@ fn targets(args: &[String]) -> anyhow::Result<Vec<(&'static ResourceKind, Option
     Ok(out)
 }
 
-fn object_path(kind: &ResourceKind, ns: &str, name: &str) -> String {
+pub(crate) fn object_path(kind: &ResourceKind, ns: &str, name: &str) -> String {
     format!("{}/{name}", kind.collection_path(Some(ns)))
 }
 

@@ -9,6 +9,7 @@ mod commands;
 mod image_cmd;
 mod manifest;
 mod print;
+mod rollout;
 mod stream_cmd;
 mod upgrade;
 
@@ -134,6 +135,11 @@ enum Command {
         #[arg(long)]
         replicas: i64,
     },
+    /// Manage the rollout of a Deployment: status, history, undo, restart, pause, resume.
+    #[command(
+        after_help = "Examples:\n  selur rollout status deployment/web\n  selur rollout history deploy/web\n  selur rollout undo deploy/web --to-revision=1\n  selur rollout restart deploy/web\n  selur rollout pause deploy/web"
+    )]
+    Rollout(rollout::RolloutArgs),
     /// Wait for a condition on an object, or for its deletion.
     #[command(
         after_help = "Examples:\n  selur wait --for=condition=Available deployment/web-service --timeout=60s\n  selur wait --for=delete pod/mypod --timeout=30s"
@@ -443,6 +449,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scale { args, replicas } => {
             commands::scale(&g.client()?, &g.namespace, &args, replicas).await
         }
+        Command::Rollout(a) => rollout::run(&g.client()?, &g.namespace, a).await,
         Command::Wait {
             args,
             for_,

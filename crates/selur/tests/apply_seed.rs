@@ -54,7 +54,17 @@ fn each_seed_manifest_applies_and_reapplies_unchanged() {
         );
         assert_eq!(meta["generation"], 1, "{file}: generation");
         assert!(obj.get("status").is_some(), "{file}: status field present");
-        let rv = meta["resourceVersion"].clone();
+        // Controllers write status and annotations (a Deployment's revision)
+        // right after a create: let them settle before the no-op apply.
+        let mut rv = meta["resourceVersion"].clone();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let now = s.get_json(&[kind, name])["metadata"]["resourceVersion"].clone();
+            if now == rv {
+                break;
+            }
+            rv = now;
+        }
         let again = s.ok(&["apply", "-f", path.to_str().unwrap()]);
         assert!(again.contains("unchanged"), "{file}: {again}");
         assert_eq!(

@@ -4,16 +4,86 @@
 //! arrives on a watch, and periodically as a safety net.
 
 pub mod catalog;
+pub mod deployment;
+mod deployment_rs;
+pub mod deployment_status;
 pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod podstate;
+pub mod replicaset;
+pub mod rollout;
+pub mod workqueue;
 
 use std::future::Future;
 use std::time::Duration;
 
 use selur_store::Event;
 
-use crate::registry::{Registry, ROOT};
+use selur_api::kinds::{self, ResourceKind};
+use serde_json::Value;
+
+use crate::registry::{decode_kv, prefix, Registry, ROOT};
+use crate::status::{ApiError, ApiResult};
+
+/// Start the workload controllers (ReplicaSet, Deployment) on `tasks`: each
+/// a work queue fed by a store watch (and a full resync every `resync`),
+/// drained by a few workers.
+pub fn spawn_workloads(tasks: &mut tokio::task::JoinSet<()>, reg: &Registry, resync: Duration) {
+    use workqueue::{feed, run_workers, WorkQueue};
+    let rs_ctx = replicaset::Ctx::new(reg.clone());
+    let rs_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "replicaset",
+        reg.clone(),
+        rs_queue.clone(),
+        replicaset::PREFIX.into(),
+        resync,
+        replicaset::keys_of,
+    ));
+    tasks.spawn(run_workers("replicaset", rs_queue, 4, move |k| {
+        replicaset::reconcile(rs_ctx.clone(), k)
+    }));
+    let d_ctx = deployment::Ctx::new(reg.clone());
+    let d_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "deployment",
+        reg.clone(),
+        d_queue.clone(),
+        deployment::PREFIX.into(),
+        resync,
+        deployment::keys_of,
+    ));
+    tasks.spawn(run_workers("deployment", d_queue, 4, move |k| {
+        deployment::reconcile(d_ctx.clone(), k)
+    }));
+}
+
+/// A served kind by its CLI name (`pods`, `replicasets`, ...).
+pub(crate) fn kind(name: &str) -> ApiResult<&'static ResourceKind> {
+    kinds::by_cli_name(name).ok_or_else(|| ApiError::internal(format!("kind {name} missing")))
+}
+
+/// Whether `needle` occurs in `hay` (cheap checks on raw stored bytes before parsing).
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The objects of `kind` in `namespace` whose stored bytes contain `needle`
+/// (a uid: a cheap filter before parsing), decoded.
+pub(crate) async fn list_containing(
+    reg: &Registry,
+    kind: &'static ResourceKind,
+    namespace: &str,
+    needle: &str,
+) -> ApiResult<Vec<Value>> {
+    let (items, _) = reg.list_all(&prefix(kind, Some(namespace))).await?;
+    items
+        .iter()
+        .filter(|kv| contains(&kv.value, needle.as_bytes()))
+        .map(decode_kv)
+        .collect()
+}
 
 /// Run `pass` once now, then again after every watched change for which
 /// `relevant` holds (changes arriving together share one pass), and every
