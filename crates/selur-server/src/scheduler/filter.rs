@@ -4,7 +4,9 @@
 //! and a node's check stops at the first filter that rejects it, as
 //! kube-scheduler does; one filter may give several reasons (resources).
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, Taint, Toleration};
 
@@ -18,11 +20,11 @@ pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Reason {
     Unschedulable,
-    UntoleratedTaint { key: String, value: String },
+    UntoleratedTaint { key: Arc<str>, value: Arc<str> },
     NodeAffinity,
     HostPorts,
     TooManyPods,
-    Insufficient(String),
+    Insufficient(Cow<'static, str>),
     AntiAffinity,
     ExistingAntiAffinity,
 }
@@ -118,14 +120,13 @@ pub fn taint_toleration(pod: &PodInfo, node: &NodeInfo) -> Verdict {
     match node
         .taints
         .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .find(|t| !tolerated(pod, t))
+        .position(|t| (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(pod, t))
     {
         None => Ok(()),
-        Some(t) => reject(Reason::UntoleratedTaint {
-            key: t.key.clone(),
-            value: t.value.clone().unwrap_or_default(),
-        }),
+        Some(i) => {
+            let (key, value) = node.taint_text[i].clone();
+            reject(Reason::UntoleratedTaint { key, value })
+        }
     }
 }
 
@@ -210,14 +211,14 @@ pub fn resources_fit(pod: &PodInfo, node: &NodeInfo) -> Verdict {
     let a = &node.allocatable;
     let u = &node.requested;
     if r.cpu_milli > 0 && r.cpu_milli > a.cpu_milli - u.cpu_milli {
-        reasons.push(Reason::Insufficient("cpu".into()));
+        reasons.push(Reason::Insufficient(Cow::Borrowed("cpu")));
     }
     if r.memory > 0 && r.memory > a.memory - u.memory {
-        reasons.push(Reason::Insufficient("memory".into()));
+        reasons.push(Reason::Insufficient(Cow::Borrowed("memory")));
     }
     for (name, want) in &r.other {
         if *want > 0 && *want > a.get(name) - u.get(name) {
-            reasons.push(Reason::Insufficient(name.clone()));
+            reasons.push(Reason::Insufficient(Cow::Owned(name.clone())));
         }
     }
     if reasons.is_empty() {

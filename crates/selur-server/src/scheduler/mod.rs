@@ -21,6 +21,7 @@ pub mod score;
 pub mod snapshot;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,7 +2,8 @@
 //! `k8s-openapi` Pod: effective resource requests, host ports, node
 //! selection, tolerations, anti-affinity terms, owner and images.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use k8s_openapi::api::core::v1::{
     Container, NodeSelector, Pod, PodAffinityTerm, ResourceRequirements, Toleration,
@@ -12,6 +13,38 @@ use selur_api::selector::LabelSelector;
 
 /// The label Kubernetes puts every node's name under (the only anti-affinity topology supported).
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+/// A string (layer digest, owner uid) reduced to 64 bits once, so scoring a
+/// node compares integers instead of hashing long strings (a collision could
+/// only nudge a score).
+pub fn short_id(s: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// Hasher for keys that already are hashes.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A set of [`short_id`]s.
+pub type IdSet = HashSet<u64, BuildHasherDefault<IdHasher>>;
+/// A map keyed by [`short_id`]s.
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// Amounts of resources: cpu in milli-cores, memory in bytes, anything else in milli-units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,8 +163,8 @@ pub struct PodInfo {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
-    /// The controlling owner's uid (pods of one ReplicaSet, Job, ...), for spreading.
-    pub owner: Option<String>,
+    /// [`short_id`] of the controlling owner's uid (pods of one ReplicaSet, Job, ...), for spreading.
+    pub owner: Option<u64>,
     /// Effective requests (containers summed, init containers by max, plus overhead).
     pub requests: Resources,
     pub host_ports: Vec<HostPort>,
@@ -255,7 +288,7 @@ impl PodInfo {
             .iter()
             .flatten()
             .find(|o| o.controller == Some(true))
-            .map(|o| o.uid.clone());
+            .map(|o| short_id(&o.uid));
         let host_ports = spec
             .containers
             .iter()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
@@ -27,10 +27,10 @@ use selur_store::{Event, EventType, KeyValue, Revision};
 use super::pod::PodInfo;
 use super::queue::{self, Priorities};
 use super::snapshot::{CatalogImage, Snapshot};
+use super::writes::{bind, p_value, report_unschedulable, BindDone};
 use super::{schedule, SCHEDULER_NAME};
-use crate::clock::rfc3339;
 use crate::events::Recorder;
-use crate::registry::{decode_kv, meta_str, prefix, Registry, Subresource, ROOT};
+use crate::registry::{decode_kv, meta_str, prefix, Registry, ROOT};
 use crate::status::{ApiError, ApiResult};
 
 /// Settings of the scheduler loop.
@@ -40,6 +40,9 @@ pub struct SchedulerConfig {
     pub retry_period: Duration,
     /// Binding writes in flight at once (they share the store's group commits).
     pub max_binds_in_flight: usize,
+    /// Status and event writes in flight at once; kept below the bindings so
+    /// that under load placements go first and events trail a little.
+    pub max_reports_in_flight: usize,
     /// Told about every successful binding (benchmarks, tests).
     pub observer: Option<mpsc::UnboundedSender<BindRecord>>,
 }
@@ -49,6 +52,7 @@ impl Default for SchedulerConfig {
         Self {
             retry_period: Duration::from_secs(30),
             max_binds_in_flight: 512,
+            max_reports_in_flight: 16,
             observer: None,
         }
     }
@@ -85,20 +89,31 @@ fn kinds() -> ApiResult<Kinds> {
     })
 }
 
-/// A pod waiting for a node, as last read.
-struct Pending {
-    pod: Value,
-    rev: Revision,
-    info: Arc<PodInfo>,
+/// The fields that tell a binding coming back from a change that needs a full read.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct LightPod {
+    spec: LightSpec,
+    status: LightStatus,
 }
 
-struct BindDone {
-    key: String,
-    node: String,
-    started: Instant,
-    result: ApiResult<Value>,
-    /// After a conflict: the pod as it is now, if it still waits for a node.
-    fresh: Option<KeyValue>,
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct LightSpec {
+    node_name: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct LightStatus {
+    phase: Option<String>,
+}
+
+/// A pod waiting for a node, as last read.
+pub(super) struct Pending {
+    pub pod: Value,
+    pub rev: Revision,
+    pub info: Arc<PodInfo>,
 }
 
 struct State {
@@ -129,12 +144,13 @@ pub async fn run(reg: Registry, cfg: SchedulerConfig) {
 /// List, then follow the watch until it breaks (compaction, store closed).
 async fn run_once(reg: Registry, cfg: SchedulerConfig, recorder: Arc<Recorder>) -> ApiResult<()> {
     let from = reg.store.revision();
+    let writes = Arc::new(Semaphore::new(cfg.max_reports_in_flight.max(1)));
     let mut st = State {
         k: kinds()?,
         reg: reg.clone(),
         cfg,
         recorder,
-        writes: Arc::new(Semaphore::new(64)),
+        writes,
         snap: Snapshot::default(),
         prio: Priorities::default(),
         pending: HashMap::new(),
@@ -229,6 +245,16 @@ impl State {
 
     fn pod_put(&mut self, kv: &KeyValue) -> bool {
         let key = kv.key.as_str();
+        // Most pod changes a busy scheduler sees are its own bindings coming
+        // back: confirm those from three fields instead of decoding the pod.
+        if let Ok(light) = serde_json::from_slice::<LightPod>(&kv.value) {
+            let node = light.spec.node_name.as_deref().unwrap_or("");
+            let terminal = matches!(light.status.phase.as_deref(), Some("Succeeded" | "Failed"));
+            if !node.is_empty() && !terminal && self.snap.confirm(key, node) {
+                self.pending.remove(key);
+                return false;
+            }
+        }
         let Ok(pod) = serde_json::from_slice::<Pod>(&kv.value) else {
             return false;
         };
@@ -285,10 +311,14 @@ impl State {
                 continue;
             };
             let started = Instant::now();
-            let (pod, rev, info) = (p.pod.clone(), p.rev, p.info.clone());
+            let info = p.info.clone();
             let n = self.snap.nodes.len().max(1);
             match schedule(&self.snap, &info) {
                 Ok(placement) => {
+                    // The binding takes the pod as read; a failure re-reads it.
+                    let Some(Pending { pod, rev, .. }) = self.pending.remove(&key) else {
+                        continue;
+                    };
                     self.snap.next_start = (self.snap.next_start + placement.evaluated) % n;
                     let node = placement.node.to_string();
                     self.snap.place(&key, &node, info, true);
@@ -309,6 +339,7 @@ impl State {
                     ));
                 }
                 Err(why) => {
+                    let pod = p_value(&self.pending, &key);
                     self.unschedulable.insert(key);
                     let (reg, rec, kind) = (self.reg.clone(), self.recorder.clone(), self.k.pod);
                     let permits = self.writes.clone();
@@ -356,6 +387,7 @@ impl State {
                     None if e.code == 404 => {
                         self.pod_gone(&done.key);
                     }
+                    // Not re-read (store trouble): its next change or the next relist brings it back.
                     None => {
                         if self.pending.contains_key(&done.key) {
                             self.active.insert(done.key);
@@ -365,89 +397,4 @@ impl State {
             }
         }
     }
-}
-
-/// The binding write (the `binding` subresource's), only if the pod is still at `rev`.
-async fn bind(
-    reg: Registry,
-    kind: &'static ResourceKind,
-    key: String,
-    pod: Value,
-    rev: Revision,
-    node: String,
-    started: Instant,
-) -> BindDone {
-    let ns = meta_str(&pod, "namespace").unwrap_or("default").to_string();
-    let name = meta_str(&pod, "name").unwrap_or("").to_string();
-    let result = reg
-        .bind_node(kind, Some(&ns), &name, rev, pod, &node, false)
-        .await;
-    let fresh = match &result {
-        Err(e) if e.code == 409 => reg.store.get(&key).await.ok().flatten(),
-        _ => None,
-    };
-    BindDone {
-        key,
-        node,
-        started,
-        result,
-        fresh,
-    }
-}
-
-/// PodScheduled=False (reason Unschedulable) on the pod if it still waits for a
-/// node and does not say so already, and a FailedScheduling event (deduplicated).
-async fn report_unschedulable(
-    reg: &Registry,
-    rec: &Recorder,
-    kind: &'static ResourceKind,
-    pod: &Value,
-    message: &str,
-) {
-    let ns = meta_str(pod, "namespace").unwrap_or("default").to_string();
-    let name = meta_str(pod, "name").unwrap_or("").to_string();
-    let current = match reg.get(kind, Some(&ns), &name).await {
-        Ok(p) => p,
-        Err(_) => return,
-    };
-    let bound = current
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    if bound {
-        return;
-    }
-    let mut conds: Vec<Value> = current
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let same = conds.iter().any(|c| {
-        c["type"] == "PodScheduled"
-            && c["status"] == "False"
-            && c["reason"] == "Unschedulable"
-            && c["message"] == message
-    });
-    if !same {
-        conds.retain(|c| c["type"] != "PodScheduled");
-        conds.push(
-            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": message, "lastProbeTime": null,
-            "lastTransitionTime": rfc3339(reg.clock.now())}),
-        );
-        let mut body = current.clone();
-        body["status"]["conditions"] = json!(conds);
-        if body["status"].get("phase").is_none() {
-            body["status"]["phase"] = json!("Pending");
-        }
-        // Conditional on the pod being as read: never overwrites a binding.
-        if let Err(e) = reg
-            .update(kind, Some(&ns), &name, body, Subresource::Status, false)
-            .await
-        {
-            tracing::debug!(pod = %name, error = %e, "PodScheduled=False not written");
-        }
-    }
-    rec.record(&current, "Warning", "FailedScheduling", message)
-        .await;
 }

@@ -37,8 +37,8 @@ pub struct NodeScore {
 pub struct ImageNeed {
     /// Names a node may report it under (as written, normalised, digest).
     pub names: Vec<String>,
-    /// Layers with sizes; empty when the catalog does not know the image.
-    pub layers: Vec<(String, u64)>,
+    /// Layers ([`super::pod::short_id`], size); empty when the catalog does not know the image.
+    pub layers: Vec<(u64, u64)>,
 }
 
 /// The images of a pod, resolved.
@@ -112,7 +112,10 @@ fn free_share(alloc: i64, used: i64) -> i64 {
     if alloc <= 0 || used > alloc {
         return 0;
     }
-    ((alloc - used) as i128 * 100 / alloc as i128) as i64
+    match (alloc - used).checked_mul(100) {
+        Some(v) => v / alloc,
+        None => ((alloc - used) as i128 * 100 / alloc as i128) as i64,
+    }
 }
 
 /// 0-100: mean free share of cpu and memory after placing the pod.

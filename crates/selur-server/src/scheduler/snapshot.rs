@@ -9,7 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use selur_api::types::Image;
 
-use super::pod::{HostPort, PodInfo, Resources, HOSTNAME_LABEL};
+use super::pod::{short_id, HostPort, IdMap, IdSet, PodInfo, Resources, HOSTNAME_LABEL};
 
 /// Requests assumed for scoring when a pod gives none (kube-scheduler's non-zero defaults).
 pub const DEFAULT_CPU_MILLI: i64 = 100;
@@ -21,6 +21,8 @@ pub struct NodeInfo {
     pub name: Arc<str>,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
+    /// Each taint's key and value, shared into rejection reasons without copying.
+    pub taint_text: Vec<(Arc<str>, Arc<str>)>,
     pub unschedulable: bool,
     pub allocatable: Resources,
     pub max_pods: i64,
@@ -30,14 +32,14 @@ pub struct NodeInfo {
     pub nonzero_requested: (i64, i64),
     pub pods: HashMap<String, Arc<PodInfo>>,
     pub host_ports: Vec<HostPort>,
-    /// Pods per controlling owner.
-    pub owners: HashMap<String, u32>,
+    /// Pods per controlling owner ([`short_id`] of its uid).
+    pub owners: IdMap<u32>,
     /// Pods on the node that carry required anti-affinity terms.
     pub anti_affinity_pods: usize,
     /// Image names and digests the node holds (its own report and the catalog).
     pub images: HashSet<String>,
-    /// Layer digests the node holds (from the catalog).
-    pub layers: HashSet<String>,
+    /// Layers the node holds (from the catalog), as [`short_id`]s.
+    pub layers: IdSet,
     reported_images: Vec<String>,
 }
 
@@ -56,6 +58,16 @@ impl NodeInfo {
         self.labels.entry(HOSTNAME_LABEL.into()).or_insert(name);
         let spec = node.spec.as_ref();
         self.taints = spec.and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.taint_text = self
+            .taints
+            .iter()
+            .map(|t| {
+                (
+                    Arc::from(t.key.as_str()),
+                    Arc::from(t.value.as_deref().unwrap_or("")),
+                )
+            })
+            .collect();
         self.unschedulable = spec.and_then(|s| s.unschedulable).unwrap_or(false);
         let status = node.status.as_ref();
         let alloc = status
@@ -81,7 +93,7 @@ impl NodeInfo {
         self.nonzero_requested.1 += nonzero(pod.requests.memory, DEFAULT_MEMORY);
         self.host_ports.extend(pod.host_ports.iter().cloned());
         if let Some(o) = &pod.owner {
-            *self.owners.entry(o.clone()).or_insert(0) += 1;
+            *self.owners.entry(*o).or_insert(0) += 1;
         }
         if !pod.anti_affinity.is_empty() {
             self.anti_affinity_pods += 1;
@@ -128,7 +140,8 @@ fn nonzero(v: i64, default: i64) -> i64 {
 pub struct CatalogImage {
     pub digest: String,
     pub names: Vec<String>,
-    pub layers: Vec<(String, u64)>,
+    /// Layers as ([`short_id`], size in bytes).
+    pub layers: Vec<(u64, u64)>,
     pub size: u64,
     /// `io.hyperpolymath.size-mb`, when the image carries it.
     pub size_mb_label: Option<f64>,
@@ -144,7 +157,7 @@ impl CatalogImage {
                 .spec
                 .layers
                 .iter()
-                .map(|l| (l.digest.clone(), l.size))
+                .map(|l| (short_id(&l.digest), l.size))
                 .collect(),
             size: img.spec.size_bytes,
             size_mb_label: img
@@ -298,6 +311,18 @@ impl Snapshot {
         self.bound.contains_key(key)
     }
 
+    /// The store now shows the pod bound where the scheduler assumed it:
+    /// keep the placement, no longer as an assumption. False if it was not assumed there.
+    pub fn confirm(&mut self, key: &str, node: &str) -> bool {
+        match self.bound.get_mut(key) {
+            Some((n, _, assumed)) if *assumed && n == node => {
+                *assumed = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn upsert_image(&mut self, img: CatalogImage) {
         self.catalog.upsert(img);
         self.refresh_all_images();
@@ -326,8 +351,7 @@ impl Snapshot {
             if held {
                 node.images.insert(img.digest.clone());
                 node.images.extend(img.names.iter().cloned());
-                node.layers
-                    .extend(img.layers.iter().map(|(d, _)| d.clone()));
+                node.layers.extend(img.layers.iter().map(|(d, _)| *d));
             }
         }
     }
