@@ -3,7 +3,7 @@
 //! (garbage collector, namespace lifecycle, history compaction).
 //!
 //! Not here: TLS and authentication (a later security part plugs in at
-//! [`serve`]), the scheduler and workload controllers, the node agent.
+//! [`serve`]), workload controllers, the node agent.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ pub mod events;
 pub mod kubeconfig;
 pub mod pod_stream;
 pub mod registry;
+pub mod scheduler;
 pub mod status;
 pub mod tunnel;
 pub mod watch;
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub node_grace: Duration,
     /// Registry settings the server uses to resolve images it has not seen (manifest and config only).
     pub registries: selur_image::registries::RegistrySettings,
+    /// The in-process scheduler's settings; `None` runs without one (`--disable-scheduler`).
+    pub scheduler: Option<scheduler::SchedulerConfig>,
 }
 
 impl ServerConfig {
@@ -58,6 +61,7 @@ impl ServerConfig {
             gc_period: Duration::from_secs(30),
             node_grace: Duration::from_secs(40),
             registries: Default::default(),
+            scheduler: Some(scheduler::SchedulerConfig::default()),
         }
     }
 }
@@ -169,6 +173,9 @@ pub async fn serve_with(
         move |reg| controllers::node_lifecycle::pass(reg, grace),
     ));
     controllers::spawn_workloads(&mut tasks, &registry, config.gc_period);
+    if let Some(sc) = config.scheduler.clone() {
+        tasks.spawn(scheduler::run(registry.clone(), sc));
+    }
     tasks.spawn(compaction::run(
         store.clone(),
         config.compaction.clone(),

@@ -183,6 +183,9 @@ struct ServerArgs {
     /// Do not run a node agent inside the server (control plane only).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler (pods stay pending until bound through pods/binding).
+    #[arg(long)]
+    disable_scheduler: bool,
     #[command(flatten)]
     agent: AgentArgs,
     /// Log format.
@@ -389,6 +392,9 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     };
     config.compaction_interval = Duration::from_secs(a.compaction_interval.max(1));
     config.bookmark_interval = Duration::from_secs(a.bookmark_interval.max(1));
+    if a.disable_scheduler {
+        config.scheduler = None;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let agent_config = if a.disable_agent {
         None

@@ -464,7 +464,8 @@ async fn pagination_selectors_dry_run_finalizers_generation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binding_discovery_and_errors() {
-    let s = Server::start(&[]);
+    // Bound by hand here, so no scheduler races the test for the pod.
+    let s = Server::start(&["--disable-scheduler"]);
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x:1"}]}});
     assert_eq!(
         call(

@@ -32,7 +32,8 @@ const SEED: &[(&str, &str, &str)] = &[
 
 #[test]
 fn each_seed_manifest_applies_and_reapplies_unchanged() {
-    let s = Server::start(&[]);
+    // No scheduler: a binding would bump the pod's resourceVersion under the test.
+    let s = Server::start(&["--disable-scheduler"]);
     for (file, kind, name) in SEED {
         let path = examples().join("seed").join(file);
         let out = s.ok(&["apply", "-f", path.to_str().unwrap()]);
@@ -77,7 +78,8 @@ fn each_seed_manifest_applies_and_reapplies_unchanged() {
 
 #[test]
 fn multi_document_seed_file_applies_and_yaml_shows_metadata() {
-    let s = Server::start(&[]);
+    // No scheduler: a binding would bump the pod's resourceVersion under the test.
+    let s = Server::start(&["--disable-scheduler"]);
     let path = examples().join("seed.yaml");
     let out = s.ok(&["apply", "-f", path.to_str().unwrap()]);
     assert_eq!(
