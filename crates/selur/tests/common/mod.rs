@@ -410,17 +410,68 @@ pub fn demo_binary() -> PathBuf {
 /// Build the local stand-ins for the seed's images (lago-grey, svalinn,
 /// vordr) into the server's node with `scripts/standins.sh`.
 pub fn standin_images(s: &Server) {
+    standin_images_on(s, None);
+}
+
+/// [`standin_images`] on one node of several.
+pub fn standin_images_on(s: &Server, node: Option<&str>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new("bash")
-        .arg(root.join("scripts/standins.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("scripts/standins.sh"))
         .arg(demo_binary())
         .env("SELUR", SELUR)
-        .env("SELUR_CONFIG", s.kubeconfig())
-        .output()
-        .expect("run scripts/standins.sh");
+        .env("SELUR_CONFIG", s.kubeconfig());
+    if let Some(n) = node {
+        cmd.env("SELUR_NODE", n);
+    }
+    let out = cmd.output().expect("run scripts/standins.sh");
     assert!(
         out.status.success(),
         "scripts/standins.sh failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// An extra `selur agent` process joined to `s` as node `name` (killed on drop).
+pub struct ExtraAgent(pub Child);
+
+impl ExtraAgent {
+    pub fn start(s: &Server, name: &str, extra: &[&str]) -> ExtraAgent {
+        let dir = s.data_dir().join(format!("agent-{name}"));
+        let log = std::fs::File::create(s.data_dir().join(format!("agent-{name}.log")))
+            .expect("agent log");
+        let child = Command::new(SELUR)
+            .args([
+                "agent",
+                "--server",
+                &s.url,
+                "--node-name",
+                name,
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .args(["--heartbeat-interval", "1"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn selur agent");
+        let start = Instant::now();
+        while !s.selur(&["get", "node", name]).status.success() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "agent {name} never joined"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ExtraAgent(child)
+    }
+}
+
+impl Drop for ExtraAgent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
