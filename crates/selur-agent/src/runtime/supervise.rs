@@ -326,6 +326,14 @@ impl PodRun {
                     &self.pod,
                     &fp,
                     "Normal",
+                    "Created",
+                    &format!("Created container {}", ctr.name),
+                );
+                crate::pods::event_later(
+                    &self.agent,
+                    &self.pod,
+                    &fp,
+                    "Normal",
                     "Started",
                     &format!("Started container {}", ctr.name),
                 );
