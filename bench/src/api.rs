@@ -65,7 +65,10 @@ async fn check(resp: reqwest::Response, want: u16) -> anyhow::Result<Value> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = selur_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    let mut config =
+        selur_server::ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse()?);
+    // API latency only: no scheduler writing pod status and events beside the requests.
+    config.scheduler = None;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(selur_server::serve(config, async {
         let _ = stop_rx.await;
