@@ -79,6 +79,8 @@ pub struct AgentConfig {
     pub log_max_files: usize,
     /// The implicit `obli-pkg status` readiness check.
     pub obli_health: runtime::probes::ObliSettings,
+    /// How many pods may be starting (sandbox + first containers) at once.
+    pub pod_start_concurrency: usize,
 }
 
 /// Kubernetes' container restart back-off: the first restart is immediate,
@@ -135,6 +137,7 @@ impl AgentConfig {
             log_max_size: 10 << 20,
             log_max_files: 5,
             obli_health: Default::default(),
+            pod_start_concurrency: 4,
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Agent {
     pub changed: Notify,
     /// The pods this agent runs.
     pub running: Arc<runtime::Running>,
+    /// Pod starts in progress at once (`AgentConfig::pod_start_concurrency`).
+    pub(crate) start_permits: Arc<tokio::sync::Semaphore>,
     /// Events recorded so far, for counting repeats: key -> (name, count).
     pub(crate) events: std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
@@ -350,6 +355,7 @@ pub async fn run(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| AgentError::Config(e.to_string()))?;
+    let permits = config.pod_start_concurrency.max(1);
     let agent = Arc::new(Agent {
         config,
         images,
@@ -357,6 +363,7 @@ pub async fn run(
         changed: Notify::new(),
         running: Arc::default(),
         events: Default::default(),
+        start_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
     });
     // The server may still be starting (in-process agent): retry registration.
     let mut delay = Duration::from_millis(100);

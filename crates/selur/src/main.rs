@@ -241,6 +241,9 @@ struct AgentArgs {
     /// A container that ran this long has its back-off reset.
     #[arg(long, default_value = "10m", value_parser = parse_dur)]
     container_backoff_reset: Duration,
+    /// How many pods may be starting at once (sandbox and first containers).
+    #[arg(long, default_value_t = 4)]
+    pod_start_concurrency: usize,
     /// Period of the implicit `obli-pkg status` readiness check.
     #[arg(long, default_value = "10s", value_parser = parse_dur)]
     obli_health_period: Duration,
@@ -303,6 +306,7 @@ impl AgentArgs {
             timeout: self.obli_health_timeout.max(Duration::from_secs(1)),
             failure_threshold: self.obli_health_failure_threshold.max(1),
         };
+        c.pod_start_concurrency = self.pod_start_concurrency.max(1);
         c.log_max_size = self.container_log_max_size.max(1024);
         c.log_max_files = self.container_log_max_files;
         let candidates = match &self.runtime {

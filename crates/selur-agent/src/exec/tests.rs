@@ -41,6 +41,7 @@ fn agent(dir: &std::path::Path) -> Arc<Agent> {
         changed: Default::default(),
         running: Default::default(),
         events: Default::default(),
+        start_permits: Arc::new(tokio::sync::Semaphore::new(4)),
     })
 }
 

@@ -223,6 +223,9 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         return;
     };
     let guard = lock.clone().lock_owned().await;
+    // A bounded number of pods start at once: many runtimes starting
+    // together on a few cores are slower than a few at a time.
+    let permit = agent.start_permits.clone().acquire_owned().await.ok();
     let remembered = PodState::load(&dir);
     let (a, p) = (agent.clone(), pod.clone());
     let adopt = remembered.is_some();
@@ -260,7 +263,7 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     if adopt {
         tracing::info!(pod = %pod["metadata"]["name"], uid, "re-adopted a running pod");
     }
-    let run = supervise::PodRun::new(
+    let mut run = supervise::PodRun::new(
         agent.clone(),
         pod.clone(),
         sb,
@@ -268,6 +271,11 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         sources,
         state,
     );
+    // The first step starts the first containers; then the permit goes.
+    if !*rx.borrow() {
+        run.step().await;
+    }
+    drop(permit);
     drop(guard);
     run.run(rx, lock).await;
 }
