@@ -4,6 +4,8 @@
 //! arrives on a watch, and periodically as a safety net.
 
 pub mod catalog;
+pub mod cronjob;
+pub mod cronjob_logic;
 pub mod deployment;
 mod deployment_rs;
 pub mod deployment_status;
@@ -77,6 +79,19 @@ pub fn spawn_workloads(
     ));
     tasks.spawn(run_workers("job", j_queue, 4, move |k| {
         job::reconcile(j_ctx.clone(), k)
+    }));
+    let c_ctx = cronjob::Ctx::new(reg.clone());
+    let c_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "cronjob",
+        reg.clone(),
+        c_queue.clone(),
+        cronjob::PREFIX.into(),
+        resync,
+        cronjob::keys_of,
+    ));
+    tasks.spawn(run_workers("cronjob", c_queue, 2, move |k| {
+        cronjob::reconcile(c_ctx.clone(), k)
     }));
 }
 
