@@ -304,3 +304,18 @@ fn cronjob_every_minute_creates_a_job_and_forbid_skips_while_one_runs() {
     let ev = s.ok(&["get", "events", "-o", "json"]);
     assert!(ev.contains("JobAlreadyActive"), "no JobAlreadyActive event");
 }
+
+#[test]
+fn job_pod_with_a_sidecar_init_container_completes() {
+    let s = busybox_node("batch-side");
+    let y = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: side\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      initContainers:\n      - name: sidecar\n        image: localhost/rt:1\n        restartPolicy: Always\n        args: [sleep, \"600\"]\n      containers:\n      - name: c\n        image: localhost/rt:1\n        args: [\"true\"]\n";
+    s.ok(&["apply", "-f", &write_file(&s, "side.yaml", y)]);
+    let j = wait_for(
+        &s,
+        &["job", "side"],
+        60,
+        |_| {},
+        |j| condition(j, "Complete").is_some(),
+    );
+    assert_eq!(j["status"]["succeeded"], 1);
+}
