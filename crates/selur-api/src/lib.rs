@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cron;
 pub mod decode;
 pub mod defaults;
 pub mod error;

@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub registries: selur_image::registries::RegistrySettings,
     /// The in-process scheduler's settings; `None` runs without one (`--disable-scheduler`).
     pub scheduler: Option<scheduler::SchedulerConfig>,
+    /// Back-off between re-creations of a Job's failed pods (first delay, doubling to the cap).
+    pub job_backoff: controllers::job_logic::Backoff,
 }
 
 impl ServerConfig {
@@ -62,6 +64,7 @@ impl ServerConfig {
             node_grace: Duration::from_secs(40),
             registries: Default::default(),
             scheduler: Some(scheduler::SchedulerConfig::default()),
+            job_backoff: Default::default(),
         }
     }
 }
@@ -172,7 +175,7 @@ pub async fn serve_with(
         (grace / 4).max(Duration::from_millis(250)),
         move |reg| controllers::node_lifecycle::pass(reg, grace),
     ));
-    controllers::spawn_workloads(&mut tasks, &registry, config.gc_period);
+    controllers::spawn_workloads(&mut tasks, &registry, config.gc_period, config.job_backoff);
     if let Some(sc) = config.scheduler.clone() {
         tasks.spawn(scheduler::run(registry.clone(), sc));
     }

@@ -180,6 +180,9 @@ struct ServerArgs {
     /// Seconds a node may miss heartbeats before it is marked Ready=Unknown and tainted unreachable.
     #[arg(long, default_value_t = 40)]
     node_grace_period: u64,
+    /// First delay before a Job re-creates a failed pod (doubles per failure, capped at 6 minutes).
+    #[arg(long, default_value = "10s", value_parser = parse_dur)]
+    job_backoff: Duration,
     /// Do not run a node agent inside the server (control plane only).
     #[arg(long)]
     disable_agent: bool,
@@ -386,6 +389,7 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     init_logging(&a.log_format);
     let mut config = ServerConfig::new(a.data_dir.clone(), a.listen);
     config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
+    config.job_backoff.base = a.job_backoff;
     if let Some(p) = &a.agent.registry_config {
         config.registries = selur_image::registries::RegistrySettings::load(p)?;
     }

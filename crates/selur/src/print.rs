@@ -41,6 +41,23 @@ fn n(v: &Value, ptr: &str) -> i64 {
 }
 
 /// Kubernetes' short age (`5s`, `3m`, `2d4h`).
+/// When a CronJob runs next (UTC, RFC 3339), computed from its schedule, time
+/// zone and `now`; `<none>` when suspended or never.
+pub fn next_schedule(c: &Value, now: DateTime<Utc>) -> String {
+    if c.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        return "<none>".into();
+    }
+    let schedule = c
+        .pointer("/spec/schedule")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let tz = c.pointer("/spec/timeZone").and_then(Value::as_str);
+    match selur_api::cron::next_schedule(schedule, tz, now) {
+        Ok(Some(t)) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        _ => "<none>".into(),
+    }
+}
+
 pub fn age(ts: &str, now: DateTime<Utc>) -> String {
     let Ok(t) = DateTime::parse_from_rfc3339(ts) else {
         return "<unknown>".into();
@@ -259,6 +276,7 @@ pub fn table(
                 "SUSPEND",
                 "ACTIVE",
                 "LAST SCHEDULE",
+                "NEXT SCHEDULE",
                 "AGE",
             ],
             Box::new(move |c: &Value| {
@@ -284,6 +302,7 @@ pub fn table(
                     } else {
                         age(last, now)
                     },
+                    next_schedule(c, now),
                     age(s(c, "/metadata/creationTimestamp"), now),
                 ]
             }),

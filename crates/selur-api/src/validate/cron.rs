@@ -85,7 +85,9 @@ pub(super) fn check_time_zone(tz: &str) -> Result<(), String> {
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
         });
     if ok {
-        Ok(())
+        crate::cron::time_zone(Some(tz))
+            .map(|_| ())
+            .map_err(|e| format!("{e}: {HINT}"))
     } else {
         Err(HINT.to_string())
     }
@@ -246,7 +248,15 @@ mod tests {
         ] {
             assert_eq!(check_time_zone(tz), Ok(()), "{tz}");
         }
-        for tz in ["", "Local", "Europe/", "/UTC", "UTC+1 ", "1Zone/X"] {
+        for tz in [
+            "",
+            "Local",
+            "Europe/",
+            "/UTC",
+            "UTC+1 ",
+            "1Zone/X",
+            "Mars/Olympus",
+        ] {
             assert!(check_time_zone(tz).is_err(), "{tz}");
         }
     }

@@ -4,10 +4,15 @@
 //! arrives on a watch, and periodically as a safety net.
 
 pub mod catalog;
+pub mod cronjob;
+pub mod cronjob_logic;
 pub mod deployment;
 mod deployment_rs;
 pub mod deployment_status;
 pub mod gc;
+pub mod job;
+pub mod job_logic;
+mod job_status;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod podstate;
@@ -26,10 +31,15 @@ use serde_json::Value;
 use crate::registry::{decode_kv, prefix, Registry, ROOT};
 use crate::status::{ApiError, ApiResult};
 
-/// Start the workload controllers (ReplicaSet, Deployment) on `tasks`: each
+/// Start the workload controllers (ReplicaSet, Deployment, Job, CronJob) on `tasks`: each
 /// a work queue fed by a store watch (and a full resync every `resync`),
 /// drained by a few workers.
-pub fn spawn_workloads(tasks: &mut tokio::task::JoinSet<()>, reg: &Registry, resync: Duration) {
+pub fn spawn_workloads(
+    tasks: &mut tokio::task::JoinSet<()>,
+    reg: &Registry,
+    resync: Duration,
+    job_backoff: job_logic::Backoff,
+) {
     use workqueue::{feed, run_workers, WorkQueue};
     let rs_ctx = replicaset::Ctx::new(reg.clone());
     let rs_queue = WorkQueue::new();
@@ -56,6 +66,32 @@ pub fn spawn_workloads(tasks: &mut tokio::task::JoinSet<()>, reg: &Registry, res
     ));
     tasks.spawn(run_workers("deployment", d_queue, 4, move |k| {
         deployment::reconcile(d_ctx.clone(), k)
+    }));
+    let j_ctx = job::Ctx::new(reg.clone(), job_backoff);
+    let j_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "job",
+        reg.clone(),
+        j_queue.clone(),
+        job::PREFIX.into(),
+        resync,
+        job::keys_of,
+    ));
+    tasks.spawn(run_workers("job", j_queue, 4, move |k| {
+        job::reconcile(j_ctx.clone(), k)
+    }));
+    let c_ctx = cronjob::Ctx::new(reg.clone());
+    let c_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "cronjob",
+        reg.clone(),
+        c_queue.clone(),
+        cronjob::PREFIX.into(),
+        resync,
+        cronjob::keys_of,
+    ));
+    tasks.spawn(run_workers("cronjob", c_queue, 2, move |k| {
+        cronjob::reconcile(c_ctx.clone(), k)
     }));
 }
 
