@@ -12,6 +12,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod podstate;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rollout;
 pub mod workqueue;
 
