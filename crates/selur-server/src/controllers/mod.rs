@@ -4,6 +4,9 @@
 //! arrives on a watch, and periodically as a safety net.
 
 pub mod catalog;
+pub mod daemonset;
+pub mod daemonset_plan;
+pub mod daemonset_status;
 pub mod deployment;
 mod deployment_rs;
 pub mod deployment_status;
@@ -27,7 +30,7 @@ use serde_json::Value;
 use crate::registry::{decode_kv, prefix, Registry, ROOT};
 use crate::status::{ApiError, ApiResult};
 
-/// Start the workload controllers (ReplicaSet, Deployment) on `tasks`: each
+/// Start the workload controllers (ReplicaSet, Deployment, DaemonSet) on `tasks`: each
 /// a work queue fed by a store watch (and a full resync every `resync`),
 /// drained by a few workers.
 pub fn spawn_workloads(tasks: &mut tokio::task::JoinSet<()>, reg: &Registry, resync: Duration) {
@@ -57,6 +60,20 @@ pub fn spawn_workloads(tasks: &mut tokio::task::JoinSet<()>, reg: &Registry, res
     ));
     tasks.spawn(run_workers("deployment", d_queue, 4, move |k| {
         deployment::reconcile(d_ctx.clone(), k)
+    }));
+    let ds_ctx = daemonset::Ctx::new(reg.clone());
+    let ds_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "daemonset",
+        reg.clone(),
+        ds_queue.clone(),
+        daemonset::PREFIX.into(),
+        resync,
+        daemonset::keys_of,
+    ));
+    tasks.spawn(daemonset::feed_nodes(reg.clone(), ds_queue.clone()));
+    tasks.spawn(run_workers("daemonset", ds_queue, 4, move |k| {
+        daemonset::reconcile(ds_ctx.clone(), k)
     }));
 }
 
