@@ -68,7 +68,7 @@ pub fn scaled(
 }
 
 /// The best pod of `v` (available, ready, by name) and the rest.
-fn best<'a>(mut v: Vec<&'a PodView>) -> (Option<&'a PodView>, Vec<&'a PodView>) {
+fn best(mut v: Vec<&PodView>) -> (Option<&PodView>, Vec<&PodView>) {
     v.sort_by_key(|p| (!p.available, !p.ready, p.name.clone()));
     let rest = v.split_off(v.len().min(1));
     (v.pop(), rest)

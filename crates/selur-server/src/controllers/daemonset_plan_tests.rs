@@ -48,7 +48,11 @@ fn a_pod_tolerated_only_for_noschedule_stays_but_no_new_one_is_placed() {
         should_continue: true,
     };
     assert_eq!(
-        plan(&[n.clone()], &[pod("pa", "a", true, true)], ROLL),
+        plan(
+            std::slice::from_ref(&n),
+            &[pod("pa", "a", true, true)],
+            ROLL
+        ),
         Plan::default()
     );
     assert_eq!(plan(&[n], &[], ROLL), Plan::default());
