@@ -3,7 +3,7 @@
 //!
 //! Decode, defaults and validation come from `selur-api`. Mutation, policy
 //! and quota are plug-in seams ([`Mutator`], [`PolicyCheck`], [`QuotaCharger`])
-//! that later parts (security policy, ResourceQuota/LimitRange) fill in; quota
+//! that later parts (security policy, ResourceQuota/LimitRange in `crate::quota`) fill in; quota
 //! returns extra compare/write pairs that are committed in the same store
 //! transaction as the object itself, so concurrent creates can never both take
 //! the last slot.
@@ -37,6 +37,13 @@ pub trait Mutator: Send + Sync {
     fn mutate(&self, req: &AdmissionRequest<'_>, obj: &mut TypedObject) -> ApiResult<()>;
 }
 
+/// Changes objects from what the store holds (LimitRange defaults); runs
+/// after the Kubernetes defaults and before the other mutators.
+#[async_trait::async_trait]
+pub trait StoreMutator: Send + Sync {
+    async fn mutate(&self, req: &AdmissionRequest<'_>, obj: &mut TypedObject) -> ApiResult<()>;
+}
+
 /// Accepts or refuses a validated object (e.g. PodSecurityPolicy, image policy).
 pub trait PolicyCheck: Send + Sync {
     fn check(&self, req: &AdmissionRequest<'_>, obj: &TypedObject) -> ApiResult<()>;
@@ -58,6 +65,7 @@ pub trait QuotaCharger: Send + Sync {
 /// The configured chain.
 #[derive(Default, Clone)]
 pub struct Admission {
+    pub store_mutators: Vec<Arc<dyn StoreMutator>>,
     pub mutators: Vec<Arc<dyn Mutator>>,
     pub policies: Vec<Arc<dyn PolicyCheck>>,
     pub quotas: Vec<Arc<dyn QuotaCharger>>,
@@ -65,8 +73,11 @@ pub struct Admission {
 
 impl Admission {
     /// Defaults, mutation, validation and policy for an object that decoded already.
-    pub fn admit(&self, req: &AdmissionRequest<'_>, obj: &mut TypedObject) -> ApiResult<()> {
+    pub async fn admit(&self, req: &AdmissionRequest<'_>, obj: &mut TypedObject) -> ApiResult<()> {
         defaults::apply(obj);
+        for m in &self.store_mutators {
+            m.mutate(req, obj).await?;
+        }
         for m in &self.mutators {
             m.mutate(req, obj)?;
         }

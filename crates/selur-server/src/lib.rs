@@ -15,6 +15,7 @@ pub mod controllers;
 pub mod events;
 pub mod kubeconfig;
 pub mod pod_stream;
+pub mod quota;
 pub mod registry;
 pub mod scheduler;
 pub mod status;
@@ -120,7 +121,12 @@ pub async fn serve_with(
         })?,
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let registry = Registry::new(store.clone(), Admission::default(), clock);
+    let admission = Admission {
+        store_mutators: vec![Arc::new(quota::limitrange::LimitRanger::new(store.clone()))],
+        quotas: vec![Arc::new(quota::ResourceQuotas::new(store.clone()))],
+        ..Admission::default()
+    };
+    let registry = Registry::new(store.clone(), admission, clock);
     for ns in ["default", "kube-system", "kube-node-lease"] {
         registry
             .ensure_namespace(ns)
@@ -157,6 +163,13 @@ pub async fn serve_with(
         controllers::namespace::relevant,
         config.gc_period,
         controllers::namespace::pass,
+    ));
+    tasks.spawn(controllers::run_loop(
+        "resourcequota",
+        registry.clone(),
+        controllers::resourcequota::relevant,
+        config.gc_period,
+        controllers::resourcequota::pass,
     ));
     let tunnels = tunnel::Tunnels::default();
     let catalog_tunnels = tunnels.clone();

@@ -182,6 +182,9 @@ fn serialize(obj: &Value) -> ApiResult<Vec<u8>> {
     serde_json::to_vec(&without_rv(obj)).map_err(|e| ApiError::internal(e.to_string()))
 }
 
+/// How often a create is charged again when a quota changed under it.
+const CHARGE_ATTEMPTS: usize = 200;
+
 fn generated_suffix() -> String {
     // Kubernetes' alphabet: no vowels, no confusable characters.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -404,7 +407,7 @@ impl Registry {
             old: None,
             dry_run,
         };
-        self.admission.admit(&req, &mut obj)?;
+        self.admission.admit(&req, &mut obj).await?;
         let name = obj.metadata().name.clone().unwrap_or_default();
         let mut value = obj
             .to_value()
@@ -415,33 +418,43 @@ impl Registry {
             m.insert("creationTimestamp".into(), json!(self.now()));
             m.insert("generation".into(), json!(1));
         }
-        let mut txn = Txn::new();
-        if let Some(ns) = ns.as_deref().filter(|_| kind.namespaced) {
-            let (ns_key, ns_rev) = self.namespace_guard(ns).await?;
-            // Fails if the namespace is deleted or starts terminating meanwhile.
-            txn = txn.when(Compare::at(ns_key, ns_rev));
-        }
-        let charge = self.admission.charge(&req, &obj).await?;
-        if dry_run {
-            return Ok(value);
-        }
         let k = key(kind, ns.as_deref(), &name);
-        txn.compares.extend(charge.compares);
-        txn = txn.when(Compare::absent(k.clone()));
-        txn.ops.extend(charge.ops);
-        txn = txn.put(k.clone(), serialize(&value)?);
-        let resp = self.store.txn(txn).await?;
-        if !resp.succeeded {
-            let last = resp.current.last().cloned().flatten();
-            if last.is_some() {
+        // A quota charge compares on the quota's revision: when another write
+        // charged it first, charge again against the new usage. Every failed
+        // round means another write committed, so this is bounded by progress.
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let mut txn = Txn::new();
+            if let Some(ns) = ns.as_deref().filter(|_| kind.namespaced) {
+                let (ns_key, ns_rev) = self.namespace_guard(ns).await?;
+                // Fails if the namespace is deleted or starts terminating meanwhile.
+                txn = txn.when(Compare::at(ns_key, ns_rev));
+            }
+            let charge = self.admission.charge(&req, &obj).await?;
+            if dry_run {
+                return Ok(value);
+            }
+            let charged = !charge.compares.is_empty();
+            txn.compares.extend(charge.compares);
+            txn = txn.when(Compare::absent(k.clone()));
+            txn.ops.extend(charge.ops);
+            txn = txn.put(k.clone(), serialize(&value)?);
+            let resp = self.store.txn(txn).await?;
+            if resp.succeeded {
+                break resp;
+            }
+            if resp.current.last().cloned().flatten().is_some() {
                 return Err(ApiError::already_exists(kind, &name));
             }
-            return Err(ApiError::conflict(
-                kind,
-                &name,
-                "the namespace or a quota changed while the object was being created; try again",
-            ));
-        }
+            if !charged || attempt >= CHARGE_ATTEMPTS {
+                return Err(ApiError::conflict(
+                    kind,
+                    &name,
+                    "the namespace or a quota changed while the object was being created; try again",
+                ));
+            }
+        };
         value["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
         Ok(value)
     }
@@ -555,7 +568,7 @@ impl Registry {
             old: Some(&old_typed),
             dry_run,
         };
-        self.admission.admit(&req, &mut obj)?;
+        self.admission.admit(&req, &mut obj).await?;
         let mut value = obj
             .to_value()
             .map_err(|e| ApiError::internal(e.to_string()))?;

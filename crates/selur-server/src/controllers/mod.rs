@@ -6,6 +6,9 @@
 pub mod catalog;
 pub mod cronjob;
 pub mod cronjob_logic;
+pub mod daemonset;
+pub mod daemonset_plan;
+pub mod daemonset_status;
 pub mod deployment;
 mod deployment_rs;
 pub mod deployment_status;
@@ -17,6 +20,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod podstate;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rollout;
 pub mod workqueue;
 
@@ -31,7 +35,7 @@ use serde_json::Value;
 use crate::registry::{decode_kv, prefix, Registry, ROOT};
 use crate::status::{ApiError, ApiResult};
 
-/// Start the workload controllers (ReplicaSet, Deployment, Job, CronJob) on `tasks`: each
+/// Start the workload controllers (ReplicaSet, Deployment, Job, CronJob, DaemonSet) on `tasks`: each
 /// a work queue fed by a store watch (and a full resync every `resync`),
 /// drained by a few workers.
 pub fn spawn_workloads(
@@ -92,6 +96,20 @@ pub fn spawn_workloads(
     ));
     tasks.spawn(run_workers("cronjob", c_queue, 2, move |k| {
         cronjob::reconcile(c_ctx.clone(), k)
+    }));
+    let ds_ctx = daemonset::Ctx::new(reg.clone());
+    let ds_queue = WorkQueue::new();
+    tasks.spawn(feed(
+        "daemonset",
+        reg.clone(),
+        ds_queue.clone(),
+        daemonset::PREFIX.into(),
+        resync,
+        daemonset::keys_of,
+    ));
+    tasks.spawn(daemonset::feed_nodes(reg.clone(), ds_queue.clone()));
+    tasks.spawn(run_workers("daemonset", ds_queue, 4, move |k| {
+        daemonset::reconcile(ds_ctx.clone(), k)
     }));
 }
 
