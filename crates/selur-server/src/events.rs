@@ -15,13 +15,17 @@ use crate::clock::rfc3339;
 use crate::registry::Registry;
 use crate::status::ApiError;
 
-/// Records events for one component (e.g. `default-scheduler`).
+/// Records events for one component (e.g. `default-scheduler`). Clones
+/// share the dedup memory.
+#[derive(Clone)]
 pub struct Recorder {
     reg: Registry,
     component: &'static str,
-    /// Dedup key -> (event name, namespace, count).
-    seen: Mutex<HashMap<String, (String, String, u64)>>,
+    seen: std::sync::Arc<Mutex<Seen>>,
 }
+
+/// Dedup key -> (event name, namespace, count).
+type Seen = HashMap<String, (String, String, u64)>;
 
 /// Keep at most this many dedup entries (oldest forgotten first is not
 /// tracked; the map is simply cleared when full, which only costs a new Event).
@@ -32,7 +36,7 @@ impl Recorder {
         Self {
             reg,
             component,
-            seen: Mutex::new(HashMap::new()),
+            seen: Default::default(),
         }
     }
 
@@ -43,6 +47,18 @@ impl Recorder {
         if let Err(e) = self.try_record(obj, type_, reason, message).await {
             tracing::debug!(component = self.component, reason, error = %e, "event not recorded");
         }
+    }
+
+    /// [`Recorder::record`] without waiting for it (off a controller's path).
+    pub fn record_later(
+        &self,
+        obj: &Value,
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+    ) {
+        let (rec, obj) = (self.clone(), obj.clone());
+        tokio::spawn(async move { rec.record(&obj, type_, reason, &message).await });
     }
 
     async fn try_record(

@@ -14,8 +14,8 @@ use selur_store::Event;
 
 use super::cronjob_logic::{self, job_name, CronSpec, Skip};
 use super::podstate::{self, parse_time};
-use super::workqueue::{key_under, split_key};
-use super::{contains, kind, list_containing};
+use super::workqueue::split_key;
+use super::{kind, list_containing};
 use crate::clock::rfc3339;
 use crate::events::Recorder;
 use crate::registry::{meta_str, DeleteOptions, Registry, Subresource};
@@ -47,21 +47,7 @@ impl Ctx {
 
 /// The CronJobs a change concerns: the CronJob itself, or a Job's controlling CronJob.
 pub fn keys_of(ev: &Event) -> Vec<String> {
-    let k = &ev.kv.key;
-    if let Some(key) = key_under(PREFIX, k) {
-        return vec![key];
-    }
-    if k.starts_with(JOB_PREFIX) && contains(&ev.kv.value, b"\"CronJob\"") {
-        if let Ok(job) = serde_json::from_slice::<Value>(&ev.kv.value) {
-            if let (Some(("CronJob", name, _)), Some(ns)) = (
-                podstate::controller_ref(&job),
-                job.pointer("/metadata/namespace").and_then(Value::as_str),
-            ) {
-                return vec![format!("{ns}/{name}")];
-            }
-        }
-    }
-    Vec::new()
+    super::workqueue::owner_keys(ev, PREFIX, JOB_PREFIX, "CronJob")
 }
 
 /// A Job's finishing condition (`Complete` or `Failed`), if it finished.

@@ -22,7 +22,7 @@ use super::daemonset_plan::{plan, scaled, NodeView, PodView, Strategy};
 use super::deployment_rs::template_hash;
 use super::podstate::{self, controlled_by, deleting, is_available, is_ready};
 use super::workqueue::{key_under, split_key, WorkQueue};
-use super::{contains, kind, list_containing};
+use super::{kind, list_containing};
 use crate::clock::rfc3339;
 use crate::events::Recorder;
 use crate::registry::{meta_str, DeleteOptions, Registry, Subresource, ROOT};
@@ -69,29 +69,13 @@ impl Ctx {
         reason: &'static str,
         msg: String,
     ) {
-        let ctx = self.clone();
-        let obj = obj.clone();
-        tokio::spawn(async move { ctx.recorder.record(&obj, type_, reason, &msg).await });
+        self.recorder.record_later(obj, type_, reason, msg);
     }
 }
 
 /// The DaemonSets a change concerns: the DaemonSet itself, or a pod's controller.
 pub fn keys_of(ev: &Event) -> Vec<String> {
-    let k = &ev.kv.key;
-    if let Some(key) = key_under(PREFIX, k) {
-        return vec![key];
-    }
-    if k.starts_with(POD_PREFIX) && contains(&ev.kv.value, b"\"DaemonSet\"") {
-        if let Ok(pod) = serde_json::from_slice::<Value>(&ev.kv.value) {
-            if let (Some(("DaemonSet", name, _)), Some(ns)) = (
-                podstate::controller_ref(&pod),
-                pod.pointer("/metadata/namespace").and_then(Value::as_str),
-            ) {
-                return vec![format!("{ns}/{name}")];
-            }
-        }
-    }
-    Vec::new()
+    super::workqueue::owner_keys(ev, PREFIX, POD_PREFIX, "DaemonSet")
 }
 
 /// Node changes (join, leave, labels, taints) concern every DaemonSet.

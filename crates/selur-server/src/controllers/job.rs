@@ -18,8 +18,8 @@ use selur_store::Event;
 use super::job_logic::{self, Backoff, Finish, Plan, Previous, Spec};
 use super::job_status::{changed, condition_status, status_of};
 use super::podstate;
-use super::workqueue::{key_under, split_key};
-use super::{contains, kind, list_containing};
+use super::workqueue::split_key;
+use super::{kind, list_containing};
 use crate::events::Recorder;
 use crate::registry::{meta_str, DeleteOptions, Registry, Subresource};
 use crate::status::ApiResult;
@@ -51,29 +51,13 @@ impl Ctx {
         reason: &'static str,
         msg: String,
     ) {
-        let ctx = self.clone();
-        let obj = obj.clone();
-        tokio::spawn(async move { ctx.recorder.record(&obj, type_, reason, &msg).await });
+        self.recorder.record_later(obj, type_, reason, msg);
     }
 }
 
 /// The Jobs a change concerns: the Job itself, or a pod's controlling Job.
 pub fn keys_of(ev: &Event) -> Vec<String> {
-    let k = &ev.kv.key;
-    if let Some(key) = key_under(PREFIX, k) {
-        return vec![key];
-    }
-    if k.starts_with(POD_PREFIX) && contains(&ev.kv.value, b"\"Job\"") {
-        if let Ok(pod) = serde_json::from_slice::<Value>(&ev.kv.value) {
-            if let (Some(("Job", name, _)), Some(ns)) = (
-                podstate::controller_ref(&pod),
-                pod.pointer("/metadata/namespace").and_then(Value::as_str),
-            ) {
-                return vec![format!("{ns}/{name}")];
-            }
-        }
-    }
-    Vec::new()
+    super::workqueue::owner_keys(ev, PREFIX, POD_PREFIX, "Job")
 }
 
 /// Reconcile one Job; `Ok(Some(d))` to look again after `d`.

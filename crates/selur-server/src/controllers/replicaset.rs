@@ -21,8 +21,8 @@ use selur_api::selector::{labels_of, LabelSelector};
 use selur_store::Event;
 
 use super::podstate::{self, controlled_by, is_active, is_available, is_ready};
-use super::workqueue::{key_under, split_key};
-use super::{contains, kind, list_containing};
+use super::workqueue::split_key;
+use super::{kind, list_containing};
 use crate::clock::rfc3339;
 use crate::events::Recorder;
 use crate::registry::{meta_str, DeleteOptions, Registry, Subresource};
@@ -56,29 +56,13 @@ impl Ctx {
         reason: &'static str,
         msg: String,
     ) {
-        let ctx = self.clone();
-        let obj = obj.clone();
-        tokio::spawn(async move { ctx.recorder.record(&obj, type_, reason, &msg).await });
+        self.recorder.record_later(obj, type_, reason, msg);
     }
 }
 
 /// The ReplicaSets a change concerns: the ReplicaSet itself, or a pod's controller.
 pub fn keys_of(ev: &Event) -> Vec<String> {
-    let k = &ev.kv.key;
-    if let Some(key) = key_under(PREFIX, k) {
-        return vec![key];
-    }
-    if k.starts_with(POD_PREFIX) && contains(&ev.kv.value, b"\"ReplicaSet\"") {
-        if let Ok(pod) = serde_json::from_slice::<Value>(&ev.kv.value) {
-            if let (Some(("ReplicaSet", name, _)), Some(ns)) = (
-                podstate::controller_ref(&pod),
-                pod.pointer("/metadata/namespace").and_then(Value::as_str),
-            ) {
-                return vec![format!("{ns}/{name}")];
-            }
-        }
-    }
-    Vec::new()
+    super::workqueue::owner_keys(ev, PREFIX, POD_PREFIX, "ReplicaSet")
 }
 
 fn int(v: &Value, ptr: &str) -> i64 {

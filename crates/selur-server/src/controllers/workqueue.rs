@@ -141,6 +141,37 @@ pub fn key_under(prefix: &str, store_key: &str) -> Option<String> {
     rest.contains('/').then(|| rest.to_string())
 }
 
+/// The keys a change concerns for a controller of `kind` whose objects are
+/// stored under `prefix`: the object itself, or the controller of a
+/// dependent stored under `dependent_prefix` (a ReplicaSet's pods, a
+/// CronJob's Jobs), found through its controlling owner reference.
+pub fn owner_keys(
+    ev: &selur_store::Event,
+    prefix: &str,
+    dependent_prefix: &str,
+    kind: &str,
+) -> Vec<String> {
+    let k = &ev.kv.key;
+    if let Some(key) = key_under(prefix, k) {
+        return vec![key];
+    }
+    let quoted = format!("\"{kind}\"");
+    if k.starts_with(dependent_prefix) && super::contains(&ev.kv.value, quoted.as_bytes()) {
+        if let Ok(obj) = serde_json::from_slice::<serde_json::Value>(&ev.kv.value) {
+            if let (Some((owner_kind, name, _)), Some(ns)) = (
+                super::podstate::controller_ref(&obj),
+                obj.pointer("/metadata/namespace")
+                    .and_then(serde_json::Value::as_str),
+            ) {
+                if owner_kind == kind {
+                    return vec![format!("{ns}/{name}")];
+                }
+            }
+        }
+    }
+    Vec::new()
+}
+
 /// Split a queue key into namespace and name.
 pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or(("default", key))
