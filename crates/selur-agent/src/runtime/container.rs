@@ -145,6 +145,7 @@ pub struct StartCtx<'a> {
 /// Prepare and start one container's shim (blocking: unpack, mount, spawn).
 pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     let agent = cx.agent;
+    let t0 = std::time::Instant::now();
     let k8s_pod: k8s_openapi::api::core::v1::Pod =
         serde_json::from_value(cx.pod.clone()).map_err(|e| e.to_string())?;
     let container: k8s_openapi::api::core::v1::Container =
@@ -154,9 +155,11 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let manifest = agent.images.manifest(&digest).map_err(|e| e.to_string())?;
     let (_, config) = agent.images.config(&manifest).map_err(|e| e.to_string())?;
+    let t_image = t0.elapsed();
     let rootfs = Rootfs::at(&c.dir);
     let _ = rootfs.remove();
     rootfs.mount(&layers).map_err(|e| e.to_string())?;
+    let t_mount = t0.elapsed();
     let pod_dir = pod_dir(agent, cx.pod["metadata"]["uid"].as_str().unwrap_or(""));
     let etc = pod_dir.join("etc");
     let mut mounts = crate::volumes::mounts_for(&c.spec, cx.sources)?;
@@ -199,8 +202,13 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     let _ = std::fs::remove_file(c.exit_file());
     let _ = std::fs::remove_file(c.dir.join("pid"));
     let log = link_log(c, cx.run)?;
+    let t_spec = t0.elapsed();
     spawn_shim(agent, c, cx.cgroup, &log)?;
-    wait_started(c)
+    let t_spawn = t0.elapsed();
+    let r = wait_started(c);
+    tracing::debug!(container = %c.id, image = ?t_image, mount = ?t_mount, spec = ?t_spec,
+        spawn = ?t_spawn, started = ?t0.elapsed(), "container start timings (cumulative)");
+    r
 }
 
 /// Wait until the runtime says the container's process runs (its pid file

@@ -226,6 +226,7 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
     // A bounded number of pods start at once: many runtimes starting
     // together on a few cores are slower than a few at a time.
     let permit = agent.start_permits.clone().acquire_owned().await.ok();
+    let t0 = std::time::Instant::now();
     let remembered = PodState::load(&dir);
     let (a, p) = (agent.clone(), pod.clone());
     let adopt = remembered.is_some();
@@ -272,9 +273,11 @@ pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
         state,
     );
     // The first step starts the first containers; then the permit goes.
+    let t_setup = t0.elapsed();
     if !*rx.borrow() {
         run.step().await;
     }
+    tracing::debug!(uid, setup = ?t_setup, first_step = ?t0.elapsed(), "pod start timings (cumulative)");
     drop(permit);
     drop(guard);
     run.run(rx, lock).await;
