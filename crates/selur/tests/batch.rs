@@ -12,21 +12,7 @@ use serde_json::Value;
 /// and a short Job back-off.
 fn busybox_node(name: &str) -> Server {
     let s = Server::start(&["--node-name", name, "--job-backoff", "200ms"]);
-    let ctx = s.data_dir().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
-    )
-    .unwrap();
-    s.ok(&[
-        "image",
-        "build",
-        "-t",
-        "localhost/rt:1",
-        ctx.to_str().unwrap(),
-    ]);
+    common::build_busybox_image(&s, None);
     s
 }
 

@@ -14,10 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-
-use common::{demo_binary, examples, sh, ExtraAgent, Server};
+use common::{demo_binary, examples, sh, ExtraAgent, LocalRegistry, Server};
 use serde_json::Value;
 
 const TRACES: &str = "/var/lib/obli-pkg/traces";
@@ -33,45 +30,11 @@ impl Drop for HostDirGuard {
     }
 }
 
-struct Registry(Child);
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A local registry holding the vordr stand-in as `mirror/vordr:latest`;
 /// returns it and the registry settings file that mirrors ghcr.io to it.
-fn vordr_mirror(work: &Path) -> (Registry, PathBuf) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let cfg = work.join("registry.yml");
-    let conf = format!(
-        "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        work.join("storage").display()
-    );
-    std::fs::write(&cfg, conf).expect("registry config");
-    let registry = Registry(
-        Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian package docker-registry) must be installed"),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn vordr_mirror(work: &Path) -> (LocalRegistry, PathBuf) {
+    let registry = LocalRegistry::start(work);
+    let port = registry.port;
     let l = work.join("layout").display().to_string();
     let b = work.join("bundle").display().to_string();
     let img = format!("{l}:latest");

@@ -7,14 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{wait_pod, write_file, Server, SELUR};
+use common::{build_busybox_image, wait_pod, write_file, ExtraAgent, Server};
 use serde_json::Value;
-
-const BUSYBOX_FILE: &str =
-    "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n";
 
 /// A server (node `node`) with back-off shortened, holding `localhost/rt:1`.
 fn server(node: &str) -> Server {
@@ -26,19 +23,8 @@ fn server(node: &str) -> Server {
         "--container-backoff-max",
         "2s",
     ]);
-    build_busybox(&s, &[]);
+    build_busybox_image(&s, None);
     s
-}
-
-fn build_busybox(s: &Server, node: &[&str]) {
-    let ctx = s.data_dir().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
-    std::fs::write(ctx.join("Containerfile"), BUSYBOX_FILE).unwrap();
-    let mut args = vec!["image", "build", "-t", "localhost/rt:1"];
-    args.extend_from_slice(node);
-    args.push(ctx.to_str().unwrap());
-    s.ok(&args);
 }
 
 fn pod(name: &str, node: &str, policy: &str, extra: &str, script: &str) -> String {
@@ -251,47 +237,12 @@ fn killed_agent_readopts_running_containers() {
     s.ok(&["delete", "-f", &f]);
 }
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn two_agents_run_pods_side_by_side() {
     let s = server("left");
     let dir = s.data_dir().join("agent-right");
-    let log = std::fs::File::create(s.data_dir().join("agent-right.log")).unwrap();
-    let _right = Agent(
-        Command::new(SELUR)
-            .args([
-                "agent",
-                "--server",
-                &s.url,
-                "--node-name",
-                "right",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .args(["--heartbeat-interval", "1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while !s.selur(&["get", "node", "right"]).status.success() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "agent right never joined"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    build_busybox(&s, &["--node", "right"]);
+    let _right = ExtraAgent::start(&s, "right", &[]);
+    build_busybox_image(&s, Some("right"));
     let node = s.get_json(&["node", "right"]);
     let rt = node["status"]["nodeInfo"]["containerRuntimeVersion"]
         .as_str()
@@ -341,7 +292,7 @@ fn logs_rotate_and_previous_shows_the_run_before_a_restart() {
         "--container-log-max-files",
         "2",
     ]);
-    build_busybox(&s, &[]);
+    build_busybox_image(&s, None);
     let script = "if test -e /state/ran; then echo second-run; sleep 1000; fi; touch /state/ran; i=0; while [ $i -lt 200 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; echo first-run-done; exit 1";
     let y = pod(
         "chatty",

@@ -61,16 +61,6 @@ impl Ctx {
             reg,
         })
     }
-
-    fn event(
-        self: &Arc<Self>,
-        obj: &Value,
-        type_: &'static str,
-        reason: &'static str,
-        msg: String,
-    ) {
-        self.recorder.record_later(obj, type_, reason, msg);
-    }
 }
 
 /// The DaemonSets a change concerns: the DaemonSet itself, or a pod's controller.
@@ -316,11 +306,12 @@ async fn create_pod(
     match ctx.reg.create(kind("pods")?, ns, body, false).await {
         Ok(p) => {
             let msg = format!("Created pod: {}", meta_str(&p, "name").unwrap_or(""));
-            ctx.event(ds, "Normal", "SuccessfulCreate", msg);
+            ctx.recorder
+                .record_later(ds, "Normal", "SuccessfulCreate", msg);
             Ok(())
         }
         Err(e) => {
-            ctx.event(
+            ctx.recorder.record_later(
                 ds,
                 "Warning",
                 "FailedCreate",
@@ -338,7 +329,7 @@ async fn delete_pod(ctx: &Arc<Ctx>, ds: &Value, ns: &str, name: &str) -> ApiResu
         .await
     {
         Ok(_) => {
-            ctx.event(
+            ctx.recorder.record_later(
                 ds,
                 "Normal",
                 "SuccessfulDelete",
@@ -348,7 +339,7 @@ async fn delete_pod(ctx: &Arc<Ctx>, ds: &Value, ns: &str, name: &str) -> ApiResu
         }
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => {
-            ctx.event(
+            ctx.recorder.record_later(
                 ds,
                 "Warning",
                 "FailedDelete",

@@ -43,16 +43,6 @@ impl Ctx {
             backoff,
         })
     }
-
-    fn event(
-        self: &Arc<Self>,
-        obj: &Value,
-        type_: &'static str,
-        reason: &'static str,
-        msg: String,
-    ) {
-        self.recorder.record_later(obj, type_, reason, msg);
-    }
 }
 
 /// The Jobs a change concerns: the Job itself, or a pod's controlling Job.
@@ -127,17 +117,23 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> ApiResult<Option<Duration>
 
 fn record_transitions(ctx: &Arc<Ctx>, job: &Value, spec: &Spec, plan: &Plan) {
     match &plan.finish {
-        Some(Finish::Complete) => ctx.event(job, "Normal", "Completed", "Job completed".into()),
+        Some(Finish::Complete) => {
+            ctx.recorder
+                .record_later(job, "Normal", "Completed", "Job completed".into())
+        }
         Some(Finish::Failed { reason, message }) => {
-            ctx.event(job, "Warning", reason, message.to_string())
+            ctx.recorder
+                .record_later(job, "Warning", reason, message.to_string())
         }
         None => {}
     }
     let was_suspended = condition_status(job, "Suspended") == Some("True");
     if spec.suspend && !was_suspended {
-        ctx.event(job, "Normal", "Suspended", "Job suspended".into());
+        ctx.recorder
+            .record_later(job, "Normal", "Suspended", "Job suspended".into());
     } else if !spec.suspend && was_suspended {
-        ctx.event(job, "Normal", "Resumed", "Job resumed".into());
+        ctx.recorder
+            .record_later(job, "Normal", "Resumed", "Job resumed".into());
     }
 }
 
@@ -213,13 +209,13 @@ async fn create_pods(
                 res = ctx.reg.create(pod_kind, ns, body, false).await;
             }
             match &res {
-                Ok(p) => ctx.event(
+                Ok(p) => ctx.recorder.record_later(
                     job,
                     "Normal",
                     "SuccessfulCreate",
                     format!("Created pod: {}", meta_str(p, "name").unwrap_or("")),
                 ),
-                Err(e) => ctx.event(
+                Err(e) => ctx.recorder.record_later(
                     job,
                     "Warning",
                     "FailedCreate",
@@ -255,7 +251,7 @@ async fn delete_pods(ctx: &Arc<Ctx>, job: &Value, names: &[String]) -> usize {
             .await
         {
             Ok(_) => {
-                ctx.event(
+                ctx.recorder.record_later(
                     job,
                     "Normal",
                     "SuccessfulDelete",
@@ -265,7 +261,7 @@ async fn delete_pods(ctx: &Arc<Ctx>, job: &Value, names: &[String]) -> usize {
             }
             Err(e) if e.code == 404 => true,
             Err(e) => {
-                ctx.event(
+                ctx.recorder.record_later(
                     job,
                     "Warning",
                     "FailedDelete",

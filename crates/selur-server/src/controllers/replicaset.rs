@@ -47,17 +47,6 @@ impl Ctx {
             reg,
         })
     }
-
-    /// Record an event without waiting for it.
-    fn event(
-        self: &Arc<Self>,
-        obj: &Value,
-        type_: &'static str,
-        reason: &'static str,
-        msg: String,
-    ) {
-        self.recorder.record_later(obj, type_, reason, msg);
-    }
 }
 
 /// The ReplicaSets a change concerns: the ReplicaSet itself, or a pod's controller.
@@ -180,9 +169,10 @@ async fn create_one(ctx: &Arc<Ctx>, rs: &Value, body: Value) -> ApiResult<Value>
     match &res {
         Ok(p) => {
             let msg = format!("Created pod: {}", meta_str(p, "name").unwrap_or(""));
-            ctx.event(rs, "Normal", "SuccessfulCreate", msg);
+            ctx.recorder
+                .record_later(rs, "Normal", "SuccessfulCreate", msg);
         }
-        Err(e) => ctx.event(
+        Err(e) => ctx.recorder.record_later(
             rs,
             "Warning",
             "FailedCreate",
@@ -207,7 +197,7 @@ async fn delete_pods(ctx: &Arc<Ctx>, rs: &Value, pods: &[Value]) -> (Vec<Value>,
             .await
         {
             Ok(_) => {
-                ctx.event(
+                ctx.recorder.record_later(
                     rs,
                     "Normal",
                     "SuccessfulDelete",
@@ -217,7 +207,7 @@ async fn delete_pods(ctx: &Arc<Ctx>, rs: &Value, pods: &[Value]) -> (Vec<Value>,
             }
             Err(e) if e.code == 404 => Ok(()),
             Err(e) => {
-                ctx.event(
+                ctx.recorder.record_later(
                     rs,
                     "Warning",
                     "FailedDelete",

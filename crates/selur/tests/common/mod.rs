@@ -367,7 +367,16 @@ pub fn wait_pod(s: &Server, name: &str, what: &str, f: impl Fn(&Value) -> bool) 
 /// static busybox as the entrypoint, running as 65532.
 pub fn node_with_busybox_image() -> Server {
     let s = Server::start(&["--node-name", "main"]);
-    let ctx = s.data_dir().join("ctx");
+    build_busybox_image(&s, None);
+    s
+}
+
+/// Build `localhost/rt:1` (static busybox as the entrypoint, running as
+/// 65532) into the server's node, or into `node` of several.
+pub fn build_busybox_image(s: &Server, node: Option<&str>) {
+    let ctx = s
+        .data_dir()
+        .join(format!("ctx-{}", node.unwrap_or("default")));
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::copy("/bin/busybox", ctx.join("busybox")).unwrap();
     std::fs::write(
@@ -375,14 +384,62 @@ pub fn node_with_busybox_image() -> Server {
         "FROM scratch\nCOPY busybox /bin/busybox\nUSER 65532\nENTRYPOINT [\"/bin/busybox\"]\n",
     )
     .unwrap();
-    s.ok(&[
-        "image",
-        "build",
-        "-t",
-        "localhost/rt:1",
-        ctx.to_str().unwrap(),
-    ]);
-    s
+    let mut args = vec!["image", "build", "-t", "localhost/rt:1"];
+    if let Some(n) = node {
+        args.extend(["--node", n]);
+    }
+    let ctx = ctx.display().to_string();
+    args.push(&ctx);
+    s.ok(&args);
+}
+
+/// A local `docker-registry` on a free loopback port, storing under `dir`
+/// (deletes enabled); killed on drop.
+pub struct LocalRegistry {
+    child: Child,
+    pub port: u16,
+}
+
+impl LocalRegistry {
+    pub fn start(dir: &Path) -> LocalRegistry {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let cfg = dir.join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian package docker-registry) must be installed");
+        let registry = LocalRegistry { child, port };
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "registry did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The static demo binary (`scripts/build-demo.sh`, run by `scripts/test.sh`
