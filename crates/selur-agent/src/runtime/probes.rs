@@ -166,9 +166,13 @@ pub fn judge_obli(stdout: &[u8]) -> Result<(bool, Value), String> {
         let shown: String = line.chars().take(120).collect();
         format!("obli-pkg status: output is not JSON: {shown:?}")
     })?;
-    let status = v["status"].as_str().unwrap_or("");
-    let integrity = v["integrity"].as_str().unwrap_or("");
-    Ok((status == "healthy" && integrity == "ok", v))
+    Ok((obli_healthy(&v), v))
+}
+
+/// The Lago Grey rule: healthy only when `status` is `healthy` and
+/// `integrity` is `ok`.
+pub fn obli_healthy(v: &Value) -> bool {
+    v["status"] == "healthy" && v["integrity"] == "ok"
 }
 
 /// Why a parsed obli-pkg status is unhealthy.

@@ -211,9 +211,8 @@ pub fn pod_status(
         v["initContainerStatuses"] = Value::Array(inits);
     }
     // The Lago Grey health of each container that reported one.
-    for s in slots.iter().filter(|s| s.obli.is_some()) {
-        let Some(o) = &s.obli else { continue };
-        let healthy = o["status"] == "healthy" && o["integrity"] == "ok";
+    for (s, o) in slots.iter().filter_map(|s| s.obli.as_ref().map(|o| (s, o))) {
+        let healthy = super::probes::obli_healthy(o);
         let mut c = conds.get(&obli_condition_type(&s.ctr.name), healthy);
         c["reason"] = json!(if healthy { "Healthy" } else { "Unhealthy" });
         c["message"] = json!(o.to_string());
