@@ -4,26 +4,12 @@
 
 use std::io::IsTerminal;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use serde_json::Value;
-
 use selur_api::stream::PROTOCOL;
 
-use crate::client::{status_error, Client, ClientError};
+use crate::client::{Client, ClientError};
 
 /// An upgraded connection to the server.
-pub type Stream = TokioIo<Upgraded>;
-
-fn transport(base: &str, reason: impl std::fmt::Display) -> ClientError {
-    ClientError::Transport {
-        url: base.to_string(),
-        reason: reason.to_string(),
-    }
-}
+pub type Stream = selur_client::upgrade::Stream;
 
 /// `POST path?query` with `Upgrade: selur-stream`; the upgraded connection
 /// once the server answers `101`, or its Status error.
@@ -32,62 +18,9 @@ pub async fn open(
     path: &str,
     query: &[(&str, String)],
 ) -> Result<Stream, ClientError> {
-    let base = &client.base;
-    let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), query)
-        .map_err(|e| transport(base, e))?;
-    if url.scheme() != "http" {
-        return Err(transport(
-            base,
-            format!(
-                "streaming commands speak plain HTTP to the server for now, not {}",
-                url.scheme()
-            ),
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| transport(base, "the server URL has no host"))?;
-    let port = url.port_or_known_default().unwrap_or(80);
-    let tcp =
-        tokio::net::TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-            .await
-            .map_err(|e| transport(base, e))?;
-    let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    client
+        .upgrade(hyper::Method::POST, path, query, PROTOCOL)
         .await
-        .map_err(|e| transport(base, e))?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    let path_and_query = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let req = hyper::Request::post(path_and_query)
-        .header(header::HOST, format!("{host}:{port}"))
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, PROTOCOL)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| transport(base, e))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| transport(base, e))?;
-    if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        let code = resp.status().as_u16();
-        let raw = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        return Err(status_error(code, &v, &raw));
-    }
-    let upgraded = hyper::upgrade::on(resp)
-        .await
-        .map_err(|e| transport(base, e))?;
-    Ok(TokioIo::new(upgraded))
 }
 
 /// The local terminal in raw mode (no echo, no line editing, no signals

@@ -1,0 +1,1 @@
+//! The watcher (in progress).
