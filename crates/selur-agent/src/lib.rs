@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use selur_api::quantity::Quantity;
+use selur_client::recorder::{ApiSink, Recorder};
 use selur_image::ImageStore;
 
 pub use node::Taint;
@@ -39,6 +40,8 @@ pub enum AgentError {
     Config(String),
     #[error("API server {url}: {reason}")]
     Api { url: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] selur_client::ClientError),
     #[error("image store: {0}")]
     Images(#[from] selur_image::StoreError),
 }
@@ -146,22 +149,47 @@ impl AgentConfig {
 pub struct Agent {
     pub config: AgentConfig,
     pub images: Arc<ImageStore>,
-    http: reqwest::Client,
+    /// The API (every request of this agent goes through it).
+    pub client: selur_client::Client,
+    /// Events about this node's pods, deduplicated.
+    pub recorder: Recorder<ApiSink>,
     /// Poked when the node's reported state (images) changed.
     pub changed: Notify,
     /// The pods this agent runs.
     pub running: Arc<runtime::Running>,
     /// Pod starts in progress at once (`AgentConfig::pod_start_concurrency`).
     pub(crate) start_permits: Arc<tokio::sync::Semaphore>,
-    /// Events recorded so far, for counting repeats: key -> (name, count).
-    pub(crate) events: std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
 
+/// How long one API request of the agent may take (a server that stopped
+/// answering must not hold a pod up forever).
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Agent {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.config.server.trim_end_matches('/'))
+    /// An agent with `config`, keeping images in `images`.
+    pub fn new(config: AgentConfig, images: Arc<ImageStore>) -> Result<Self, AgentError> {
+        let client = selur_client::Client::from_url(&config.server)?;
+        let recorder = Recorder::new(
+            ApiSink {
+                client: client.clone(),
+            },
+            "selur-agent",
+            Some(&config.node_name),
+        );
+        let permits = config.pod_start_concurrency.max(1);
+        Ok(Self {
+            config,
+            images,
+            client,
+            recorder,
+            changed: Notify::new(),
+            running: Arc::default(),
+            start_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+        })
     }
 
+    /// A request with a JSON body; the status code and the JSON answer
+    /// (`Status` bodies included), or a transport error.
     pub(crate) async fn call(
         &self,
         method: reqwest::Method,
@@ -169,20 +197,32 @@ impl Agent {
         ct: &str,
         body: &Value,
     ) -> Result<(u16, Value), AgentError> {
-        let resp = self
-            .http
-            .request(method, self.url(path))
-            .header(reqwest::header::CONTENT_TYPE, ct)
-            .body(serde_json::to_vec(body).unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| AgentError::Api {
-                url: self.config.server.clone(),
-                reason: e.to_string(),
-            })?;
-        let code = resp.status().as_u16();
-        let v = resp.json().await.unwrap_or(Value::Null);
-        Ok((code, v))
+        let bytes = serde_json::to_vec(body).map_err(|e| AgentError::Api {
+            url: self.config.server.clone(),
+            reason: e.to_string(),
+        })?;
+        let req = if body.is_null() {
+            self.client.builder(method, path)
+        } else {
+            self.client
+                .builder(method, path)
+                .header(reqwest::header::CONTENT_TYPE, ct)
+                .body(bytes)
+        };
+        match self.client.execute(req.timeout(API_TIMEOUT)).await {
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                let v = resp.json().await.unwrap_or(Value::Null);
+                Ok((code, v))
+            }
+            Err(selur_client::ClientError::Api {
+                code,
+                reason,
+                message,
+                ..
+            }) => Ok((code, json!({"reason": reason, "message": message}))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn node_path(&self) -> String {
@@ -351,20 +391,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
     let images = Arc::new(ImageStore::open(&config.data_dir.join("images"))?);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| AgentError::Config(e.to_string()))?;
-    let permits = config.pod_start_concurrency.max(1);
-    let agent = Arc::new(Agent {
-        config,
-        images,
-        http,
-        changed: Notify::new(),
-        running: Arc::default(),
-        events: Default::default(),
-        start_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
-    });
+    let agent = Arc::new(Agent::new(config, images)?);
     // The server may still be starting (in-process agent): retry registration.
     let mut delay = Duration::from_millis(100);
     loop {

@@ -1,18 +1,28 @@
-//! Image pulls for the pods bound to this node: the agent lists and watches
-//! pods with `spec.nodeName` = its node, and makes each container's image
-//! present according to `imagePullPolicy` (Always, IfNotPresent, Never),
-//! recording Pulling / Pulled / Failed / ErrImageNeverPull events on the pod
-//! as the kubelet does, then hands the pod to the runtime. Pods that already
-//! ran here (the agent restarted) are re-adopted without new pulls.
+//! This node's pods as the API has them: a [`Watcher`] over the pods with
+//! `spec.nodeName` = this node (seeded with the pods this agent still holds
+//! on disk, so pods deleted while it was away or while its watch was down
+//! come out as deletions), and what the agent does about each change:
+//! - a new pod: its images are made present per `imagePullPolicy`
+//!   (Pulling / Pulled events; a failed pull is retried with back-off and
+//!   shown as the container's `ErrImagePull`, then `ImagePullBackOff`, as
+//!   the kubelet does), then the runtime starts and supervises it;
+//! - a pod marked for deletion (`deletionTimestamp`): the runtime stops it
+//!   within its `deletionGracePeriodSeconds` (preStop, TERM, KILL), cleans
+//!   up, and the agent confirms the delete (grace 0, uid precondition) so
+//!   the object goes;
+//! - a pod gone from the API (force-deleted): the runtime stops it too.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
-use crate::node::now_secs;
+use selur_client::recorder::ObjectRef;
+use selur_client::watcher::{ApiSource, Event, Watcher};
+use selur_client::{Api, DeleteParams, ListParams, ResourcePath};
+
 use crate::Agent;
 
 /// What a container's image needs, by pull policy and presence.
@@ -33,9 +43,22 @@ pub fn decide(policy: &str, present: bool) -> PullDecision {
     }
 }
 
-/// Record an event about `pod`. A repeat of the same event (same pod,
-/// field path, type, reason and message) bumps the existing Event's
-/// `count` and `lastTimestamp`, as client-go's event correlator does.
+/// The kubelet's minimum grace when it kills (a force-deleted pod's
+/// containers still get TERM and this long before KILL).
+pub const MIN_KILL_GRACE: Duration = Duration::from_secs(2);
+
+fn pod_ref(pod: &Value, field_path: &str) -> ObjectRef {
+    let mut r = ObjectRef::of(pod).field(field_path);
+    if r.api_version.is_empty() {
+        r.api_version = "v1".into();
+    }
+    if r.kind.is_empty() {
+        r.kind = "Pod".into();
+    }
+    r
+}
+
+/// Record an event about `pod` (deduplicated by the agent's recorder).
 pub async fn event(
     agent: &Agent,
     pod: &Value,
@@ -44,57 +67,10 @@ pub async fn event(
     reason: &str,
     message: &str,
 ) {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-    let now = now_secs();
-    let key = format!("{uid}\u{0}{field_path}\u{0}{type_}\u{0}{reason}\u{0}{message}");
-    let known = agent.events.lock().ok().and_then(|m| m.get(&key).cloned());
-    if let Some((ev_name, count)) = known {
-        let path = format!("/api/v1/namespaces/{ns}/events/{ev_name}");
-        let patch = json!({"count": count + 1, "lastTimestamp": now});
-        if let Ok((200, _)) = agent
-            .call(
-                reqwest::Method::PATCH,
-                &path,
-                "application/merge-patch+json",
-                &patch,
-            )
-            .await
-        {
-            if let Ok(mut m) = agent.events.lock() {
-                m.insert(key, (ev_name, count + 1));
-            }
-            return;
-        }
-    }
-    let ev = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": ns},
-        "involvedObject": {"kind": "Pod", "apiVersion": "v1", "name": name, "namespace": ns,
-            "uid": uid, "fieldPath": field_path},
-        "reason": reason, "message": message, "type": type_,
-        "source": {"component": "selur-agent", "host": agent.config.node_name},
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    let path = format!("/api/v1/namespaces/{ns}/events");
-    match agent
-        .call(reqwest::Method::POST, &path, "application/json", &ev)
-        .await
-    {
-        Ok((201, v)) => {
-            if let (Some(ev_name), Ok(mut m)) =
-                (v["metadata"]["name"].as_str(), agent.events.lock())
-            {
-                if m.len() >= 4096 {
-                    m.clear();
-                }
-                m.insert(key, (ev_name.to_string(), 1));
-            }
-        }
-        Ok((code, v)) => tracing::warn!(code, message = ?v["message"], "event not recorded"),
-        Err(e) => tracing::warn!(error = %e, "event not recorded"),
-    }
+    agent
+        .recorder
+        .record(&pod_ref(pod, field_path), type_, reason, message)
+        .await;
 }
 
 /// Record an event without waiting for the API (off the pod start path).
@@ -106,62 +82,105 @@ pub fn event_later(
     reason: &str,
     message: &str,
 ) {
-    let (a, p) = (agent.clone(), pod.clone());
-    let (f, t, r, m) = (
-        field_path.to_string(),
-        type_.to_string(),
-        reason.to_string(),
-        message.to_string(),
-    );
-    tokio::spawn(async move { event(&a, &p, &f, &t, &r, &m).await });
+    agent
+        .recorder
+        .record_later(pod_ref(pod, field_path), type_, reason, message.to_string());
 }
 
-/// Make every image of `pod` present per its containers' pull policies.
-/// Returns whether every image is present afterwards.
-async fn ensure_images(agent: &Arc<Agent>, pod: &Value) -> bool {
-    let (agent, pod) = (agent.clone(), pod.clone());
-    let mut ok = true;
+/// The image pull back-off: `initial` doubling to `max` (the container
+/// restart back-off settings, as the kubelet uses one back-off for both).
+fn pull_delay(agent: &Agent, failures: u32) -> Duration {
+    let b = &agent.config.backoff;
+    let initial = b.initial.max(Duration::from_millis(100));
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    initial.saturating_mul(factor).min(b.max.max(initial))
+}
+
+/// Containers (init first) as (field, path prefix, spec).
+fn containers(pod: &Value) -> impl Iterator<Item = (&'static str, &Value)> {
     let spec = &pod["spec"];
-    let groups = [
-        ("initContainers", "spec.initContainers"),
-        ("containers", "spec.containers"),
-    ];
-    for (field, path) in groups {
-        for c in spec[field].as_array().into_iter().flatten() {
-            let image = c["image"].as_str().unwrap_or("");
-            let cname = c["name"].as_str().unwrap_or("");
-            let fp = format!("{path}{{{cname}}}");
-            let policy = c["imagePullPolicy"].as_str().unwrap_or("IfNotPresent");
+    let init = spec["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| ("spec.initContainers", c));
+    let apps = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| ("spec.containers", c));
+    init.chain(apps)
+}
+
+/// Report every container as waiting; those with image `failing` with
+/// `reason`/`message` (ErrImagePull, ImagePullBackOff, ErrImageNeverPull).
+async fn report_waiting(agent: &Agent, pod: &Value, failing: &str, reason: &str, message: &str) {
+    let status_of = |c: &Value, init: bool| {
+        let image = c["image"].as_str().unwrap_or("");
+        let waiting = if image == failing {
+            json!({"reason": reason, "message": message})
+        } else if init {
+            json!({"reason": "PodInitializing"})
+        } else {
+            json!({"reason": "ContainerCreating"})
+        };
+        json!({"name": c["name"], "image": image, "imageID": "", "ready": false,
+            "restartCount": 0, "started": false, "state": {"waiting": waiting}})
+    };
+    let mut init = Vec::new();
+    let mut apps = Vec::new();
+    for (path, c) in containers(pod) {
+        if path == "spec.initContainers" {
+            init.push(status_of(c, true));
+        } else {
+            apps.push(status_of(c, false));
+        }
+    }
+    let mut st = json!({"phase": "Pending", "containerStatuses": apps});
+    if !init.is_empty() {
+        st["initContainerStatuses"] = json!(init);
+    }
+    crate::runtime::patch_status(agent, pod, st).await;
+}
+
+/// Make every image of `pod` present per its containers' pull policies,
+/// retrying failures with back-off until they succeed. Returns false when
+/// the pod was stopped (deleted) first.
+async fn ensure_images(agent: &Arc<Agent>, pod: &Value, stop: &mut watch::Receiver<bool>) -> bool {
+    let mut failures: u32 = 0;
+    'containers: for (path, c) in containers(pod) {
+        let image = c["image"].as_str().unwrap_or("");
+        let fp = format!("{path}{{{}}}", c["name"].as_str().unwrap_or(""));
+        let policy = c["imagePullPolicy"].as_str().unwrap_or("IfNotPresent");
+        loop {
+            if *stop.borrow() {
+                return false;
+            }
             let present = agent.images.resolve(image).is_ok();
-            match decide(policy, present) {
+            let error = match decide(policy, present) {
                 PullDecision::AlreadyPresent => {
                     event_later(
-                        &agent,
-                        &pod,
+                        agent,
+                        pod,
                         &fp,
                         "Normal",
                         "Pulled",
                         &format!("Container image \"{image}\" already present on machine"),
                     );
+                    continue 'containers;
                 }
                 PullDecision::NeverPullMissing => {
-                    event(
-                        &agent,
-                        &pod,
-                        &fp,
-                        "Warning",
-                        "ErrImageNeverPull",
-                        &format!(
-                            "Container image \"{image}\" is not present with pull policy of Never"
-                        ),
-                    )
-                    .await;
-                    ok = false;
+                    let msg = format!(
+                        "Container image \"{image}\" is not present with pull policy of Never"
+                    );
+                    event(agent, pod, &fp, "Warning", "ErrImageNeverPull", &msg).await;
+                    report_waiting(agent, pod, image, "ErrImageNeverPull", &msg).await;
+                    None
                 }
                 PullDecision::Pull => {
                     event(
-                        &agent,
-                        &pod,
+                        agent,
+                        pod,
                         &fp,
                         "Normal",
                         "Pulling",
@@ -169,161 +188,171 @@ async fn ensure_images(agent: &Arc<Agent>, pod: &Value) -> bool {
                     )
                     .await;
                     let start = Instant::now();
-                    let res = selur_image::pull::pull(
-                        &agent.images,
-                        &agent.config.registries,
-                        image,
-                        &|_| {},
-                    )
-                    .await;
+                    let res = tokio::select! {
+                        r = selur_image::pull::pull(&agent.images, &agent.config.registries, image, &|_| {}) => r,
+                        _ = stop.changed() => return false,
+                    };
                     match res {
                         Ok(r) => {
                             agent.changed.notify_one();
-                            event(&agent, &pod, &fp, "Normal", "Pulled", &format!(
+                            event(agent, pod, &fp, "Normal", "Pulled", &format!(
                                 "Successfully pulled image \"{image}\" in {:.3}s. Image size: {} bytes.",
                                 start.elapsed().as_secs_f64(), r.size)).await;
+                            continue 'containers;
                         }
-                        Err(e) => {
-                            event(
-                                &agent,
-                                &pod,
-                                &fp,
-                                "Warning",
-                                "Failed",
-                                &format!("Failed to pull image \"{image}\": {e}"),
-                            )
-                            .await;
-                            ok = false;
-                        }
+                        Err(e) => Some(e.to_string()),
                     }
                 }
-            }
-        }
-    }
-    ok
-}
-
-/// Watch this node's pods and pull what they need, once per pod.
-pub async fn run(agent: Arc<Agent>) {
-    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let running = agent.running.clone();
-    let selector = format!("spec.nodeName={}", agent.config.node_name);
-    // Pods deleted while this agent was away are torn down first.
-    loop {
-        match list_uids(&agent, &selector).await {
-            Ok(live) => {
-                crate::runtime::remove_orphans(agent.clone(), live).await;
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list this node's pods; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }
-    loop {
-        if let Err(e) = watch_once(&agent, &selector, &seen, &running).await {
-            tracing::warn!(error = %e, "pod watch ended; restarting");
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Uids of the pods bound to this node.
-async fn list_uids(agent: &Agent, selector: &str) -> Result<HashSet<String>, String> {
-    let url = format!("{}/api/v1/pods", agent.config.server.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .query(&[("fieldSelector", selector)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let list: Value = resp.json().await.map_err(|e| e.to_string())?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["metadata"]["uid"].as_str().map(String::from))
-        .collect())
-}
-
-fn first_sight(seen: &Mutex<HashSet<String>>, pod: &Value) -> bool {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    seen.lock().map(|mut s| s.insert(uid)).unwrap_or(false)
-}
-
-async fn watch_once(
-    agent: &Arc<Agent>,
-    selector: &str,
-    seen: &Arc<Mutex<HashSet<String>>>,
-    running: &Arc<crate::runtime::Running>,
-) -> Result<(), String> {
-    // watch without resourceVersion: the current pods arrive as ADDED first.
-    let url = format!("{}/api/v1/pods", agent.config.server.trim_end_matches('/'));
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .query(&[
-            ("watch", "true"),
-            ("fieldSelector", selector),
-            ("allowWatchBookmarks", "true"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status()));
-    }
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
-                continue;
             };
-            match ev["type"].as_str() {
-                Some("ADDED") | Some("MODIFIED") => {
-                    let pod = ev["object"].clone();
-                    if pod.pointer("/metadata/deletionTimestamp").is_none()
-                        && first_sight(seen, &pod)
-                    {
-                        let (a, r) = (agent.clone(), running.clone());
-                        tokio::spawn(async move {
-                            let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-                            let known = crate::runtime::runs_here(&a, uid);
-                            if known || ensure_images(&a, &pod).await {
-                                crate::runtime::start(a, r, pod).await;
-                            }
-                        });
-                    }
-                }
-                Some("DELETED") => {
-                    tokio::spawn(crate::runtime::stop(
-                        agent.clone(),
-                        running.clone(),
-                        ev["object"].clone(),
-                    ));
-                    if let (Ok(mut s), Some(uid)) =
-                        (seen.lock(), ev["object"]["metadata"]["uid"].as_str())
-                    {
-                        s.remove(uid);
-                    }
-                }
-                Some("ERROR") => {
-                    return Err(ev["object"]["message"]
-                        .as_str()
-                        .unwrap_or("watch error")
-                        .to_string())
-                }
-                _ => {}
+            failures += 1;
+            if let Some(err) = &error {
+                let msg = format!("Failed to pull image \"{image}\": {err}");
+                event(agent, pod, &fp, "Warning", "Failed", &msg).await;
+                event(agent, pod, &fp, "Warning", "Failed", "Error: ErrImagePull").await;
+                report_waiting(agent, pod, image, "ErrImagePull", &msg).await;
+            }
+            let delay = pull_delay(agent, failures);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return false,
+            }
+            if let Some(err) = &error {
+                event(
+                    agent,
+                    pod,
+                    &fp,
+                    "Normal",
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                )
+                .await;
+                event(
+                    agent,
+                    pod,
+                    &fp,
+                    "Warning",
+                    "Failed",
+                    "Error: ImagePullBackOff",
+                )
+                .await;
+                let msg = format!("Back-off pulling image \"{image}\": ErrImagePull: {err}");
+                report_waiting(agent, pod, image, "ImagePullBackOff", &msg).await;
             }
         }
     }
-    Ok(())
+    true
+}
+
+/// The pods this agent still holds on disk (from before a restart).
+fn pods_on_disk(agent: &Agent) -> Vec<Value> {
+    let Ok(rd) = std::fs::read_dir(agent.config.data_dir.join("pods")) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .map(|e| {
+            let uid = e.file_name().to_string_lossy().to_string();
+            std::fs::read(e.path().join("pod.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                // A pod dir without its pod.json (killed early in set-up)
+                // still needs its teardown.
+                .unwrap_or_else(|| json!({"metadata": {"uid": uid}, "spec": {}}))
+        })
+        .collect()
+}
+
+/// Watch this node's pods and act on each change, forever.
+pub async fn run(agent: Arc<Agent>) {
+    let selector = format!("spec.nodeName={}", agent.config.node_name);
+    let source = ApiSource::new(
+        agent.client.clone(),
+        &ResourcePath::of::<Pod>(),
+        None,
+        ListParams::default().fields(&selector),
+    );
+    let mut watcher = Watcher::new(source).with_known(pods_on_disk(&agent));
+    loop {
+        match watcher.next().await {
+            Event::Applied(pod) => applied(&agent, pod),
+            Event::Deleted(pod) => {
+                let grace = pod
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .map(Duration::from_secs)
+                    .unwrap_or(Duration::ZERO);
+                terminate(&agent, pod, grace, false);
+            }
+        }
+    }
+}
+
+fn applied(agent: &Arc<Agent>, pod: Value) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    if uid.is_empty() {
+        return;
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        let grace = pod
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        terminate(agent, pod, Duration::from_secs(grace), true);
+        return;
+    }
+    let Some(stop) = agent.running.claim(&uid) else {
+        return;
+    };
+    let a = agent.clone();
+    tokio::spawn(async move {
+        let mut stop = stop;
+        let known = crate::runtime::runs_here(&a, &uid);
+        if known || ensure_images(&a, &pod, &mut stop).await {
+            crate::runtime::start(a, pod, stop).await;
+        }
+    });
+}
+
+/// Stop the pod (once), then, for a graceful delete, confirm it to the API.
+fn terminate(agent: &Arc<Agent>, pod: Value, grace: Duration, confirm: bool) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    if !agent.running.begin_termination(&uid) {
+        return;
+    }
+    let a = agent.clone();
+    tokio::spawn(async move {
+        crate::runtime::stop(a.clone(), pod.clone(), grace.max(MIN_KILL_GRACE)).await;
+        if confirm {
+            confirm_deleted(&a, &pod).await;
+        }
+        a.running.end_termination(&uid);
+    });
+}
+
+/// Tell the API the pod's containers are gone: delete with grace 0 and the
+/// uid as precondition (a new pod of the same name is never touched).
+/// Retried until the API answers.
+async fn confirm_deleted(agent: &Agent, pod: &Value) {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let api: Api<Pod> = Api::namespaced(agent.client.clone(), ns);
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        precondition_uid: Some(uid.to_string()),
+        ..Default::default()
+    };
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match api.delete(name, &params).await {
+            Ok(_) => return,
+            Err(e) if e.is_not_found() || e.is_conflict() => return,
+            Err(e) => {
+                tracing::warn!(pod = name, uid, error = %e, "cannot confirm the pod's deletion; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -108,6 +108,20 @@ impl<S: Source> Watcher<S> {
         }
     }
 
+    /// Start from objects known before (e.g. what a restarted agent still
+    /// runs): the first list applies those still there and deletes the
+    /// rest, as after a 410.
+    pub fn with_known(mut self, objects: Vec<Value>) -> Self {
+        for mut obj in objects {
+            // Never equal to a listed version: the list re-applies it.
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
+            }
+            self.known.insert(object_key(&obj), obj);
+        }
+        self
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }

@@ -34,15 +34,8 @@ fn agent(dir: &std::path::Path) -> Arc<Agent> {
     std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut config = AgentConfig::new("http://[::1]:1".into(), "n1".into(), dir.join("data"));
     config.runtime = runtime;
-    Arc::new(Agent {
-        images: Arc::new(selur_image::ImageStore::open(&dir.join("images")).unwrap()),
-        config,
-        http: reqwest::Client::new(),
-        changed: Default::default(),
-        running: Default::default(),
-        events: Default::default(),
-        start_permits: Arc::new(tokio::sync::Semaphore::new(4)),
-    })
+    let images = Arc::new(selur_image::ImageStore::open(&dir.join("images")).unwrap());
+    Arc::new(Agent::new(config, images).unwrap())
 }
 
 fn cmd(args: &[&str]) -> Vec<String> {

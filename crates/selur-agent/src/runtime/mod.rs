@@ -39,11 +39,17 @@ use crate::Agent;
 pub use container::id_for;
 use state::PodState;
 
-/// Pods this agent runs, by uid.
+/// Pods this agent runs, by uid, and those it is stopping or stopped.
 #[derive(Default)]
 pub struct Running {
     pods: Mutex<HashMap<String, RunningPod>>,
+    /// Uids being torn down, and (bounded) those torn down: a pod is
+    /// stopped once, and never started again after.
+    ending: Mutex<(HashSet<String>, HashSet<String>)>,
 }
+
+/// Remember at most this many torn-down uids.
+const MAX_ENDED: usize = 8192;
 
 struct RunningPod {
     stop: watch::Sender<bool>,
@@ -59,6 +65,52 @@ impl Running {
             .lock()
             .map(|m| m.values().flat_map(|p| p.images.iter().cloned()).collect())
             .unwrap_or_default()
+    }
+
+    /// Take on the pod with `uid`: its stop signal, or `None` when it is
+    /// already taken on, or being (or was) torn down.
+    pub fn claim(&self, uid: &str) -> Option<watch::Receiver<bool>> {
+        let ending = self.ending.lock().ok()?;
+        if ending.0.contains(uid) || ending.1.contains(uid) {
+            return None;
+        }
+        let mut m = self.pods.lock().ok()?;
+        if m.contains_key(uid) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(false);
+        m.insert(
+            uid.to_string(),
+            RunningPod {
+                stop: tx,
+                images: Vec::new(),
+                lock: Arc::default(),
+            },
+        );
+        Some(rx)
+    }
+
+    /// Mark the pod with `uid` as being torn down; false when it already is
+    /// (or was).
+    pub fn begin_termination(&self, uid: &str) -> bool {
+        let Ok(mut ending) = self.ending.lock() else {
+            return false;
+        };
+        if ending.1.contains(uid) {
+            return false;
+        }
+        ending.0.insert(uid.to_string())
+    }
+
+    /// The pod with `uid` is gone from this node.
+    pub fn end_termination(&self, uid: &str) {
+        if let Ok(mut ending) = self.ending.lock() {
+            ending.0.remove(uid);
+            if ending.1.len() >= MAX_ENDED {
+                ending.1.clear();
+            }
+            ending.1.insert(uid.to_string());
+        }
     }
 
     /// Uids of the pods running here.
@@ -192,37 +244,33 @@ async fn fetch_volumes(
     }
 }
 
-/// Start `pod` (once), or re-adopt it when it ran here before this agent
-/// started, and supervise it until it is stopped.
-pub async fn start(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+/// Start `pod` (claimed with [`Running::claim`], whose stop signal is
+/// `rx`), or re-adopt it when it ran here before this agent started, and
+/// supervise it until it is stopped.
+pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let (tx, rx) = watch::channel(false);
-    let lock: Arc<tokio::sync::Mutex<()>> = Arc::default();
-    {
-        let Ok(mut m) = running.pods.lock() else {
+    let lock = {
+        let Ok(mut m) = agent.running.pods.lock() else {
             return;
         };
-        if m.contains_key(&uid) {
+        let Some(entry) = m.get_mut(&uid) else {
             return;
-        }
-        let images = container::all(&agent, &pod)
+        };
+        entry.images = container::all(&agent, &pod)
             .iter()
             .filter_map(|c| selur_image::Digest::parse(&c.image_id).ok())
             .collect();
-        m.insert(
-            uid.clone(),
-            RunningPod {
-                stop: tx,
-                images,
-                lock: lock.clone(),
-            },
-        );
-    }
+        entry.lock.clone()
+    };
     let dir = pod_dir(&agent, &uid);
     let Some(fetched) = fetch_volumes(&agent, &pod, rx.clone()).await else {
         return;
     };
     let guard = lock.clone().lock_owned().await;
+    // Stopped while waiting: the teardown ran (or runs next) without us.
+    if *rx.borrow() {
+        return;
+    }
     // A bounded number of pods start at once: many runtimes starting
     // together on a few cores are slower than a few at a time.
     let permit = agent.start_permits.clone().acquire_owned().await.ok();
@@ -308,28 +356,32 @@ fn mark_vanished(agent: &Agent, pod: &Value, dir: &std::path::Path) {
     }
 }
 
-/// Stop and remove everything of `pod` (TERM, grace, KILL).
-pub async fn stop(agent: Arc<Agent>, running: Arc<Running>, pod: Value) {
+/// Stop and remove everything of `pod`: its start or supervision stops at
+/// once, then preStop hooks, TERM, at most `grace`, KILL, cleanup.
+pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
-    let entry = running.pods.lock().ok().and_then(|mut m| m.remove(&uid));
+    let entry = agent
+        .running
+        .pods
+        .lock()
+        .ok()
+        .and_then(|mut m| m.remove(&uid));
     let _guard = match entry {
         Some(p) => {
-            let _ = p.stop.send(true);
+            // Receivers may be gone already (the pod never started).
+            p.stop.send_replace(true);
             Some(p.lock.lock_owned().await)
         }
         None => None,
     };
-    let grace = Duration::from_secs(
-        pod["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .unwrap_or(30)
-            .min(300),
-    );
+    let grace = grace.min(Duration::from_secs(3600));
     let began = std::time::Instant::now();
     pre_stop_hooks(&agent, &pod, grace).await;
     let grace = grace.saturating_sub(began.elapsed());
     let a = agent.clone();
-    let _ = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await;
+    if let Err(e) = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await {
+        tracing::error!(uid, error = %e, "pod teardown task failed");
+    }
 }
 
 /// Run the preStop hooks of the pod's running containers, all at once,
@@ -401,28 +453,4 @@ fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
         tracing::warn!(error = %e, "cannot remove pod cgroup");
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Tear down pods that ran here but are no longer bound to this node (deleted
-/// while the agent was down). `live` holds the uids the API still has here.
-pub async fn remove_orphans(agent: Arc<Agent>, live: HashSet<String>) {
-    let a = agent.clone();
-    let _ = tokio::task::spawn_blocking(move || {
-        let Ok(rd) = std::fs::read_dir(a.config.data_dir.join("pods")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let uid = e.file_name().to_string_lossy().to_string();
-            if live.contains(&uid) {
-                continue;
-            }
-            let pod: Value = std::fs::read(e.path().join("pod.json"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_else(|| json!({"metadata": {"uid": uid}, "spec": {}}));
-            tracing::info!(uid, "removing a pod deleted while the agent was away");
-            teardown(&a, &pod, Duration::from_secs(10));
-        }
-    })
-    .await;
 }

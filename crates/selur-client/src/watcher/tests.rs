@@ -195,3 +195,24 @@ fn parses_watch_lines() {
     assert!(parse_line(e).unwrap().unwrap_err().is_gone());
     assert!(parse_line(b"not json").is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn known_objects_missing_from_the_first_list_come_out_deleted() {
+    let fake = Fake::default();
+    {
+        let mut s = fake.inner.lock().unwrap();
+        s.objects = vec![pod("a", "ua", 9)];
+        s.list_rv = "9".into();
+    }
+    let mut w =
+        Watcher::new(fake.clone()).with_known(vec![pod("a", "ua", 9), pod("gone", "ug", 3)]);
+    let mut got = vec![name(&w.next().await), name(&w.next().await)];
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("applied", "a".to_string()),
+            ("deleted", "gone".to_string())
+        ]
+    );
+}
