@@ -34,6 +34,10 @@ pub trait Sink: Send + Sync + 'static {
         count: u64,
         last: &'a str,
     ) -> BoxFuture<'a, Result<bool, SinkError>>;
+    /// The time stamped on events (a sink may follow a test clock).
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
 }
 
 /// The object an event is about.
@@ -177,7 +181,7 @@ impl<S: Sink> Recorder<S> {
             "{id}\u{0}{}\u{0}{type_}\u{0}{reason}\u{0}{message}",
             obj.field_path
         );
-        let now = chrono::Utc::now();
+        let now = self.sink.now();
         let stamp = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let known = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
         if let Some((name, ens, count)) = known {

@@ -1,42 +1,88 @@
 //! Events the control plane records (Scheduled, FailedScheduling,
-//! SuccessfulCreate, ScalingReplicaSet, ...), deduplicated as client-go's
-//! event correlator does: an event repeating the same object, type, reason
-//! and message updates the existing Event's `count` and `lastTimestamp`
-//! instead of creating another.
+//! SuccessfulCreate, ScalingReplicaSet, ...) through the shared recorder of
+//! `selur-client` (the agent uses the same one over HTTP): an event
+//! repeating the same object, type, reason and message updates the
+//! existing Event's `count` and `lastTimestamp` instead of creating
+//! another. Here the sink is the registry itself, stamped by the server's
+//! clock.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use selur_api::kinds;
+use selur_client::recorder::{ObjectRef, Recorder as Shared, Sink, SinkError};
 
-use crate::clock::rfc3339;
 use crate::registry::Registry;
 use crate::status::ApiError;
+
+/// Events written straight into the registry.
+pub struct RegistrySink {
+    reg: Registry,
+}
+
+fn event_kind() -> Result<&'static selur_api::kinds::ResourceKind, ApiError> {
+    kinds::by_cli_name("events").ok_or_else(|| ApiError::internal("kind events missing"))
+}
+
+impl Sink for RegistrySink {
+    fn create<'a>(
+        &'a self,
+        namespace: &'a str,
+        event: Value,
+    ) -> BoxFuture<'a, Result<(), (bool, SinkError)>> {
+        Box::pin(async move {
+            let kind = event_kind().map_err(|e| (false, Box::new(e) as SinkError))?;
+            match self.reg.create(kind, Some(namespace), event, false).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err((e.code == 409, Box::new(e) as SinkError)),
+            }
+        })
+    }
+
+    fn bump<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        count: u64,
+        last: &'a str,
+    ) -> BoxFuture<'a, Result<bool, SinkError>> {
+        Box::pin(async move {
+            let kind = event_kind().map_err(|e| Box::new(e) as SinkError)?;
+            let patch = json!({"count": count, "lastTimestamp": last});
+            match self
+                .reg
+                .merge(
+                    kind,
+                    Some(namespace),
+                    name,
+                    &patch,
+                    crate::registry::Subresource::Main,
+                )
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.code == 404 => Ok(false),
+                Err(e) => Err(Box::new(e) as SinkError),
+            }
+        })
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.reg.clock.now()
+    }
+}
 
 /// Records events for one component (e.g. `default-scheduler`). Clones
 /// share the dedup memory.
 #[derive(Clone)]
 pub struct Recorder {
-    reg: Registry,
-    component: &'static str,
-    seen: std::sync::Arc<Mutex<Seen>>,
+    inner: Shared<RegistrySink>,
 }
-
-/// Dedup key -> (event name, namespace, count).
-type Seen = HashMap<String, (String, String, u64)>;
-
-/// Keep at most this many dedup entries (oldest forgotten first is not
-/// tracked; the map is simply cleared when full, which only costs a new Event).
-const MAX_SEEN: usize = 4096;
 
 impl Recorder {
     pub fn new(reg: Registry, component: &'static str) -> Self {
         Self {
-            reg,
-            component,
-            seen: Default::default(),
+            inner: Shared::new(RegistrySink { reg }, component, None),
         }
     }
 
@@ -44,9 +90,9 @@ impl Recorder {
     /// (any object with apiVersion, kind and metadata). Failures are logged,
     /// never returned: events are informational.
     pub async fn record(&self, obj: &Value, type_: &str, reason: &str, message: &str) {
-        if let Err(e) = self.try_record(obj, type_, reason, message).await {
-            tracing::debug!(component = self.component, reason, error = %e, "event not recorded");
-        }
+        self.inner
+            .record(&ObjectRef::of(obj), type_, reason, message)
+            .await;
     }
 
     /// [`Recorder::record`] without waiting for it (off a controller's path).
@@ -57,65 +103,7 @@ impl Recorder {
         reason: &'static str,
         message: String,
     ) {
-        let (rec, obj) = (self.clone(), obj.clone());
-        tokio::spawn(async move { rec.record(&obj, type_, reason, &message).await });
-    }
-
-    async fn try_record(
-        &self,
-        obj: &Value,
-        type_: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<(), ApiError> {
-        let Some(event_kind) = kinds::by_cli_name("events") else {
-            return Err(ApiError::internal("kind events missing"));
-        };
-        let meta = &obj["metadata"];
-        let ns = meta["namespace"].as_str().unwrap_or("default").to_string();
-        let name = meta["name"].as_str().unwrap_or("");
-        let uid = meta["uid"].as_str().unwrap_or("");
-        let key = format!("{uid}\u{0}{type_}\u{0}{reason}\u{0}{message}");
-        let now = rfc3339(self.reg.clock.now());
-        let known = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
-        if let Some((ev_name, ev_ns, count)) = known {
-            let patch = json!({"count": count + 1, "lastTimestamp": now});
-            let res = self
-                .reg
-                .merge(
-                    event_kind,
-                    Some(&ev_ns),
-                    &ev_name,
-                    &patch,
-                    crate::registry::Subresource::Main,
-                )
-                .await;
-            if res.is_ok() {
-                if let Ok(mut m) = self.seen.lock() {
-                    m.insert(key, (ev_name, ev_ns, count + 1));
-                }
-                return Ok(());
-            }
-        }
-        let ev = json!({
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": ns},
-            "involvedObject": {"kind": obj["kind"], "apiVersion": obj["apiVersion"],
-                "name": name, "namespace": meta["namespace"], "uid": uid,
-                "resourceVersion": meta["resourceVersion"]},
-            "reason": reason, "message": message, "type": type_,
-            "source": {"component": self.component},
-            "reportingComponent": self.component,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        });
-        let created = self.reg.create(event_kind, Some(&ns), ev, false).await?;
-        if let (Some(ev_name), Ok(mut m)) = (created["metadata"]["name"].as_str(), self.seen.lock())
-        {
-            if m.len() >= MAX_SEEN {
-                m.clear();
-            }
-            m.insert(key, (ev_name.to_string(), ns, 1));
-        }
-        Ok(())
+        self.inner
+            .record_later(ObjectRef::of(obj), type_, reason, message);
     }
 }
