@@ -1,0 +1,288 @@
+//! The node agent's core against real processes: its pod watcher never
+//! misses a delete (not while its watch is broken, not across a server
+//! restart), graceful deletion end to end (Terminating visible, KILL at
+//! the grace period's end, force), and image pulls retried with back-off
+//! (`ErrImagePull`, then `ImagePullBackOff`, then running once the
+//! registry appears).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::{
+    build_busybox_image, sh, stderr, umoci_busybox, wait_pod, write_file, ExtraAgent, Server,
+};
+
+/// (id, pid, status) of the containers under a runc root.
+fn runc_list(root: &Path) -> Vec<(String, u64, String)> {
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(root)
+        .args(["list", "-f", "json"])
+        .output()
+        .expect("runc");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or("").to_string(),
+                c["pid"].as_u64().unwrap_or(0),
+                c["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn running_pids(root: &Path) -> Vec<u64> {
+    runc_list(root)
+        .into_iter()
+        .filter(|(_, pid, st)| st == "running" && *pid > 0)
+        .map(|(_, pid, _)| pid)
+        .collect()
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "never: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn sleeper(name: &str, node: &str, grace: u64) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: {grace}\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
+    )
+}
+
+/// Restart the server process on the same data dir and port (the agents
+/// keep their URL).
+fn restart_on_same_port(s: &mut Server) {
+    s.kill();
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    let log = std::fs::File::create(s.data_dir().join("server2.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_selur"))
+        .arg("server")
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--node-name", "main"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    s.child = Some(child);
+    wait_until("the restarted server answers", 30, || {
+        s.selur(&["get", "nodes"]).status.success()
+    });
+}
+
+#[test]
+fn a_pod_deleted_while_the_agents_watch_is_broken_stops_without_an_agent_restart() {
+    let mut s = Server::start(&["--node-name", "main"]);
+    let mut agent = ExtraAgent::start(&s, "n2", &[]);
+    build_busybox_image(&s, Some("n2"));
+    let root: PathBuf = s.data_dir().join("agent-n2/runc");
+    let f = write_file(&s, "p.yaml", &sleeper("gap", "n2", 30));
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, "gap", "running", |p| p["status"]["phase"] == "Running");
+    let pids = running_pids(&root);
+    assert_eq!(pids.len(), 1, "{:?}", runc_list(&root));
+    let agent_pid = agent.0.id().to_string();
+
+    // The agent freezes; the server goes away and comes back; the pod is
+    // force-deleted meanwhile: the agent's watch never saw the delete.
+    sh("kill", &["-STOP", &agent_pid]);
+    restart_on_same_port(&mut s);
+    let out = s.selur(&["delete", "pod", "gap", "--grace-period=0", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!s.selur(&["get", "pod", "gap"]).status.success());
+    assert!(alive(pids[0]), "nobody stopped the container yet");
+    sh("kill", &["-CONT", &agent_pid]);
+
+    wait_until("the container is stopped", 60, || !alive(pids[0]));
+    wait_until("the runtime state is gone", 30, || {
+        runc_list(&root).is_empty()
+    });
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent kept running (no restart)"
+    );
+    assert!(
+        !s.data_dir()
+            .join("agent-n2/pods")
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "the pod's files are gone"
+    );
+}
+
+#[test]
+fn graceful_deletion_shows_terminating_kills_at_the_grace_end_and_force_is_immediate() {
+    let s = common::node_with_busybox_image();
+    let root = s.data_dir().join("agent/runc");
+    // `sleep` as PID 1 ignores TERM: only the KILL at the grace end stops it.
+    let f = write_file(&s, "p.yaml", &sleeper("stubborn", "main", 4));
+    s.ok(&["apply", "-f", &f]);
+    let f2 = write_file(&s, "q.yaml", &sleeper("forced", "main", 30));
+    s.ok(&["apply", "-f", &f2]);
+    for p in ["stubborn", "forced"] {
+        wait_pod(&s, p, "running", |p| p["status"]["phase"] == "Running");
+    }
+    let before: Vec<(String, u64, String)> = runc_list(&root);
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    let began = Instant::now();
+    s.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    let p = s.get_json(&["get", "pod", "stubborn", "-o", "json"]);
+    assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
+    assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 4);
+    let table = s.ok(&["get", "pod", "stubborn"]);
+    assert!(table.contains("Terminating"), "{table}");
+    wait_until("the pod object is gone", 60, || {
+        !s.selur(&["get", "pod", "stubborn"]).status.success()
+    });
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_secs(3),
+        "the container ignoring TERM was given its grace period ({took:?})"
+    );
+    let events = s.ok(&["get", "events"]);
+    assert!(
+        events.contains("Killing") || events.contains("stubborn"),
+        "{events}"
+    );
+
+    // Force: the object goes at once, the containers still go.
+    let forced_pid = runc_list(&root)
+        .into_iter()
+        .find(|(id, _, _)| !before.iter().all(|(b, _, _)| b != id))
+        .map(|(_, pid, _)| pid)
+        .unwrap();
+    let out = s.selur(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!s.selur(&["get", "pod", "forced"]).status.success());
+    wait_until("the forced pod's container is stopped", 30, || {
+        !alive(forced_pid)
+    });
+    wait_until("no container is left", 30, || runc_list(&root).is_empty());
+}
+
+/// `docker-registry` on a given loopback port (the pod names it before
+/// it runs); killed on drop.
+struct RegistryOn(std::process::Child);
+
+impl RegistryOn {
+    fn start(dir: &Path, port: u16) -> RegistryOn {
+        let cfg = dir.join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry");
+        let r = RegistryOn(child);
+        wait_until("the registry listens", 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        r
+    }
+}
+
+impl Drop for RegistryOn {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_pull_from_an_unreachable_registry_backs_off_and_succeeds_once_it_appears() {
+    let work = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let settings = work.path().join("registries.yaml");
+    std::fs::write(
+        &settings,
+        format!("configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"),
+    )
+    .unwrap();
+    let s = Server::start(&[
+        "--node-name",
+        "main",
+        "--registry-config",
+        settings.to_str().unwrap(),
+        "--container-backoff",
+        "1s",
+        "--container-backoff-max",
+        "2s",
+    ]);
+    let image = format!("127.0.0.1:{port}/later/busybox:1");
+    let f = write_file(
+        &s,
+        "p.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: later\nspec:\n  nodeName: main\n  containers:\n  - name: c\n    image: {image}\n    command: [\"/bin/busybox\", \"sleep\", \"3600\"]\n"
+        ),
+    );
+    s.ok(&["apply", "-f", &f]);
+    let waiting = |reason: &'static str| {
+        move |p: &Value| {
+            p.pointer("/status/containerStatuses/0/state/waiting/reason")
+                .and_then(Value::as_str)
+                == Some(reason)
+        }
+    };
+    let p = wait_pod(&s, "later", "ErrImagePull", waiting("ErrImagePull"));
+    let msg = p
+        .pointer("/status/containerStatuses/0/state/waiting/message")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    assert!(msg.contains(&image), "the registry's error is shown: {msg}");
+    let p = wait_pod(&s, "later", "ImagePullBackOff", waiting("ImagePullBackOff"));
+    assert_eq!(p["status"]["phase"], "Pending");
+    let events = s.ok(&["get", "events"]);
+    assert!(events.contains("Back-off pulling image"), "{events}");
+
+    // The registry appears with the image: the next retry pulls and runs it.
+    let _registry = RegistryOn::start(work.path(), port);
+    let img = umoci_busybox(work.path(), &[]);
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{img}"),
+            &format!("docker://{image}"),
+        ],
+    );
+    wait_pod(&s, "later", "running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+}
