@@ -16,10 +16,13 @@
 
 mod container;
 mod handlers;
+mod ops;
+mod plan;
 pub mod probes;
 mod state;
 mod status;
 mod supervise;
+mod terminate;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -38,6 +41,7 @@ use crate::Agent;
 
 pub use container::id_for;
 use state::PodState;
+use terminate::{pre_stop_hooks, teardown};
 
 /// Pods this agent runs, by uid, and those it is stopping or stopped.
 #[derive(Default)]
@@ -319,6 +323,7 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
         cgroup_of(&agent, &pod),
         sources,
         state,
+        rx.clone(),
     );
     // The first step starts the first containers; then the permit goes.
     let t_setup = t0.elapsed();
@@ -382,75 +387,4 @@ pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
     if let Err(e) = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await {
         tracing::error!(uid, error = %e, "pod teardown task failed");
     }
-}
-
-/// Run the preStop hooks of the pod's running containers, all at once,
-/// within the grace period (as the kubelet does before TERM).
-async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Value, grace: Duration) {
-    let ctrs: Vec<container::Ctr> = container::all(agent, pod)
-        .into_iter()
-        .filter(|c| !c.spec["lifecycle"]["preStop"].is_null() && c.read_exit().is_none())
-        .collect();
-    let runs = ctrs.iter().map(|c| async move {
-        if let Err(msg) = handlers::run_hook(agent, pod, c, "preStop", grace).await {
-            event(
-                agent,
-                pod,
-                &c.field_path(),
-                "Warning",
-                "FailedPreStopHook",
-                &format!("PreStopHook failed: {msg}"),
-            )
-            .await;
-        }
-    });
-    futures::future::join_all(runs).await;
-}
-
-/// Stop the pod's containers (apps, then sidecars and init containers) and
-/// remove all it had on this node (blocking).
-fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-    let rt = runtime(agent);
-    let ctrs = container::all(agent, pod);
-    let alive = |c: &container::Ctr| c.read_exit().is_none() && rt.state(&c.id).is_some();
-    let deadline = std::time::Instant::now() + grace;
-    let wait = |group: &[&container::Ctr], until: std::time::Instant| {
-        while std::time::Instant::now() < until && group.iter().any(|c| alive(c)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let apps: Vec<&container::Ctr> = ctrs
-        .iter()
-        .filter(|c| c.kind == container::Kind::App)
-        .collect();
-    let rest: Vec<&container::Ctr> = ctrs
-        .iter()
-        .rev()
-        .filter(|c| c.kind != container::Kind::App)
-        .collect();
-    for group in [&apps, &rest] {
-        for c in group.iter() {
-            let _ = rt.kill(&c.id, "TERM");
-        }
-        wait(group, deadline);
-    }
-    for c in &ctrs {
-        let _ = rt.kill(&c.id, "KILL");
-    }
-    let all: Vec<&container::Ctr> = ctrs.iter().collect();
-    wait(&all, std::time::Instant::now() + Duration::from_secs(5));
-    for c in &ctrs {
-        container::remove(agent, c);
-    }
-    if let Some(logs) = ctrs.first().and_then(|c| c.log_dir.parent()) {
-        let _ = std::fs::remove_dir_all(logs);
-    }
-    let dir = pod_dir(agent, uid);
-    crate::volumes::cleanup(&dir);
-    let _ = Sandbox::at(&dir.join("ns")).destroy();
-    if let Err(e) = cgroup_of(agent, pod).remove() {
-        tracing::warn!(error = %e, "cannot remove pod cgroup");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
 }

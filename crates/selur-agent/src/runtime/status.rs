@@ -15,8 +15,10 @@ use crate::node::now_secs;
 pub struct Slot {
     pub ctr: Ctr,
     pub st: CtrState,
-    /// The current run's exit, once it ended.
+    /// The current run's exit, once it ended and was judged.
     pub exited: Option<Exit>,
+    /// An exit just observed (with how long the run lasted), not judged yet.
+    pub pending_exit: Option<(Exit, std::time::Duration)>,
     /// When a restart is due, if one is.
     pub next_start: Option<tokio::time::Instant>,
     /// The current run's probes (rebuilt at each start).
@@ -35,6 +37,7 @@ impl Slot {
             ctr,
             st,
             exited: None,
+            pending_exit: None,
             next_start: None,
             probes: Vec::new(),
             run_started: tokio::time::Instant::now(),
@@ -44,7 +47,10 @@ impl Slot {
     }
 
     pub fn running(&self) -> bool {
-        self.st.started && self.exited.is_none() && self.st.start_error.is_none()
+        self.st.started
+            && self.exited.is_none()
+            && self.pending_exit.is_none()
+            && self.st.start_error.is_none()
     }
 
     /// The startup probe passed (or there is none).

@@ -1,11 +1,9 @@
-//! The loop that keeps one pod's containers as its spec says (observe, diff,
-//! act): it reads the shims' exit files, runs init containers in order
-//! (sidecars start in the sequence and keep running), starts the app
-//! containers once initialized, restarts per `restartPolicy` with
-//! Kubernetes' back-off (first restart at once, then the initial delay
-//! doubling to the maximum, reset after a long enough run), stops sidecars
-//! when the app containers finished, reports status when it changed and
-//! remembers its state on disk for a restarted agent.
+//! The loop that keeps one pod's containers as its spec says, in three
+//! parts: observe (the shims' exit files, probe results), plan (the pure
+//! [`plan::plan`]: judge exits, init sequence, starts and restarts with
+//! back-off, kills after failed probes, sidecars stopped once the apps
+//! finished) and act (through [`ContainerOps`], events and status reports).
+//! It remembers its state on disk for a restarted agent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +16,12 @@ use selur_runtime::cgroups::PodCgroup;
 use selur_runtime::sandbox::Sandbox;
 
 use super::container::{self, Kind};
+use super::ops::{ContainerOps, PodCx, Runc, Signal};
+use super::patch_status;
+use super::plan::{self, Action, ExitOutcome, KillReason};
 use super::probes;
 use super::state::PodState;
 use super::status::{self, Conditions, Slot};
-use super::{patch_status, runtime};
 use crate::node::now_secs;
 use crate::pods::event;
 use crate::Agent;
@@ -31,17 +31,26 @@ pub struct PodRun {
     pub agent: Arc<Agent>,
     pub pod: Value,
     pub dir: std::path::PathBuf,
-    pub sandbox: Sandbox,
-    pub cgroup: PodCgroup,
-    pub sources: crate::volumes::Sources,
     pub state: PodState,
     pub slots: Vec<Slot>,
+    ops: Arc<dyn ContainerOps>,
+    /// Set when the pod is deleted: no container starts after that.
+    stop: watch::Receiver<bool>,
     conds: Conditions,
     last_status: Value,
     saved: PodState,
     init_failed: bool,
     /// When sidecars were told to stop (KILL after the grace period).
     stopping_since: Option<Instant>,
+}
+
+/// What the executor does after an action.
+enum Flow {
+    Next,
+    /// A start failed: plan again from what happened.
+    Replan,
+    /// The pod is being deleted.
+    Stop,
 }
 
 impl PodRun {
@@ -52,6 +61,25 @@ impl PodRun {
         cgroup: PodCgroup,
         sources: crate::volumes::Sources,
         state: PodState,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let ops = Arc::new(Runc::for_pod(PodCx {
+            agent: agent.clone(),
+            pod: pod.clone(),
+            sandbox,
+            cgroup,
+            sources,
+        }));
+        Self::with_ops(agent, pod, state, ops, stop)
+    }
+
+    /// A loop acting through `ops` (the real runtime, or a fake in tests).
+    pub fn with_ops(
+        agent: Arc<Agent>,
+        pod: Value,
+        state: PodState,
+        ops: Arc<dyn ContainerOps>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         let dir = super::pod_dir(&agent, pod["metadata"]["uid"].as_str().unwrap_or(""));
         let slots = container::all(&agent, &pod)
@@ -70,9 +98,8 @@ impl PodRun {
             agent,
             pod,
             dir,
-            sandbox,
-            cgroup,
-            sources,
+            ops,
+            stop,
             saved: PodState::default(),
             state,
             slots,
@@ -83,18 +110,20 @@ impl PodRun {
         }
     }
 
-    fn policy(&self) -> &str {
-        self.pod["spec"]["restartPolicy"]
-            .as_str()
-            .unwrap_or("Always")
-    }
-
     fn grace(&self) -> Duration {
         Duration::from_secs(
             self.pod["spec"]["terminationGracePeriodSeconds"]
                 .as_u64()
                 .unwrap_or(30),
         )
+    }
+
+    fn spec(&self) -> plan::PodSpec {
+        plan::PodSpec {
+            policy: plan::RestartPolicy::parse(self.pod["spec"]["restartPolicy"].as_str()),
+            grace: self.grace(),
+            backoff: self.agent.config.backoff.clone(),
+        }
     }
 
     /// Run until told to stop. `lock` is held during each step so a
@@ -115,78 +144,178 @@ impl PodRun {
         }
     }
 
-    /// One observe-diff-act pass.
+    /// One pass: observe, plan, act (planning again after a failed start),
+    /// then report.
     pub async fn step(&mut self) {
-        self.observe_exits().await;
+        self.observe_exits();
         self.probe_step().await;
-        if !self.state.finished {
-            if !self.state.initialized && !self.init_failed {
-                self.advance_init().await;
-            }
+        let spec = self.spec();
+        // Each failed start re-plans; bounded, so a pass always ends.
+        let mut replans = self.slots.len() + 1;
+        'plan: loop {
             let now = Instant::now();
-            for i in 0..self.slots.len() {
-                let s = &self.slots[i];
-                let eligible = match s.ctr.kind {
-                    Kind::App => self.state.initialized,
-                    Kind::Sidecar => s.st.started || s.st.start_error.is_some(),
-                    Kind::Init => false,
-                };
-                let due = s.next_start.is_some_and(|t| t <= now)
-                    || (!s.st.started && s.st.start_error.is_none() && s.ctr.kind == Kind::App);
-                if eligible && due && !s.st.stopping {
-                    self.start_slot(i).await;
+            let actions = plan::plan(&spec, &self.view(now), now.into_std());
+            for a in actions {
+                match self.act(a, now).await {
+                    Flow::Next => {}
+                    Flow::Replan if replans > 0 => {
+                        replans -= 1;
+                        continue 'plan;
+                    }
+                    Flow::Replan | Flow::Stop => break 'plan,
                 }
             }
-            self.finish_if_done();
+            break;
         }
-        self.kill_stragglers();
         self.report().await;
     }
 
-    async fn observe_exits(&mut self) {
-        let policy = self.policy().to_string();
-        let backoff = self.agent.config.backoff.clone();
-        for i in 0..self.slots.len() {
-            if !self.slots[i].running() {
-                continue;
-            }
-            let Some(mut e) = self.slots[i].ctr.read_exit() else {
+    /// The pod as the planner sees it.
+    fn view(&self, now: Instant) -> plan::Pod {
+        let ctrs = self
+            .slots
+            .iter()
+            .map(|s| {
+                let run = if s.st.start_error.is_some() {
+                    plan::Run::Waiting {
+                        until: s.next_start.unwrap_or(now).into_std(),
+                    }
+                } else if !s.st.started {
+                    plan::Run::NotStarted
+                } else if let Some((e, ran)) = &s.pending_exit {
+                    plan::Run::Ended {
+                        code: e.code,
+                        ran: *ran,
+                    }
+                } else if let Some(e) = &s.exited {
+                    match s.next_start {
+                        Some(t) => plan::Run::Waiting {
+                            until: t.into_std(),
+                        },
+                        None => plan::Run::Terminated { code: e.code },
+                    }
+                } else {
+                    plan::Run::Running {
+                        since: s.run_started.into_std(),
+                    }
+                };
+                let probe_failed = s
+                    .probes
+                    .iter()
+                    .find(|p| {
+                        matches!(p.kind, probes::Kind::Liveness | probes::Kind::Startup)
+                            && p.verdict == Some(false)
+                    })
+                    .map(|p| p.kind);
+                plan::Ctr {
+                    kind: s.ctr.kind,
+                    run,
+                    backoff: s.st.backoff_ms.map(Duration::from_millis),
+                    done: s.st.done,
+                    stopping: s.st.stopping,
+                    kill_at: s.kill_at.map(Instant::into_std),
+                    probe_failed,
+                }
+            })
+            .collect();
+        plan::Pod {
+            initialized: self.state.initialized,
+            finished: self.state.finished,
+            init_failed: self.init_failed,
+            stopping_since: self.stopping_since.map(Instant::into_std),
+            ctrs,
+        }
+    }
+
+    /// Read the exits of the running containers (judged by the planner).
+    fn observe_exits(&mut self) {
+        for s in self.slots.iter_mut().filter(|s| s.running()) {
+            let Some(mut e) = self.ops.exit(&s.ctr) else {
                 continue;
             };
             // cgroup v1: the shim saw the kill; v2: the pod's counter rose.
-            e.oom |= e.code == 137 && self.cgroup.oom_kills() > self.slots[i].st.oom_base;
-            let s = &mut self.slots[i];
-            let restart = match s.ctr.kind {
-                Kind::Init if e.code == 0 => {
-                    s.st.done = true;
-                    false
+            e.oom |= e.code == 137 && self.ops.oom_kills() > s.st.oom_base;
+            let ran = chrono::DateTime::parse_from_rfc3339(&s.st.started_at)
+                .map(|t| {
+                    (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                        .to_std()
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            s.pending_exit = Some((e, ran));
+        }
+    }
+
+    async fn act(&mut self, action: Action, now: Instant) -> Flow {
+        match action {
+            Action::Exited { ctr, outcome } => self.record_exit(ctr, outcome).await,
+            Action::InitFailed { .. } => self.init_failed = true,
+            Action::Kill {
+                ctr,
+                signal,
+                why,
+                kill_at,
+            } => {
+                if let KillReason::Probe(kind) = why {
+                    let s = &mut self.slots[ctr];
+                    s.kill_at = kill_at.map(Instant::from_std);
+                    crate::pods::event_later(
+                        &self.agent,
+                        &self.pod,
+                        &s.ctr.field_path(),
+                        "Normal",
+                        "Killing",
+                        &format!(
+                            "Container {} failed {} probe, will be restarted",
+                            s.ctr.name,
+                            kind.label().to_lowercase()
+                        ),
+                    );
                 }
-                Kind::Init => policy != "Never",
-                Kind::Sidecar => !s.st.stopping,
-                Kind::App => policy == "Always" || (policy == "OnFailure" && e.code != 0),
-            };
-            if s.ctr.kind == Kind::Init && e.code != 0 && !restart {
-                self.init_failed = true;
+                self.signal(ctr, signal).await;
             }
-            if restart {
-                let ran = chrono::DateTime::parse_from_rfc3339(&s.st.started_at)
-                    .map(|t| {
-                        (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
-                            .to_std()
-                            .unwrap_or_default()
-                    })
-                    .unwrap_or_default();
-                if ran >= backoff.reset {
-                    s.st.backoff_ms = None;
+            Action::Start { ctr } => {
+                if *self.stop.borrow() {
+                    return Flow::Stop;
                 }
-                let delay = Duration::from_millis(s.st.backoff_ms.unwrap_or(0));
-                s.st.backoff_ms = Some(match s.st.backoff_ms {
-                    None => ms(backoff.initial),
-                    Some(d) => (d.saturating_mul(2)).min(ms(backoff.max)),
-                });
-                s.next_start = Some(Instant::now() + delay);
+                if !self.start_slot(ctr).await {
+                    return Flow::Replan;
+                }
+            }
+            Action::Initialized => self.state.initialized = true,
+            Action::Finished => {
+                self.state.finished = true;
+                self.stopping_since = Some(now);
+                for s in self
+                    .slots
+                    .iter_mut()
+                    .filter(|s| s.ctr.kind == Kind::Sidecar)
+                {
+                    s.st.stopping = true;
+                    s.next_start = None;
+                }
+            }
+        }
+        Flow::Next
+    }
+
+    /// Record how a run ended (as the planner judged it).
+    async fn record_exit(&mut self, i: usize, outcome: ExitOutcome) {
+        let s = &mut self.slots[i];
+        let Some((e, _)) = s.pending_exit.take() else {
+            return;
+        };
+        s.kill_at = None;
+        let (fp, name) = (s.ctr.field_path(), s.ctr.name.clone());
+        let oom = e.oom;
+        s.exited = Some(e);
+        match outcome {
+            ExitOutcome::Completed => s.st.done = true,
+            ExitOutcome::Stays => {}
+            ExitOutcome::Restart { at, delay, backoff } => {
+                s.st.backoff_ms = Some(ms(backoff));
+                s.next_start = Some(Instant::from_std(at));
                 if !delay.is_zero() {
-                    let (fp, name) = (s.ctr.field_path(), s.ctr.name.clone());
                     event(
                         &self.agent,
                         &self.pod,
@@ -198,58 +327,38 @@ impl PodRun {
                     .await;
                 }
             }
-            if e.oom {
-                let fp = self.slots[i].ctr.field_path();
-                event(
-                    &self.agent,
-                    &self.pod,
-                    &fp,
-                    "Warning",
-                    "OOMKilled",
-                    &format!(
-                        "Container {} was killed: out of memory (limit reached)",
-                        self.slots[i].ctr.name
-                    ),
-                )
-                .await;
-            }
-            self.slots[i].exited = Some(e);
+        }
+        if oom {
+            event(
+                &self.agent,
+                &self.pod,
+                &fp,
+                "Warning",
+                "OOMKilled",
+                &format!("Container {name} was killed: out of memory (limit reached)"),
+            )
+            .await;
         }
     }
 
-    /// Start the next init container when the one before finished; sidecars
-    /// on the way start and stay.
-    async fn advance_init(&mut self) {
-        let now = Instant::now();
-        for i in 0..self.slots.len() {
-            let s = &self.slots[i];
-            match s.ctr.kind {
-                Kind::App => continue,
-                Kind::Sidecar => {
-                    if !s.st.started && s.st.start_error.is_none() {
-                        self.start_slot(i).await;
-                    }
-                    if !self.slots[i].running() {
-                        return;
-                    }
-                }
-                Kind::Init => {
-                    if s.st.done {
-                        continue;
-                    }
-                    let due = (!s.st.started && s.next_start.is_none_or(|t| t <= now))
-                        || s.next_start.is_some_and(|t| t <= now);
-                    if due {
-                        self.start_slot(i).await;
-                    }
-                    return;
-                }
+    /// Send `signal` to container `i`; a failure is logged (the container
+    /// may have ended meanwhile).
+    async fn signal(&self, i: usize, signal: Signal) {
+        let (ops, ctr) = (self.ops.clone(), self.slots[i].ctr.clone());
+        let id = ctr.id.clone();
+        match tokio::task::spawn_blocking(move || ops.kill(&ctr, signal)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(container = %id, signal = signal.as_str(), error = %e, "cannot signal container")
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, signal = signal.as_str(), error = %e, "signalling container panicked")
             }
         }
-        self.state.initialized = true;
     }
 
-    async fn start_slot(&mut self, i: usize) {
+    /// Start container `i`; returns whether it runs.
+    async fn start_slot(&mut self, i: usize) -> bool {
         let backoff = self.agent.config.backoff.clone();
         let ctr = self.slots[i].ctr.clone();
         let fp = ctr.field_path();
@@ -270,7 +379,7 @@ impl PodRun {
                 }
                 s.st.start_error = Some(("CreateContainerConfigError".into(), msg));
                 s.next_start = Some(Instant::now() + backoff.initial.min(Duration::from_secs(2)));
-                return;
+                return false;
             }
         };
         let run = if self.slots[i].st.started {
@@ -278,29 +387,12 @@ impl PodRun {
         } else {
             0
         };
-        let (agent, pod, sb, cg, src, c2) = (
-            self.agent.clone(),
-            self.pod.clone(),
-            self.sandbox.clone(),
-            self.cgroup.clone(),
-            self.sources.clone(),
-            ctr.clone(),
-        );
-        let res = tokio::task::spawn_blocking(move || {
-            let cx = container::StartCtx {
-                agent: &agent,
-                pod: &pod,
-                sandbox: &sb,
-                cgroup: &cg,
-                sources: &src,
-                env,
-                run,
-            };
-            container::start(&cx, &c2)
-        })
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
-        let oom_base = self.cgroup.oom_kills();
+        let (ops, c2) = (self.ops.clone(), ctr.clone());
+        let res = match tokio::task::spawn_blocking(move || ops.start(&c2, env, run)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("starting {} panicked: {e}", ctr.id)),
+        };
+        let oom_base = self.ops.oom_kills();
         let s = &mut self.slots[i];
         match res {
             Ok(()) => {
@@ -320,6 +412,7 @@ impl PodRun {
                 s.st.oom_base = oom_base;
                 s.st.start_error = None;
                 s.exited = None;
+                s.pending_exit = None;
                 s.next_start = None;
                 crate::pods::event_later(
                     &self.agent,
@@ -338,6 +431,7 @@ impl PodRun {
                     &format!("Started container {}", ctr.name),
                 );
                 self.post_start(i).await;
+                true
             }
             Err(msg) => {
                 event(
@@ -349,10 +443,12 @@ impl PodRun {
                     &format!("Error: {msg}"),
                 )
                 .await;
-                let delay = Duration::from_millis(s.st.backoff_ms.unwrap_or(ms(backoff.initial)));
-                s.st.backoff_ms = Some(ms(delay).saturating_mul(2).min(ms(backoff.max)));
+                let (delay, next) =
+                    plan::start_failure_delay(s.st.backoff_ms.map(Duration::from_millis), &backoff);
+                s.st.backoff_ms = Some(ms(next));
                 s.st.start_error = Some(("CreateContainerError".into(), msg));
                 s.next_start = Some(Instant::now() + delay);
+                false
             }
         }
     }
@@ -387,44 +483,12 @@ impl PodRun {
                 &format!("FailedPostStartHook: stopping container {}", ctr.name),
             )
             .await;
-            let rt = runtime(&self.agent);
-            let id = ctr.id.clone();
-            let _ = tokio::task::spawn_blocking(move || rt.kill(&id, "KILL")).await;
+            self.signal(i, Signal::Kill).await;
         }
     }
 
-    /// When every app container finished for good (or an init container
-    /// failed for good), the pod is done: sidecars are told to stop.
-    fn finish_if_done(&mut self) {
-        let apps_done = self.state.initialized
-            && self
-                .slots
-                .iter()
-                .filter(|s| s.ctr.kind == Kind::App)
-                .all(|s| s.finished());
-        if !(apps_done || self.init_failed) {
-            return;
-        }
-        self.state.finished = true;
-        let rt = runtime(&self.agent);
-        for s in self
-            .slots
-            .iter_mut()
-            .rev()
-            .filter(|s| s.ctr.kind == Kind::Sidecar)
-        {
-            s.st.stopping = true;
-            s.next_start = None;
-            if s.running() {
-                let _ = rt.kill(&s.ctr.id, "TERM");
-            }
-        }
-        self.stopping_since = Some(Instant::now());
-    }
-
-    /// Run the probes that are due, all at once; count their results;
-    /// a failed liveness or startup probe stops the container (TERM, then
-    /// KILL after the grace period) so it restarts per policy.
+    /// Run the probes that are due, all at once, and count their results
+    /// (the planner acts on the verdicts).
     async fn probe_step(&mut self) {
         let now = Instant::now();
         let mut jobs: Vec<(usize, usize)> = Vec::new();
@@ -454,65 +518,23 @@ impl PodRun {
             )
         });
         let results = futures::future::join_all(runs).await;
-        let grace = self.grace();
         for (&(i, j), out) in jobs.iter().zip(results) {
             let now = Instant::now();
             let s = &mut self.slots[i];
             if out.obli.is_some() {
                 s.obli = out.obli.clone();
             }
-            let changed = s.probes[j].record(out.ok, now);
-            let kind = s.probes[j].kind;
-            let (fp, name, id) = (s.ctr.field_path(), s.ctr.name.clone(), s.ctr.id.clone());
+            s.probes[j].record(out.ok, now);
             if !out.ok {
                 crate::pods::event_later(
                     &self.agent,
                     &self.pod,
-                    &fp,
+                    &s.ctr.field_path(),
                     "Warning",
                     "Unhealthy",
-                    &format!("{} probe failed: {}", kind.label(), out.message),
+                    &format!("{} probe failed: {}", s.probes[j].kind.label(), out.message),
                 );
             }
-            let fatal = matches!(kind, probes::Kind::Liveness | probes::Kind::Startup);
-            if changed && fatal && s.probes[j].verdict == Some(false) {
-                s.kill_at = Some(now + grace);
-                crate::pods::event_later(
-                    &self.agent,
-                    &self.pod,
-                    &fp,
-                    "Normal",
-                    "Killing",
-                    &format!(
-                        "Container {name} failed {} probe, will be restarted",
-                        kind.label().to_lowercase()
-                    ),
-                );
-                let rt = runtime(&self.agent);
-                let _ = tokio::task::spawn_blocking(move || rt.kill(&id, "TERM")).await;
-            }
-        }
-    }
-
-    fn kill_stragglers(&mut self) {
-        let now = Instant::now();
-        let rt = runtime(&self.agent);
-        for s in self
-            .slots
-            .iter()
-            .filter(|s| s.running() && s.kill_at.is_some_and(|t| now >= t))
-        {
-            let _ = rt.kill(&s.ctr.id, "KILL");
-        }
-        let Some(since) = self.stopping_since else {
-            return;
-        };
-        if since.elapsed() < self.grace() {
-            return;
-        }
-        let rt = runtime(&self.agent);
-        for s in self.slots.iter().filter(|s| s.st.stopping && s.running()) {
-            let _ = rt.kill(&s.ctr.id, "KILL");
         }
     }
 
@@ -557,4 +579,112 @@ fn probes_for(agent: &Agent, pod: &Value, s: &Slot) -> Vec<probes::Probe> {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ops::fake::{Call, Fake};
+    use serde_json::json;
+
+    /// An agent whose API server refuses connections (events and status
+    /// reports fail fast and are only logged).
+    fn agent(dir: &std::path::Path) -> Arc<Agent> {
+        let mut config =
+            crate::AgentConfig::new("http://[::1]:9".into(), "n1".into(), dir.to_path_buf());
+        config.backoff = crate::Backoff {
+            initial: Duration::from_secs(10),
+            max: Duration::from_secs(40),
+            reset: Duration::from_secs(600),
+        };
+        config.pod_start_concurrency = 1;
+        let images = selur_image::ImageStore::open(&dir.join("images")).unwrap();
+        Arc::new(Agent::new(config, Arc::new(images)).unwrap())
+    }
+
+    fn pod(init: &[Value], apps: usize, policy: &str) -> Value {
+        let apps: Vec<Value> = (0..apps)
+            .map(|i| json!({"name": format!("c{i}"), "image": "busybox"}))
+            .collect();
+        json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "initContainers": init, "containers": apps}})
+    }
+
+    fn starts(f: &Fake) -> Vec<String> {
+        f.calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Start(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_delete_stops_container_starts_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = watch::channel(false);
+        let ops = Arc::new(Fake::default());
+        // The delete arrives while the fifth container starts.
+        *ops.on_start.lock().unwrap() = Some(Box::new(move |n| {
+            if n == 5 {
+                let _ = tx.send(true);
+            }
+        }));
+        let mut run = PodRun::with_ops(
+            agent(dir.path()),
+            pod(&[], 1000, "Always"),
+            PodState::default(),
+            ops.clone(),
+            rx,
+        );
+        run.step().await;
+        assert_eq!(starts(&ops).len(), 5);
+    }
+
+    #[tokio::test]
+    async fn exits_are_judged_and_restarted_through_the_ops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let ops = Arc::new(Fake::default());
+        let side = json!({"name": "side", "image": "busybox", "restartPolicy": "Always"});
+        let init = json!({"name": "init", "image": "busybox"});
+        let mut run = PodRun::with_ops(
+            agent(dir.path()),
+            pod(&[side, init], 1, "OnFailure"),
+            PodState::default(),
+            ops.clone(),
+            rx,
+        );
+        let id = |n: &str| container::id_for("n1", "u1", n);
+        run.step().await;
+        assert_eq!(starts(&ops), [id("side"), id("init")]);
+        ops.exit_with(&id("init"), 0);
+        run.step().await;
+        assert_eq!(starts(&ops)[2..], [id("c0")]);
+        assert!(run.state.initialized);
+        // A failed app restarts at once, then backs off.
+        ops.exit_with(&id("c0"), 1);
+        run.step().await;
+        assert_eq!(starts(&ops).len(), 4);
+        assert_eq!(run.slots[2].st.restarts, 1);
+        ops.exit_with(&id("c0"), 1);
+        run.step().await;
+        assert_eq!(starts(&ops).len(), 4, "back-off");
+        assert_eq!(run.slots[2].st.backoff_ms, Some(20_000));
+        // It succeeds: the pod is done and the sidecar is told to stop.
+        run.slots[2].next_start = Some(Instant::now());
+        run.step().await;
+        ops.exit_with(&id("c0"), 0);
+        run.step().await;
+        assert!(run.state.finished);
+        assert_eq!(
+            ops.calls().last(),
+            Some(&Call::Kill(id("side"), Signal::Term))
+        );
+        assert_eq!(
+            status::phase(&run.state, &run.slots, run.init_failed),
+            "Succeeded"
+        );
+    }
 }

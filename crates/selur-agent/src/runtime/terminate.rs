@@ -1,0 +1,235 @@
+//! Deleting a pod gracefully, driven by [`plan::plan_termination`]: preStop
+//! hooks ([`pre_stop_hooks`]), then TERM to the app containers, then to
+//! sidecars and init containers in reverse order, KILL to what still runs at
+//! the grace deadline, and removal of everything the pod had on this node
+//! ([`teardown`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use selur_runtime::sandbox::Sandbox;
+
+use super::container::{self, Ctr};
+use super::ops::{ContainerOps, Runc, Signal};
+use super::plan::{self, TermAction, TermCtr};
+use super::{cgroup_of, handlers, pod_dir};
+use crate::pods::event;
+use crate::Agent;
+
+/// How long to wait for containers to end after KILL before removing them.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How often to look whether containers ended.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Run the preStop hooks of the pod's running containers, all at once,
+/// within the grace period (as the kubelet does before TERM).
+pub(crate) async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Value, grace: Duration) {
+    let ctrs = container::all(agent, pod);
+    let view: Vec<TermCtr> = ctrs
+        .iter()
+        .map(|c| {
+            let pre_stop = !c.spec["lifecycle"]["preStop"].is_null();
+            TermCtr::new(c.kind, c.read_exit().is_none(), pre_stop)
+        })
+        .collect();
+    let now = Instant::now();
+    let hooks = plan::plan_termination(&view, now, now + grace, KILL_WAIT)
+        .into_iter()
+        .find_map(|a| match a {
+            TermAction::PreStop(list) => Some(list),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let runs = hooks
+        .into_iter()
+        .filter_map(|i| ctrs.get(i))
+        .map(|c| async move {
+            if let Err(msg) = handlers::run_hook(agent, pod, c, "preStop", grace).await {
+                event(
+                    agent,
+                    pod,
+                    &c.field_path(),
+                    "Warning",
+                    "FailedPreStopHook",
+                    &format!("PreStopHook failed: {msg}"),
+                )
+                .await;
+            }
+        });
+    futures::future::join_all(runs).await;
+}
+
+/// Time as the termination loop reads and spends it (a fake in tests).
+pub(crate) trait Clock {
+    fn now(&self) -> Instant;
+    fn sleep(&mut self, d: Duration);
+}
+
+/// The machine's clock.
+pub(crate) struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Stop `ctrs` (their preStop hooks already ran) as the termination plan
+/// says, until they all ended or KILL went unheard for [`KILL_WAIT`]
+/// (blocking).
+pub(crate) fn stop_containers(
+    ops: &dyn ContainerOps,
+    ctrs: &[Ctr],
+    grace: Duration,
+    clock: &mut dyn Clock,
+) {
+    let deadline = clock.now() + grace;
+    let mut view: Vec<TermCtr> = ctrs
+        .iter()
+        .map(|c| TermCtr::new(c.kind, true, false))
+        .collect();
+    loop {
+        // A container seen ended stays ended: it is not asked again.
+        for (v, c) in view.iter_mut().zip(ctrs) {
+            if v.alive {
+                v.alive = ops.alive(c);
+            }
+        }
+        let now = clock.now();
+        for action in plan::plan_termination(&view, now, deadline, KILL_WAIT) {
+            match action {
+                // Run before, by `pre_stop_hooks`.
+                TermAction::PreStop(_) => {}
+                TermAction::Signal { ctr, signal } => {
+                    let c = &ctrs[ctr];
+                    if let Err(e) = ops.kill(c, signal) {
+                        tracing::warn!(container = %c.id, signal = signal.as_str(), error = %e,
+                            "cannot signal container");
+                    }
+                    match signal {
+                        Signal::Term => view[ctr].term_sent = true,
+                        Signal::Kill => view[ctr].killed_at = Some(now),
+                    }
+                }
+                TermAction::WaitUntil(t) => clock.sleep(t.saturating_duration_since(now).min(POLL)),
+                TermAction::Cleanup => return,
+            }
+        }
+    }
+}
+
+/// Stop the pod's containers (apps, then sidecars and init containers) and
+/// remove all it had on this node (blocking).
+pub(crate) fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+    let ops = Runc::signal_only(agent);
+    let ctrs = container::all(agent, pod);
+    stop_containers(&ops, &ctrs, grace, &mut SystemClock);
+    for c in &ctrs {
+        container::remove(agent, c);
+    }
+    if let Some(logs) = ctrs.first().and_then(|c| c.log_dir.parent()) {
+        remove_dir(logs, "pod log dir");
+    }
+    let dir = pod_dir(agent, uid);
+    crate::volumes::cleanup(&dir);
+    if let Err(e) = Sandbox::at(&dir.join("ns")).destroy() {
+        tracing::warn!(pod = uid, error = %e, "cannot destroy pod sandbox");
+    }
+    if let Err(e) = cgroup_of(agent, pod).remove() {
+        tracing::warn!(pod = uid, error = %e, "cannot remove pod cgroup");
+    }
+    remove_dir(&dir, "pod dir");
+}
+
+fn remove_dir(dir: &std::path::Path, what: &str) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove {what}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::container::Kind;
+    use crate::runtime::ops::fake::{Call, Fake};
+    use std::path::PathBuf;
+
+    struct FakeClock(Instant);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.0
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0 += d;
+        }
+    }
+
+    fn ctr(name: &str, kind: Kind) -> Ctr {
+        Ctr {
+            name: name.into(),
+            kind,
+            id: name.into(),
+            dir: PathBuf::new(),
+            log_dir: PathBuf::new(),
+            link: PathBuf::new(),
+            image: String::new(),
+            image_id: String::new(),
+            spec: Value::Null,
+        }
+    }
+
+    #[test]
+    fn apps_stop_first_then_sidecars_in_reverse_and_kill_at_the_deadline() {
+        let ctrs = [
+            ctr("init", Kind::Init),
+            ctr("side1", Kind::Sidecar),
+            ctr("side2", Kind::Sidecar),
+            ctr("app", Kind::App),
+        ];
+        let ops = Fake::default();
+        // The init container ended long ago; the app and side2 obey TERM;
+        // side1 ignores it.
+        for id in ["side1", "side2", "app"] {
+            ops.set_alive(id);
+        }
+        for id in ["side2", "app"] {
+            ops.die_on.lock().unwrap().insert(id.into(), Signal::Term);
+        }
+        let t0 = Instant::now();
+        let mut clock = FakeClock(t0);
+        stop_containers(&ops, &ctrs, Duration::from_secs(30), &mut clock);
+        assert_eq!(
+            ops.calls(),
+            [
+                Call::Kill("app".into(), Signal::Term),
+                Call::Kill("side2".into(), Signal::Term),
+                Call::Kill("side1".into(), Signal::Term),
+                Call::Kill("side1".into(), Signal::Kill),
+            ]
+        );
+        assert!(
+            clock.0 >= t0 + Duration::from_secs(30),
+            "KILL waited for the deadline"
+        );
+        assert!(clock.0 < t0 + Duration::from_secs(31));
+    }
+
+    #[test]
+    fn containers_that_already_ended_are_not_signalled() {
+        let ctrs = [ctr("side", Kind::Sidecar), ctr("app", Kind::App)];
+        let ops = Fake::default();
+        let mut clock = FakeClock(Instant::now());
+        stop_containers(&ops, &ctrs, Duration::from_secs(30), &mut clock);
+        assert!(ops.calls().is_empty());
+    }
+}
