@@ -21,6 +21,7 @@
 
 pub mod cgroups;
 pub mod logs;
+pub mod restart;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
