@@ -120,3 +120,28 @@ fn sigterm_ends_the_server_despite_a_stopped_agent_and_an_unread_watch() {
     drop(_cont);
     drop(agent);
 }
+
+#[test]
+fn sigterm_ends_an_agent_whose_server_stopped_answering() {
+    let s = Server::start(&["--shutdown-timeout", "2s"]);
+    let mut agent = ExtraAgent::start(&s, "sd-b", &["--shutdown-timeout", "2s"]);
+    let server_pid = s.child.as_ref().expect("server process").id();
+    signal(server_pid, "STOP");
+    let _cont = Continue(server_pid);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(agent.0.id(), "TERM");
+    let start = Instant::now();
+    let mut exited = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if agent.0.try_wait().expect("wait for the agent").is_some() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(s.data_dir().join("agent-sd-b.log")).unwrap_or_default();
+    assert!(
+        exited,
+        "the agent still ran 30 s after SIGTERM (shutdown timeout 2 s): {log}"
+    );
+}
