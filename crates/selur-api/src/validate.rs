@@ -332,6 +332,18 @@ mod tests {
     }
 
     #[test]
+    fn pod_names_up_to_253_characters_are_accepted() {
+        // The node cuts the hostname to 63 characters; the name may be longer.
+        let name = format!("{}-{}", "a".repeat(62), "b".repeat(37));
+        assert_eq!(name.len(), 100);
+        assert_eq!(errors(pod(&name)), Vec::<String>::new());
+        let longest = format!("{}.{}", "a".repeat(63), "b".repeat(189));
+        assert_eq!(longest.len(), 253);
+        assert_eq!(errors(pod(&longest)), Vec::<String>::new());
+        assert_has(&errors(pod(&"a".repeat(254))), "no more than 253");
+    }
+
+    #[test]
     fn labels_annotations_and_namespace() {
         let mut p = pod("web");
         p["metadata"]["namespace"] = json!("Bad_NS");

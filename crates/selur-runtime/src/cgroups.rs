@@ -101,6 +101,9 @@ impl Mounts {
     fn roots(&self) -> Vec<PathBuf> {
         let mut r: Vec<PathBuf> = self.v1.iter().map(|(_, p)| p.clone()).collect();
         r.extend(self.v2.clone());
+        // A hierarchy mounted twice is still one place.
+        let mut seen = std::collections::HashSet::new();
+        r.retain(|p| seen.insert(p.clone()));
         r
     }
 }
@@ -234,41 +237,92 @@ impl PodCgroup {
             .unwrap_or(0)
     }
 
-    /// Remove the pod cgroup from every hierarchy, then the QoS and agent
-    /// parents when they are empty. Containers must be gone first.
+    /// Remove the pod cgroup from every hierarchy (on cgroup v1 each
+    /// controller's, and the named and unified ones the runtime may have
+    /// used too), container cgroups below it first, retrying for a few
+    /// seconds while their tasks drain (`EBUSY`); then the QoS and agent
+    /// parents when they are empty. Containers must be gone first. Every
+    /// directory that still cannot be removed is logged with its path; the
+    /// first such error is returned.
     pub fn remove(&self) -> Result<(), CgroupError> {
+        self.remove_within(REMOVE_PATIENCE)
+    }
+
+    /// [`PodCgroup::remove`], waiting at most `patience` for busy cgroups.
+    pub fn remove_within(&self, patience: std::time::Duration) -> Result<(), CgroupError> {
         let m = mounts();
-        let mut first_err = None;
+        let deadline = std::time::Instant::now() + patience;
+        let mut failed = Vec::new();
         for root in m.roots() {
             let dir = root.join(&self.rel);
-            if dir.exists() {
-                // Leftover container cgroups (a runtime that died) go first.
-                if let Ok(rd) = std::fs::read_dir(&dir) {
-                    for e in rd.flatten() {
-                        if e.file_type().is_ok_and(|t| t.is_dir()) {
-                            let _ = std::fs::remove_dir(e.path());
-                        }
-                    }
-                }
-                if let Err(source) = remove_dir_retry(&dir) {
-                    first_err.get_or_insert(CgroupError::Io {
-                        what: "removing",
-                        path: dir.clone(),
-                        source,
-                    });
-                }
-            }
-            // Empty parents up to and including the agent's own parent.
+            remove_tree(&dir, deadline, &mut failed);
+            // Empty parents up to and including the agent's own parent;
+            // others' pods may still be there, which is fine.
             let mut up = self.rel.parent();
             while let Some(p) = up {
                 if p.as_os_str().is_empty() || !p.starts_with(&self.parent) {
                     break;
                 }
-                let _ = std::fs::remove_dir(root.join(p));
+                let path = root.join(p);
+                match std::fs::remove_dir(&path) {
+                    Ok(()) => {}
+                    Err(e) if is_in_use_or_gone(&e) => {}
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove an empty cgroup parent")
+                    }
+                }
                 up = p.parent();
             }
         }
-        first_err.map_or(Ok(()), Err)
+        for (path, e) in &failed {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a pod cgroup directory");
+        }
+        match failed.into_iter().next() {
+            Some((path, source)) => Err(CgroupError::Io {
+                what: "removing",
+                path,
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// How long [`PodCgroup::remove`] waits for cgroups whose tasks are still
+/// leaving.
+pub const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a failed `rmdir` means "still has children or tasks" or "already gone".
+fn is_in_use_or_gone(e: &std::io::Error) -> bool {
+    matches!(
+        rustix::io::Errno::from_io_error(e),
+        Some(rustix::io::Errno::BUSY | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::NOENT)
+    )
+}
+
+/// Remove the cgroup `dir` and every cgroup below it, children first;
+/// failures are collected in `failed`.
+fn remove_tree(
+    dir: &Path,
+    deadline: std::time::Instant,
+    failed: &mut Vec<(PathBuf, std::io::Error)>,
+) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            failed.push((dir.to_path_buf(), e));
+            return;
+        }
+    };
+    for e in entries.flatten() {
+        // Cgroup directories only; the control files are not removable.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_tree(&e.path(), deadline, failed);
+        }
+    }
+    if let Err(e) = remove_dir_retry(dir, deadline) {
+        failed.push((dir.to_path_buf(), e));
     }
 }
 
@@ -355,17 +409,21 @@ fn wait_for_oom(dir: &Path, flag: &std::sync::atomic::AtomicBool) -> std::io::Re
     }
 }
 
-fn remove_dir_retry(dir: &Path) -> std::io::Result<()> {
-    let mut last = Ok(());
-    for _ in 0..50 {
+/// `rmdir`, retried with a growing pause while the cgroup is busy (tasks
+/// still leaving, a child not yet gone) until `deadline`.
+fn remove_dir_retry(dir: &Path, deadline: std::time::Instant) -> std::io::Result<()> {
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => last = Err(e),
+            Err(e) if is_in_use_or_gone(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    last
 }
 
 #[cfg(test)]

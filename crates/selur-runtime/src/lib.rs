@@ -21,6 +21,7 @@
 
 pub mod cgroups;
 pub mod logs;
+pub mod restart;
 pub mod rootfs;
 pub mod runc;
 pub mod sandbox;
@@ -29,6 +30,7 @@ pub mod spec;
 pub mod terminal;
 
 pub use spec::{
-    build_spec, default_capabilities, default_seccomp, pod_limits, qos_class, EtcFiles, MountKind,
-    QosClass, SpecError, SpecInput, VolumeMount, DEFAULT_PATH, DEFAULT_PIDS_LIMIT,
+    build_spec, default_capabilities, default_seccomp, pod_hostname, pod_limits, qos_class,
+    truncate_hostname, EtcFiles, MountKind, QosClass, SpecError, SpecInput, VolumeMount,
+    DEFAULT_PATH, DEFAULT_PIDS_LIMIT, MAX_HOSTNAME_LEN,
 };

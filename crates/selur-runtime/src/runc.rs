@@ -82,6 +82,40 @@ impl Runtime {
         self.exec("delete", id, &["--force", id])
     }
 
+    /// The ids of the containers this runtime knows whose bundle lies at or
+    /// below `dir` (e.g. every container of one pod directory).
+    pub fn containers_under(&self, dir: &Path) -> Result<Vec<String>, RuntimeError> {
+        let out = self
+            .cmd()
+            .args(["list", "--format", "json"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| RuntimeError::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                binary: self.binary.clone(),
+                verb: "list",
+                id: String::new(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        // `null` when there are none.
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter(|c| {
+                c["bundle"]
+                    .as_str()
+                    .is_some_and(|b| Path::new(b).starts_with(&dir))
+            })
+            .filter_map(|c| c["id"].as_str().map(String::from))
+            .collect())
+    }
+
     /// The container's status (`created`, `running`, `stopped`, ...) and
     /// init pid, or `None` when the runtime does not know it.
     pub fn state(&self, id: &str) -> Option<(String, u32)> {

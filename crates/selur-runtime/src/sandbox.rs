@@ -5,6 +5,12 @@
 //! no process has to stay around to hold them. Created with util-linux's
 //! `unshare --net=FILE --ipc=FILE --uts=FILE`, which sets up exactly those
 //! persistent bind mounts; loopback is brought up with iproute2 inside.
+//!
+//! Every step is safe to repeat after the caller was killed at any point:
+//! [`Sandbox::begin`] over a directory left by an earlier attempt first
+//! unmounts whatever is still bound on the namespace files (also several
+//! stacked mounts) and recreates them, and [`Sandbox::destroy`] unmounts
+//! until nothing is mounted there any more.
 
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -12,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rustix::mount::{unmount, UnmountFlags};
-
-use crate::rootfs::is_mounted;
+use crate::rootfs::unmount_all;
 
 /// Errors creating or removing a sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -69,14 +73,14 @@ impl Pending {
         match child.wait_with_output() {
             Ok(out) if out.status.success() => Ok(sb),
             Ok(out) => {
-                let _ = sb.destroy();
+                sb.destroy_logged();
                 Err(SandboxError::Command {
                     command: shown,
                     stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
                 })
             }
             Err(e) => {
-                let _ = sb.destroy();
+                sb.destroy_logged();
                 Err(SandboxError::Command {
                     command: shown,
                     stderr: e.to_string(),
@@ -98,6 +102,11 @@ impl Sandbox {
     /// Start creating the sandbox under `dir` and return at once, so the
     /// caller can prepare other things while `unshare` runs; [`Pending::finish`]
     /// waits for it.
+    ///
+    /// A directory left by an earlier attempt that was killed (namespace
+    /// files present, still bind-mounted, maybe several times) is cleaned
+    /// first: the old mounts go (the old namespaces live on only while
+    /// something still uses them) and fresh namespaces are made.
     pub fn begin(dir: &Path) -> Result<Pending, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
             what: "creating",
@@ -109,6 +118,13 @@ impl Sandbox {
         };
         for k in KINDS {
             let p = sb.path(k);
+            // Left by an earlier, interrupted attempt: writing to a file
+            // that still holds a namespace fails with EPERM.
+            unmount_all(&p).map_err(|source| SandboxError::Io {
+                what: "unmounting the stale namespace at",
+                path: p.clone(),
+                source,
+            })?;
             std::fs::write(&p, b"").map_err(|source| SandboxError::Io {
                 what: "creating",
                 path: p.clone(),
@@ -130,7 +146,7 @@ impl Sandbox {
         match cmd.spawn() {
             Ok(child) => Ok(Pending { sb, child, shown }),
             Err(e) => {
-                let _ = sb.destroy();
+                sb.destroy_logged();
                 Err(SandboxError::Command {
                     command: shown,
                     stderr: e.to_string(),
@@ -160,19 +176,19 @@ impl Sandbox {
         self.path("uts")
     }
 
-    /// Unmount the namespace files (the namespaces go once no container uses them) and remove them.
+    /// Unmount the namespace files (every mount stacked on them; the
+    /// namespaces go once no container uses them) and remove them. Safe to
+    /// repeat; files already gone are fine.
     pub fn destroy(&self) -> Result<(), SandboxError> {
         let mut first_err = None;
         for k in KINDS {
             let p = self.path(k);
-            if is_mounted(&p) {
-                if let Err(e) = unmount(&p, UnmountFlags::DETACH) {
-                    first_err.get_or_insert(SandboxError::Io {
-                        what: "unmounting",
-                        path: p.clone(),
-                        source: e.into(),
-                    });
-                }
+            if let Err(source) = unmount_all(&p) {
+                first_err.get_or_insert(SandboxError::Io {
+                    what: "unmounting",
+                    path: p.clone(),
+                    source,
+                });
             }
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
@@ -189,6 +205,14 @@ impl Sandbox {
         match first_err {
             Some(e) => Err(e),
             None => Ok(()),
+        }
+    }
+
+    /// [`Sandbox::destroy`] for undoing partial work: a failure is logged
+    /// with the sandbox's path (the caller reports its own, first error).
+    fn destroy_logged(&self) {
+        if let Err(e) = self.destroy() {
+            tracing::warn!(sandbox = %self.dir.display(), error = %e, "cannot remove a half-created sandbox");
         }
     }
 }
@@ -242,6 +266,7 @@ pub fn connect_in_netns(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rootfs::is_mounted;
 
     #[test]
     fn namespaces_persist_without_a_process_and_go_away() {

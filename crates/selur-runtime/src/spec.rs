@@ -57,7 +57,10 @@ pub struct SpecInput<'a> {
     /// The merged overlay directory; the runtime mounts it, the spec only
     /// points at it.
     pub rootfs: PathBuf,
-    /// The container's hostname (usually the pod's).
+    /// The container's hostname. Empty, or the pod's name, means the pod's
+    /// hostname by Kubernetes' rule ([`pod_hostname`]: `spec.hostname`, else
+    /// the name, cut to 63 characters); any other value is cut by the same
+    /// rule ([`truncate_hostname`]).
     pub hostname: String,
     /// The pod's network namespace to join; `None` creates a new one.
     pub netns: Option<PathBuf>,
@@ -299,12 +302,54 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
         .set_root(Some(root))
         .set_mounts(Some(mounts::mounts(input, &ctx)?))
         .set_process(Some(proc))
-        .set_hostname(Some(input.hostname.clone()))
+        .set_hostname(Some(container_hostname(input)))
         .set_domainname(None)
         .set_hooks(None)
         .set_annotations(Some(annotations))
         .set_linux(Some(linux));
     Ok(spec)
+}
+
+/// The longest hostname Linux (and DNS, per label) accepts.
+pub const MAX_HOSTNAME_LEN: usize = 63;
+
+/// A pod's hostname as the kubelet makes it (`GeneratePodHostNameAndDomain`):
+/// `spec.hostname` when set, else the pod's name, cut by
+/// [`truncate_hostname`]. Used for the UTS namespace, `HOSTNAME`,
+/// `/etc/hostname` and the pod's own line in `/etc/hosts`.
+pub fn pod_hostname(pod: &Pod) -> String {
+    let own = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.as_deref())
+        .filter(|h| !h.is_empty());
+    let name = pod.metadata.name.as_deref().unwrap_or("");
+    truncate_hostname(own.unwrap_or(name))
+}
+
+/// Kubernetes' `truncatePodHostnameIfNeeded`: a hostname longer than 63
+/// characters is cut to 63, then trailing `-` and `.` are trimmed (a
+/// hostname may not end in them).
+pub fn truncate_hostname(hostname: &str) -> String {
+    if hostname.len() <= MAX_HOSTNAME_LEN {
+        return hostname.to_string();
+    }
+    // Names are ASCII (validated as DNS names); cut on a character boundary anyway.
+    let mut end = MAX_HOSTNAME_LEN;
+    while !hostname.is_char_boundary(end) {
+        end -= 1;
+    }
+    hostname[..end].trim_end_matches(['-', '.']).to_string()
+}
+
+/// The hostname a container gets (see [`SpecInput::hostname`]).
+pub(crate) fn container_hostname(input: &SpecInput) -> String {
+    let name = input.pod.metadata.name.as_deref().unwrap_or("");
+    if input.hostname.is_empty() || input.hostname == name {
+        pod_hostname(input.pod)
+    } else {
+        truncate_hostname(&input.hostname)
+    }
 }
 
 fn strings(list: &[&str]) -> Vec<String> {

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub scheduler: Option<scheduler::SchedulerConfig>,
     /// Back-off between re-creations of a Job's failed pods (first delay, doubling to the cap).
     pub job_backoff: controllers::job_logic::Backoff,
+    /// After the shutdown signal, how long open connections (watches,
+    /// agents' tunnels, requests in flight) may take to finish before the
+    /// server stops waiting for them and drops them.
+    pub shutdown_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -66,9 +70,13 @@ impl ServerConfig {
             registries: Default::default(),
             scheduler: Some(scheduler::SchedulerConfig::default()),
             job_backoff: Default::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
     }
 }
+
+/// How long a shutting-down server waits for open connections by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
@@ -206,10 +214,41 @@ pub async fn serve_with(
     });
     let app = api::router(state);
     on_listen(addr);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Serve);
+    let result = serve_bounded(listener, app, shutdown, config.shutdown_timeout).await;
     tasks.abort_all();
     result
+}
+
+/// Serve until `shutdown` resolves, then let open connections finish for at
+/// most `timeout`: a client or agent that stopped reading (a watch whose
+/// socket buffer is full, a stopped agent's tunnel) must not keep the
+/// server alive. What is still open then is dropped with the server (the
+/// connections' tasks end with the runtime).
+async fn serve_bounded(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let graceful = async move {
+        shutdown.await;
+        let _ = fired_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let server = std::future::IntoFuture::into_future(server);
+    let overdue = async move {
+        if fired_rx.await.is_err() {
+            // The server ended on its own; nothing to bound.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(timeout).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(ServerError::Serve),
+        () = overdue => {
+            tracing::warn!(?timeout, "connections still open after the shutdown timeout; closing them");
+            Ok(())
+        }
+    }
 }

@@ -194,6 +194,11 @@ struct ServerArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// After SIGTERM or Ctrl-C, how long open connections (watches, agents'
+    /// tunnels) may take to finish; then they are dropped and the server
+    /// exits. Containers keep running.
+    #[arg(long, default_value = "5s", value_parser = parse_dur)]
+    shutdown_timeout: Duration,
 }
 
 /// Node settings shared by `selur agent` and the server's in-process agent.
@@ -348,6 +353,10 @@ struct AgentCmdArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// After SIGTERM or Ctrl-C, how long the agent may take to stop; then it
+    /// exits regardless. Containers keep running (their shims supervise them).
+    #[arg(long, default_value = "5s", value_parser = parse_dur)]
+    shutdown_timeout: Duration,
 }
 
 fn init_logging(format: &str) {
@@ -363,25 +372,80 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Wait for SIGTERM or Ctrl-C. Then a last-resort deadline is armed: a
+/// process still running well after `timeout` (something that neither
+/// finished nor could be dropped in time) exits anyway.
+async fn shutdown_signal(timeout: Duration) {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
-    tracing::info!("shutting down");
+    tracing::info!(?timeout, "shutting down");
+    arm_exit_deadline(timeout * 2 + Duration::from_secs(1));
+}
+
+/// Exit the process `after` from now, from a plain thread (so a stuck async
+/// runtime cannot hold it up).
+fn arm_exit_deadline(after: Duration) {
+    let armed = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            tracing::error!(
+                ?after,
+                "still running this long after the shutdown signal; exiting now"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = armed {
+        tracing::warn!(error = %e, "cannot arm the shutdown deadline");
+    }
+}
+
+/// A flag set once the shutdown signal arrived.
+fn on_shutdown_signal(timeout: Duration) -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal(timeout).await;
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves once the flag from [`on_shutdown_signal`] is set.
+async fn signalled(mut rx: tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|s| *s).await.is_err() {
+        // The signal task is gone without a signal: never resolve.
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn run_agent(a: AgentCmdArgs) -> anyhow::Result<()> {
     init_logging(&a.log_format);
     let config = a.agent.config(a.server, a.data_dir)?;
-    selur_agent::run(config, shutdown_signal()).await?;
+    let timeout = a.shutdown_timeout;
+    let stop = on_shutdown_signal(timeout);
+    let overdue = {
+        let stop = stop.clone();
+        async move {
+            signalled(stop).await;
+            tokio::time::sleep(timeout).await;
+        }
+    };
+    tokio::select! {
+        r = selur_agent::run(config, signalled(stop)) => r?,
+        () = overdue => {
+            tracing::warn!(?timeout, "the agent did not stop within the shutdown timeout; exiting (containers keep running)");
+        }
+    }
     Ok(())
 }
 
@@ -390,6 +454,7 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(a.data_dir.clone(), a.listen);
     config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
     config.job_backoff.base = a.job_backoff;
+    config.shutdown_timeout = a.shutdown_timeout;
     if let Some(p) = &a.agent.registry_config {
         config.registries = selur_image::registries::RegistrySettings::load(p)?;
     }
@@ -403,32 +468,27 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     if a.disable_scheduler {
         config.scheduler = None;
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = on_shutdown_signal(a.shutdown_timeout);
     let agent_config = if a.disable_agent {
         None
     } else {
         // Placeholder URL: the real address is known once the listener is bound.
         Some(a.agent.config(String::new(), a.data_dir.join("agent"))?)
     };
+    let agent_stop = stop.clone();
     let on_listen = move |addr: SocketAddr| {
         if let Some(mut config) = agent_config {
             config.server = format!("http://{addr}");
-            let mut rx = stop_rx;
             tokio::spawn(async move {
-                let stop = async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                };
-                if let Err(e) = selur_agent::run(config, stop).await {
+                if let Err(e) = selur_agent::run(config, signalled(agent_stop)).await {
                     tracing::error!(error = %e, "in-process agent failed");
                 }
             });
         }
     };
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    };
-    selur_server::serve_with(config, shutdown, on_listen).await?;
+    // The server waits for its connections at most the shutdown timeout;
+    // the in-process agent ends with the process.
+    selur_server::serve_with(config, signalled(stop), on_listen).await?;
     Ok(())
 }
 
@@ -502,6 +562,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Daemons stop within their shutdown timeout: blocking work still
+    // running then is not waited for (containers live on in their shims).
+    let daemon = matches!(cli.command, Command::Server(_) | Command::Agent(_));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -512,7 +575,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cli)) {
+    let result = rt.block_on(run(cli));
+    if daemon {
+        rt.shutdown_timeout(Duration::from_secs(1));
+    } else {
+        drop(rt);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(stream_cmd::RemoteExit(code)) = e.downcast_ref() {

@@ -119,7 +119,7 @@ pub(crate) fn args(input: &SpecInput, ctx: &Ctx) -> Result<Vec<String>, SpecErro
 pub(crate) fn env(input: &SpecInput) -> Vec<String> {
     let mut env: Vec<(String, String)> = vec![
         ("PATH".to_string(), DEFAULT_PATH.to_string()),
-        ("HOSTNAME".to_string(), input.hostname.clone()),
+        ("HOSTNAME".to_string(), super::container_hostname(input)),
     ];
     let mut set = |name: &str, value: &str| match env.iter_mut().find(|(n, _)| n == name) {
         Some(slot) => slot.1 = value.to_string(),

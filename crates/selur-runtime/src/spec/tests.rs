@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::{build_spec, EtcFiles, SpecError, SpecInput};
 
+mod hostname;
 mod mounts;
 mod process;
 mod resources;
