@@ -188,7 +188,10 @@ fn set_up(
     fetched: &crate::volumes::files::Fetched,
 ) -> Result<(Sandbox, crate::volumes::Sources), String> {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let k8s: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
+    let hostname = selur_runtime::pod_hostname(&k8s);
+    let name = hostname.as_str();
     let dir = pod_dir(agent, uid);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("pod.json"), pod.to_string()).map_err(|e| e.to_string())?;
@@ -204,8 +207,6 @@ fn set_up(
         .map_err(|e| e.to_string())?;
         std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
         std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
-        let k8s: k8s_openapi::api::core::v1::Pod =
-            serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
         cgroup_of(agent, pod)
             .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
             .map_err(|e| format!("pod cgroup: {e}"))?;
@@ -216,7 +217,9 @@ fn set_up(
     match rest {
         Ok(sources) => Ok((sb, sources)),
         Err(e) => {
-            let _ = sb.destroy();
+            if let Err(d) = sb.destroy() {
+                tracing::warn!(uid, error = %d, "removing the sandbox of a failed pod set-up");
+            }
             Err(e)
         }
     }
@@ -289,6 +292,19 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
             let sources = crate::volumes::prepare(&p, &dir, &fetched)?;
             Ok((Sandbox::at(&dir.join("ns")), sources))
         } else {
+            let uid = p["metadata"]["uid"].as_str().unwrap_or("");
+            let dir = pod_dir(&a, uid);
+            // A start killed half-way (no state.json yet) left containers,
+            // mounts or a cgroup: discard them and start afresh.
+            if dir.exists() {
+                if let Err(e) = selur_runtime::restart::discard_interrupted_start(
+                    &dir,
+                    &runtime(&a),
+                    &cgroup_of(&a, &p),
+                ) {
+                    tracing::warn!(uid, error = %e, "cleaning up an interrupted pod start");
+                }
+            }
             set_up(&a, &p, &fetched)
         }
     })
@@ -356,7 +372,9 @@ fn mark_vanished(agent: &Agent, pod: &Value, dir: &std::path::Path) {
         } {
             let v = json!({"exitCode": 137, "finishedAt": crate::node::now_secs(),
                 "reason": "ContainerStatusUnknown"});
-            let _ = std::fs::write(c.exit_file(), v.to_string());
+            if let Err(e) = std::fs::write(c.exit_file(), v.to_string()) {
+                tracing::warn!(container = %c.id, error = %e, "cannot record a vanished container's exit");
+            }
         }
     }
 }
