@@ -22,11 +22,13 @@ pub mod watcher;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::Value;
 
 pub use config::DEFAULT_CONFIG;
 pub use error::{status_error, ClientError};
+/// The HTTP types requests and raw answers are made of ([`Client::send`],
+/// [`Client::builder`]), so callers need no HTTP crate of their own.
+pub use reqwest::{Body, Method, Response, StatusCode};
 pub use resource::{Api, DeleteParams, ListParams, ResourcePath};
 
 /// A handle on the API server; cheap to clone (one connection pool).
