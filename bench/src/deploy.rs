@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use selur_client::Method;
 use serde_json::{json, Value};
 
 use common::floor::{Floor, Variant};
@@ -253,10 +254,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     eprintln!("deploy-bench: Selur: Deployment {NAME} with {n} replicas");
     let t0 = Instant::now();
     let r = api
-        .c
-        .post(format!("{}{DEPLOYMENTS}", api.url))
-        .json(&deployment(n, TAG, true))
-        .send()
+        .send(Method::POST, DEPLOYMENTS, Some(&deployment(n, TAG, true)))
         .await?;
     let acked = Instant::now();
     let code = r.status().as_u16();
@@ -323,9 +321,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     eprintln!("deploy-bench: Selur: deleting the Deployment");
     let td = Instant::now();
     let r = api
-        .c
-        .delete(format!("{}{DEPLOYMENTS}/{NAME}", api.url))
-        .send()
+        .send(Method::DELETE, &format!("{DEPLOYMENTS}/{NAME}"), None)
         .await?;
     ensure!(
         r.status().is_success(),
@@ -335,13 +331,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     loop {
         let root = runc_root.clone();
         let left = tokio::task::spawn_blocking(move || runc_ids(&root)).await?;
-        let pods: Value = api
-            .c
-            .get(format!("{}{PODS}", api.url))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let pods = api.get_json(PODS).await?;
         let npods = pods["items"].as_array().map_or(0, |v| v.len());
         if left.is_empty() && npods == 0 {
             break;
@@ -677,13 +667,7 @@ async fn run(args: &Args, host: &mut Host, pm: &mut Option<Podman>) -> Result<Re
     let load_before = loadavg();
     eprintln!("deploy-bench: starting {} server", args.selur.display());
     let api = start_server(&args.selur, args.server_log.as_deref(), &[], host).await?;
-    let node: Value = api
-        .c
-        .get(format!("{}/api/v1/nodes/{NODE}", api.url))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let node = api.get_json(&format!("/api/v1/nodes/{NODE}")).await?;
     let allocatable_pods = node["status"]["allocatable"]["pods"]
         .as_str()
         .unwrap_or("?")

@@ -296,13 +296,7 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     // pod also gives Selur's generated spec for the last floor variant.
     let (_, _) = create_pod(&api, &w, "p000", &runc_root, &marks).await?;
     wait_running(&marks, "p000").await?;
-    let uid = api
-        .c
-        .get(format!("{}{PODS}/p000", api.url))
-        .send()
-        .await?
-        .json::<Value>()
-        .await?["metadata"]["uid"]
+    let uid = api.get_json(&format!("{PODS}/p000")).await?["metadata"]["uid"]
         .as_str()
         .unwrap_or("")
         .to_string();

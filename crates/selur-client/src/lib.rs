@@ -160,6 +160,16 @@ impl Client {
         Err(status_error(code, &v, &bytes))
     }
 
+    /// Send a request made with [`Client::builder`] and return the raw
+    /// answer whatever its status (streamed uploads whose caller reads the
+    /// code itself).
+    pub async fn execute_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        req.send().await.map_err(|e| self.transport(e))
+    }
+
     pub(crate) fn transport(&self, e: impl std::fmt::Display) -> ClientError {
         ClientError::Transport {
             url: self.base.clone(),
