@@ -33,7 +33,7 @@ use common::floor::{Floor, Variant};
 use common::host::{loadavg, machine, rmdir_tree, runc_delete_all, runc_ids, umount_under, Host};
 use common::server::{build_image, spawn_watch, start_server, Api, Marks, PODS};
 use common::stats::Stats;
-use common::workload::{default_demo, workload, ImageChoice, Workload};
+use common::workload::{workload, ImageChoice, Workload};
 use common::NODE;
 
 const TAG: &str = "localhost/bench:1";
@@ -55,31 +55,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let exe_dir = std::env::current_exe()
-        .context("current_exe")?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow!("the executable has no directory"))?;
-    let mut a = Args {
-        selur: exe_dir.join("selur"),
-        replicas: 100,
-        podman_counts: vec![20, 100],
-        demo: None,
-        server_log: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let val = it
-            .next()
-            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--replicas" => a.replicas = val.parse().context("--replicas")?,
+    let mut replicas = 100;
+    let mut podman_counts = vec![20, 100];
+    let common = common::args::parse_args(USAGE, |flag, val| {
+        match flag {
+            "--replicas" => replicas = val.parse().context("--replicas")?,
             "--podman-counts" => {
-                a.podman_counts = if val == "none" {
+                podman_counts = if val == "none" {
                     Vec::new()
                 } else {
                     val.split(',')
@@ -88,17 +70,18 @@ fn parse_args() -> Result<Args> {
                         .context("--podman-counts")?
                 }
             }
-            "--selur" => a.selur = PathBuf::from(val),
-            "--demo" => a.demo = Some(PathBuf::from(val)),
-            "--server-log" => a.server_log = Some(PathBuf::from(val)),
-            _ => bail!("unknown argument {flag}\n{USAGE}"),
+            _ => return Ok(false),
         }
-    }
-    ensure!(a.replicas > 0, "--replicas must be at least 1");
-    if a.demo.is_none() {
-        a.demo = default_demo();
-    }
-    Ok(a)
+        Ok(true)
+    })?;
+    ensure!(replicas > 0, "--replicas must be at least 1");
+    Ok(Args {
+        selur: common.selur,
+        replicas,
+        podman_counts,
+        demo: common.demo,
+        server_log: common.server_log,
+    })
 }
 
 // ---------------------------------------------------------------- Selur
