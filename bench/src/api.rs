@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use selur_client::{Client, Method, Response};
 use serde_json::{json, Value};
 
 const N: usize = 1000;
@@ -55,7 +56,21 @@ where
     Ok(Stats(out))
 }
 
-async fn check(resp: reqwest::Response, want: u16) -> anyhow::Result<Value> {
+/// `method path` with an optional JSON body; the raw answer, for [`check`].
+async fn send(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Response> {
+    let body = match body {
+        Some(b) => Some(("application/json", serde_json::to_vec(b)?)),
+        None => None,
+    };
+    Ok(c.send(method, path, &[], body).await?)
+}
+
+async fn check(resp: Response, want: u16) -> anyhow::Result<Value> {
     let code = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     anyhow::ensure!(code == want, "HTTP {code}: {body}");
@@ -91,17 +106,13 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let c = reqwest::Client::new();
+    let c = Client::from_url(&url)?;
 
     let create = timed(N, |i| {
         let c = c.clone();
-        let url = url.clone();
         async move {
             check(
-                c.post(format!("{url}{PODS}"))
-                    .json(&pod(&format!("p{i:04}")))
-                    .send()
-                    .await?,
+                send(&c, Method::POST, PODS, Some(&pod(&format!("p{i:04}")))).await?,
                 201,
             )
             .await?;
@@ -111,25 +122,28 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let get = timed(N, |i| {
         let c = c.clone();
-        let url = url.clone();
         async move {
-            check(c.get(format!("{url}{PODS}/p{i:04}")).send().await?, 200).await?;
+            check(
+                send(&c, Method::GET, &format!("{PODS}/p{i:04}"), None).await?,
+                200,
+            )
+            .await?;
             Ok(())
         }
     })
     .await?;
     let update = timed(N, |i| {
         let c = c.clone();
-        let url = url.clone();
         async move {
-            let mut p = check(c.get(format!("{url}{PODS}/p{i:04}")).send().await?, 200).await?;
+            let mut p = check(
+                send(&c, Method::GET, &format!("{PODS}/p{i:04}"), None).await?,
+                200,
+            )
+            .await?;
             p["metadata"]["labels"]["round"] = json!("2");
             let t = Instant::now();
             check(
-                c.put(format!("{url}{PODS}/p{i:04}"))
-                    .json(&p)
-                    .send()
-                    .await?,
+                send(&c, Method::PUT, &format!("{PODS}/p{i:04}"), Some(&p)).await?,
                 200,
             )
             .await?;
@@ -141,14 +155,15 @@ async fn main() -> anyhow::Result<()> {
     // Update timing above includes the GET; measure PUT alone too.
     let mut put_only = Vec::with_capacity(N);
     for i in 0..N {
-        let mut p = check(c.get(format!("{url}{PODS}/p{i:04}")).send().await?, 200).await?;
+        let mut p = check(
+            send(&c, Method::GET, &format!("{PODS}/p{i:04}"), None).await?,
+            200,
+        )
+        .await?;
         p["metadata"]["labels"]["round"] = json!("3");
         let t = Instant::now();
         check(
-            c.put(format!("{url}{PODS}/p{i:04}"))
-                .json(&p)
-                .send()
-                .await?,
+            send(&c, Method::PUT, &format!("{PODS}/p{i:04}"), Some(&p)).await?,
             200,
         )
         .await?;
@@ -157,9 +172,8 @@ async fn main() -> anyhow::Result<()> {
     let put_only = Stats(put_only);
     let list_all = timed(50, |_| {
         let c = c.clone();
-        let url = url.clone();
         async move {
-            let l = check(c.get(format!("{url}{PODS}")).send().await?, 200).await?;
+            let l = check(send(&c, Method::GET, PODS, None).await?, 200).await?;
             anyhow::ensure!(l["items"].as_array().map(Vec::len) == Some(N), "list size");
             Ok(())
         }
@@ -167,24 +181,33 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let list_page = timed(200, |_| {
         let c = c.clone();
-        let url = url.clone();
         async move {
-            check(c.get(format!("{url}{PODS}?limit=100")).send().await?, 200).await?;
+            check(
+                send(&c, Method::GET, &format!("{PODS}?limit=100"), None).await?,
+                200,
+            )
+            .await?;
             Ok(())
         }
     })
     .await?;
 
     // Watch delivery: time from issuing a write to seeing its event, and from the write's ack.
-    let rv = check(c.get(format!("{url}{PODS}?limit=1")).send().await?, 200).await?["metadata"]
-        ["resourceVersion"]
+    let rv = check(
+        send(&c, Method::GET, &format!("{PODS}?limit=1"), None).await?,
+        200,
+    )
+    .await?["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or("0")
         .to_string();
-    let resp = c
-        .get(format!("{url}{PODS}?watch=true&resourceVersion={rv}"))
-        .send()
-        .await?;
+    let resp = send(
+        &c,
+        Method::GET,
+        &format!("{PODS}?watch=true&resourceVersion={rv}"),
+        None,
+    )
+    .await?;
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut from_write = Vec::new();
@@ -192,14 +215,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..300 {
         let name = format!("w{i:04}");
         let t0 = Instant::now();
-        check(
-            c.post(format!("{url}{PODS}"))
-                .json(&pod(&name))
-                .send()
-                .await?,
-            201,
-        )
-        .await?;
+        check(send(&c, Method::POST, PODS, Some(&pod(&name))).await?, 201).await?;
         let acked = Instant::now();
         'wait: loop {
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
@@ -226,14 +242,10 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..writers {
         let c = c.clone();
-        let url = url.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..per {
                 check(
-                    c.post(format!("{url}{PODS}"))
-                        .json(&pod(&format!("c{w}-{i}")))
-                        .send()
-                        .await?,
+                    send(&c, Method::POST, PODS, Some(&pod(&format!("c{w}-{i}")))).await?,
                     201,
                 )
                 .await?;

@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use selur_client::Method;
 use serde_json::{json, Value};
 
 use common::floor::{Floor, Variant};
 use common::host::{loadavg, machine, rmdir_tree, runc_delete_all, runc_ids, umount_under, Host};
 use common::server::{build_image, spawn_watch, start_server, Api, Marks, PODS};
 use common::stats::Stats;
-use common::workload::{default_demo, workload, ImageChoice, Workload};
+use common::workload::{workload, ImageChoice, Workload};
 use common::NODE;
 
 const TAG: &str = "localhost/bench:1";
@@ -54,31 +55,13 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let exe_dir = std::env::current_exe()
-        .context("current_exe")?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow!("the executable has no directory"))?;
-    let mut a = Args {
-        selur: exe_dir.join("selur"),
-        replicas: 100,
-        podman_counts: vec![20, 100],
-        demo: None,
-        server_log: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let val = it
-            .next()
-            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--replicas" => a.replicas = val.parse().context("--replicas")?,
+    let mut replicas = 100;
+    let mut podman_counts = vec![20, 100];
+    let common = common::args::parse_args(USAGE, |flag, val| {
+        match flag {
+            "--replicas" => replicas = val.parse().context("--replicas")?,
             "--podman-counts" => {
-                a.podman_counts = if val == "none" {
+                podman_counts = if val == "none" {
                     Vec::new()
                 } else {
                     val.split(',')
@@ -87,17 +70,18 @@ fn parse_args() -> Result<Args> {
                         .context("--podman-counts")?
                 }
             }
-            "--selur" => a.selur = PathBuf::from(val),
-            "--demo" => a.demo = Some(PathBuf::from(val)),
-            "--server-log" => a.server_log = Some(PathBuf::from(val)),
-            _ => bail!("unknown argument {flag}\n{USAGE}"),
+            _ => return Ok(false),
         }
-    }
-    ensure!(a.replicas > 0, "--replicas must be at least 1");
-    if a.demo.is_none() {
-        a.demo = default_demo();
-    }
-    Ok(a)
+        Ok(true)
+    })?;
+    ensure!(replicas > 0, "--replicas must be at least 1");
+    Ok(Args {
+        selur: common.selur,
+        replicas,
+        podman_counts,
+        demo: common.demo,
+        server_log: common.server_log,
+    })
 }
 
 // ---------------------------------------------------------------- Selur
@@ -253,10 +237,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     eprintln!("deploy-bench: Selur: Deployment {NAME} with {n} replicas");
     let t0 = Instant::now();
     let r = api
-        .c
-        .post(format!("{}{DEPLOYMENTS}", api.url))
-        .json(&deployment(n, TAG, true))
-        .send()
+        .send(Method::POST, DEPLOYMENTS, Some(&deployment(n, TAG, true)))
         .await?;
     let acked = Instant::now();
     let code = r.status().as_u16();
@@ -323,9 +304,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     eprintln!("deploy-bench: Selur: deleting the Deployment");
     let td = Instant::now();
     let r = api
-        .c
-        .delete(format!("{}{DEPLOYMENTS}/{NAME}", api.url))
-        .send()
+        .send(Method::DELETE, &format!("{DEPLOYMENTS}/{NAME}"), None)
         .await?;
     ensure!(
         r.status().is_success(),
@@ -335,13 +314,7 @@ async fn run_selur(api: &Api, host: &Host, n: usize) -> Result<SelurResult> {
     loop {
         let root = runc_root.clone();
         let left = tokio::task::spawn_blocking(move || runc_ids(&root)).await?;
-        let pods: Value = api
-            .c
-            .get(format!("{}{PODS}", api.url))
-            .send()
-            .await?
-            .json()
-            .await?;
+        let pods = api.get_json(PODS).await?;
         let npods = pods["items"].as_array().map_or(0, |v| v.len());
         if left.is_empty() && npods == 0 {
             break;
@@ -677,13 +650,7 @@ async fn run(args: &Args, host: &mut Host, pm: &mut Option<Podman>) -> Result<Re
     let load_before = loadavg();
     eprintln!("deploy-bench: starting {} server", args.selur.display());
     let api = start_server(&args.selur, args.server_log.as_deref(), &[], host).await?;
-    let node: Value = api
-        .c
-        .get(format!("{}/api/v1/nodes/{NODE}", api.url))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let node = api.get_json(&format!("/api/v1/nodes/{NODE}")).await?;
     let allocatable_pods = node["status"]["allocatable"]["pods"]
         .as_str()
         .unwrap_or("?")

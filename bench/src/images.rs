@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use selur_client::{Body, Client, Method};
+
 const RUNS: usize = 5;
 
 fn sh(cmd: &str, args: &[&str]) -> anyhow::Result<()> {
@@ -62,7 +64,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 struct Node {
-    url: String,
+    client: Client,
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<Result<(), selur_server::ServerError>>,
     _dir: tempfile::TempDir,
@@ -107,12 +109,11 @@ async fn start_node(registries: selur_image::registries::RegistrySettings) -> an
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    let c = reqwest::Client::new();
+    let client = Client::from_url(&url)?;
     // Wait for the node's tunnel.
     loop {
-        let r = c
-            .get(format!("{url}/api/v1/nodes/bench/proxy/healthz"))
-            .send()
+        let r = client
+            .send(Method::GET, "/api/v1/nodes/bench/proxy/healthz", &[], None)
             .await?;
         if r.status().is_success() {
             break;
@@ -120,7 +121,7 @@ async fn start_node(registries: selur_image::registries::RegistrySettings) -> an
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(Node {
-        url,
+        client,
         stop: stop_tx,
         server,
         _dir: dir,
@@ -136,19 +137,19 @@ impl Node {
 
 async fn selur_import(archive: &str, run: usize) -> anyhow::Result<Duration> {
     let node = start_node(Default::default()).await?;
-    let c = reqwest::Client::new();
+    // A fresh connection, as `selur image import` makes.
+    let c = Client::from_url(&node.client.base)?;
     let t = Instant::now();
     let f = tokio::fs::File::open(archive).await?;
-    let r = c
-        .post(format!(
-            "{}/api/v1/nodes/bench/proxy/images/import?tag=localhost/bench:{run}",
-            node.url
-        ))
-        .body(reqwest::Body::wrap_stream(
+    let req = c
+        .builder(
+            Method::POST,
+            &format!("/api/v1/nodes/bench/proxy/images/import?tag=localhost/bench:{run}"),
+        )
+        .body(Body::wrap_stream(
             tokio_util::io::ReaderStream::with_capacity(f, 1 << 20),
-        ))
-        .send()
-        .await?;
+        ));
+    let r = c.execute_raw(req).await?;
     anyhow::ensure!(
         r.status().is_success(),
         "import failed: {}",
@@ -165,10 +166,13 @@ async fn selur_pull(port: u16) -> anyhow::Result<Duration> {
     ))?;
     let node = start_node(settings).await?;
     let t = Instant::now();
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/nodes/bench/proxy/images/pull", node.url))
-        .query(&[("name", format!("127.0.0.1:{port}/bench:t"))])
-        .send()
+    let r = Client::from_url(&node.client.base)?
+        .send(
+            Method::POST,
+            "/api/v1/nodes/bench/proxy/images/pull",
+            &[("name", format!("127.0.0.1:{port}/bench:t"))],
+            None,
+        )
         .await?;
     let body = r.text().await?;
     anyhow::ensure!(body.contains("\"result\""), "pull failed: {body}");

@@ -40,7 +40,7 @@ use common::host::{
 };
 use common::server::{build_image, spawn_watch, start_server, Api, Marks, PODS};
 use common::stats::{table_head, Stats};
-use common::workload::{default_demo, workload, ImageChoice, Workload};
+use common::workload::{workload, ImageChoice, Workload};
 use common::NODE;
 
 const TAG: &str = "localhost/bench:1";
@@ -63,52 +63,36 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let exe_dir = std::env::current_exe()
-        .context("current_exe")?
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow!("the executable has no directory"))?;
-    let mut a = Args {
-        selur: exe_dir.join("selur"),
-        pods: 50,
-        mem_pods: 20,
-        image: ImageChoice::Auto,
-        demo: None,
-        server_log: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let val = it
-            .next()
-            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
-        match flag.as_str() {
-            "--pods" => a.pods = val.parse().context("--pods")?,
-            "--mem-pods" => a.mem_pods = val.parse().context("--mem-pods")?,
-            "--selur" => a.selur = PathBuf::from(val),
-            "--demo" => a.demo = Some(PathBuf::from(val)),
-            "--server-log" => a.server_log = Some(PathBuf::from(val)),
+    let mut pods = 50;
+    let mut mem_pods = 20;
+    let mut image = ImageChoice::Auto;
+    let common = common::args::parse_args(USAGE, |flag, val| {
+        match flag {
+            "--pods" => pods = val.parse().context("--pods")?,
+            "--mem-pods" => mem_pods = val.parse().context("--mem-pods")?,
             "--image" => {
-                a.image = match val.as_str() {
+                image = match val.as_str() {
                     "auto" => ImageChoice::Auto,
                     "demo" => ImageChoice::Demo,
                     "busybox" => ImageChoice::Busybox,
                     _ => bail!("--image auto|demo|busybox, not {val}"),
                 }
             }
-            _ => bail!("unknown argument {flag}\n{USAGE}"),
+            _ => return Ok(false),
         }
-    }
-    ensure!(a.pods > 0, "--pods must be at least 1");
-    if a.demo.is_none() {
-        // target/release/pod-bench -> target/x86_64-unknown-linux-gnu/release/selur-demo
-        a.demo = default_demo();
-    }
-    Ok(a)
+        Ok(true)
+    })?;
+    ensure!(pods > 0, "--pods must be at least 1");
+    Ok(Args {
+        selur: common.selur,
+        pods,
+        mem_pods,
+        image,
+        demo: common.demo,
+        server_log: common.server_log,
+    })
 }
+
 // ---------------------------------------------------------------- pods
 
 fn classify_pod(ev: &Value) -> Vec<String> {
@@ -296,13 +280,7 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     // pod also gives Selur's generated spec for the last floor variant.
     let (_, _) = create_pod(&api, &w, "p000", &runc_root, &marks).await?;
     wait_running(&marks, "p000").await?;
-    let uid = api
-        .c
-        .get(format!("{}{PODS}/p000", api.url))
-        .send()
-        .await?
-        .json::<Value>()
-        .await?["metadata"]["uid"]
+    let uid = api.get_json(&format!("{PODS}/p000")).await?["metadata"]["uid"]
         .as_str()
         .unwrap_or("")
         .to_string();

@@ -1,6 +1,7 @@
 //! Parts shared by the benchmark binaries (each binary uses its own subset).
 #![allow(dead_code)]
 
+pub mod args;
 pub mod floor;
 pub mod host;
 pub mod server;

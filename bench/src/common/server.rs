@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use futures::StreamExt;
+use selur_client::{Client, Method, Response};
 use serde_json::Value;
 
 use super::host::Host;
@@ -18,18 +19,26 @@ pub const PODS: &str = "/api/v1/namespaces/default/pods";
 // ---------------------------------------------------------------- server and API
 
 pub struct Api {
-    pub url: String,
-    pub c: reqwest::Client,
+    pub c: Client,
 }
 
 impl Api {
+    /// `method path` with an optional JSON body; the raw answer, whatever its status.
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
+        let body = match body {
+            Some(b) => Some(("application/json", serde_json::to_vec(b)?)),
+            None => None,
+        };
+        Ok(self.c.send(method, path, &[], body).await?)
+    }
+
+    /// `GET path`, the answer's JSON whatever its status.
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        Ok(self.send(Method::GET, path, None).await?.json().await?)
+    }
+
     pub async fn post_pod(&self, pod: &Value) -> Result<Value> {
-        let r = self
-            .c
-            .post(format!("{}{PODS}", self.url))
-            .json(pod)
-            .send()
-            .await?;
+        let r = self.send(Method::POST, PODS, Some(pod)).await?;
         let code = r.status().as_u16();
         let body: Value = r.json().await.unwrap_or(Value::Null);
         ensure!(code == 201, "create pod: HTTP {code}: {body}");
@@ -38,9 +47,7 @@ impl Api {
 
     pub async fn delete_pod(&self, name: &str) -> Result<()> {
         let r = self
-            .c
-            .delete(format!("{}{PODS}/{name}", self.url))
-            .send()
+            .send(Method::DELETE, &format!("{PODS}/{name}"), None)
             .await?;
         let code = r.status().as_u16();
         ensure!(
@@ -116,14 +123,11 @@ pub async fn start_server(
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let api = Api {
-        url,
-        c: reqwest::Client::new(),
+        c: Client::from_url(&url)?,
     };
     loop {
         let r = api
-            .c
-            .get(format!("{}/api/v1/nodes/{NODE}", api.url))
-            .send()
+            .send(Method::GET, &format!("/api/v1/nodes/{NODE}"), None)
             .await;
         if r.is_ok_and(|r| r.status().as_u16() == 200) {
             break;
@@ -221,8 +225,7 @@ pub async fn spawn_watch(
 ) -> Result<tokio::task::JoinHandle<()>> {
     let resp = api
         .c
-        .get(format!("{}{path}?watch=true", api.url))
-        .send()
+        .send(Method::GET, path, &[("watch", "true".into())], None)
         .await?;
     ensure!(
         resp.status().is_success(),

@@ -22,11 +22,13 @@ pub mod watcher;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::Value;
 
 pub use config::DEFAULT_CONFIG;
 pub use error::{status_error, ClientError};
+/// The HTTP types requests and raw answers are made of ([`Client::send`],
+/// [`Client::builder`]), so callers need no HTTP crate of their own.
+pub use reqwest::{Body, Method, Response, StatusCode};
 pub use resource::{Api, DeleteParams, ListParams, ResourcePath};
 
 /// A handle on the API server; cheap to clone (one connection pool).
@@ -156,6 +158,16 @@ impl Client {
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
         let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(status_error(code, &v, &bytes))
+    }
+
+    /// Send a request made with [`Client::builder`] and return the raw
+    /// answer whatever its status (streamed uploads whose caller reads the
+    /// code itself).
+    pub async fn execute_raw(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        req.send().await.map_err(|e| self.transport(e))
     }
 
     pub(crate) fn transport(&self, e: impl std::fmt::Display) -> ClientError {

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::client::{status_error, Client};
+use crate::client::Client;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -121,23 +121,13 @@ async fn send(
     body: Option<reqwest::Body>,
     ct: &str,
 ) -> anyhow::Result<Value> {
-    let url = format!("{}{}", client.base, path);
-    let mut req = reqwest::Client::new().request(method, &url).query(query);
+    let mut req = client.builder(method, path).query(query);
     if let Some(b) = body {
         req = req.header(reqwest::header::CONTENT_TYPE, ct).body(b);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let code = resp.status().as_u16();
+    let resp = client.execute(req).await?;
     let raw = resp.bytes().await.unwrap_or_default();
-    let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    if (200..300).contains(&code) {
-        Ok(v)
-    } else {
-        Err(status_error(code, &v, &raw).into())
-    }
+    Ok(serde_json::from_slice(&raw).unwrap_or(Value::Null))
 }
 
 /// Tar the build context (and the Containerfile as `.selur/Containerfile`).
@@ -347,19 +337,10 @@ async fn pull(client: &Client, base: &str, name: &str) -> anyhow::Result<()> {
     use futures::StreamExt;
     use std::collections::BTreeMap;
     use std::io::{IsTerminal, Write};
-    let url = format!("{}{base}/pull", client.base);
-    let resp = reqwest::Client::new()
-        .post(&url)
-        .query(&[("name", name)])
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    if !resp.status().is_success() {
-        let code = resp.status().as_u16();
-        let raw = resp.bytes().await.unwrap_or_default();
-        let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        return Err(status_error(code, &v, &raw).into());
-    }
+    let req = client
+        .builder(Method::POST, &format!("{base}/pull"))
+        .query(&[("name", name)]);
+    let resp = client.execute(req).await?;
     let tty = std::io::stderr().is_terminal();
     let mut layers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut stream = resp.bytes_stream();

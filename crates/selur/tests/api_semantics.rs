@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{call, configmap, write_file, Server, CM_PATH};
-use reqwest::Method;
+use selur_client::Method;
 use serde_json::{json, Value};
 
 async fn eventually<F, Fut>(what: &str, mut f: F)

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{call, configmap, Server, CM_PATH};
-use reqwest::Method;
+use selur_client::{Client, Method};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_write_burst_loses_no_acknowledged_write() {
@@ -19,13 +19,12 @@ async fn kill_9_during_write_burst_loses_no_acknowledged_write() {
         let url = url.clone();
         let acked = acked.clone();
         tasks.push(tokio::spawn(async move {
-            let c = reqwest::Client::new();
+            let c = Client::from_url(&url).unwrap();
             for i in 0.. {
                 let name = format!("burst-{t}-{i}");
+                let body = serde_json::to_vec(&configmap(&name)).unwrap();
                 let r = c
-                    .post(format!("{url}{CM_PATH}"))
-                    .json(&configmap(&name))
-                    .send()
+                    .send(Method::POST, CM_PATH, &[], Some(("application/json", body)))
                     .await;
                 match r {
                     Ok(resp) if resp.status().as_u16() == 201 => acked.lock().unwrap().push(name),

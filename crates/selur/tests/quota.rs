@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{call, examples, Server};
-use reqwest::Method;
+use selur_client::Method;
 use serde_json::{json, Value};
 
 const NS: &str = "quota-test";

@@ -7,14 +7,19 @@ use std::time::Duration;
 
 use common::{call, configmap, Server, CM_PATH};
 use futures::StreamExt;
-use reqwest::Method;
+use selur_client::{Client, Method};
 use serde_json::{json, Value};
 
 /// Read `n` non-bookmark events from a watch starting after `rv`.
 async fn watch_events(url: &str, rv: &str, n: usize) -> Vec<Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("{url}{CM_PATH}?watch=true&resourceVersion={rv}"))
-        .send()
+    let resp = Client::from_url(url)
+        .unwrap()
+        .send(
+            Method::GET,
+            CM_PATH,
+            &[("watch", "true".into()), ("resourceVersion", rv.into())],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -198,12 +203,18 @@ async fn watch_from_compacted_revision_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sends_bookmarks_when_asked() {
     let s = Server::start(&["--bookmark-interval", "1"]);
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}{CM_PATH}?watch=true&allowWatchBookmarks=true&resourceVersion=1",
-            s.url
-        ))
-        .send()
+    let resp = s
+        .http()
+        .send(
+            Method::GET,
+            CM_PATH,
+            &[
+                ("watch", "true".into()),
+                ("allowWatchBookmarks", "true".into()),
+                ("resourceVersion", "1".into()),
+            ],
+            None,
+        )
         .await
         .unwrap();
     let mut stream = resp.bytes_stream();

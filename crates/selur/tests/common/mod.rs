@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use selur_client::{Client, Method};
 use serde_json::Value;
 
 pub const SELUR: &str = env!("CARGO_BIN_EXE_selur");
@@ -146,8 +147,9 @@ impl Server {
         serde_json::from_str(&self.ok(&a)).expect("json output")
     }
 
-    pub fn http(&self) -> reqwest::Client {
-        reqwest::Client::new()
+    /// An API client for this server (raw answers through `send`/`builder`).
+    pub fn http(&self) -> Client {
+        Client::from_url(&self.url).expect("API client")
     }
 }
 
@@ -286,18 +288,13 @@ pub fn stdout(o: &Output) -> String {
 /// JSON over HTTP against the server; returns (status code, body).
 pub async fn call(
     s_url: &str,
-    method: reqwest::Method,
+    method: Method,
     path: &str,
     body: Option<(&str, &Value)>,
 ) -> (u16, Value) {
-    let c = reqwest::Client::new();
-    let mut req = c.request(method, format!("{s_url}{path}"));
-    if let Some((ct, b)) = body {
-        req = req
-            .header("content-type", ct)
-            .body(serde_json::to_vec(b).expect("json"));
-    }
-    let resp = req.send().await.expect("request");
+    let c = Client::from_url(s_url).expect("API client");
+    let body = body.map(|(ct, b)| (ct, serde_json::to_vec(b).expect("json")));
+    let resp = c.send(method, path, &[], body).await.expect("request");
     let code = resp.status().as_u16();
     let bytes = resp.bytes().await.expect("body");
     (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
