@@ -79,7 +79,7 @@ fn sigterm_ends_the_server_despite_a_stopped_agent_and_an_unread_watch() {
                     "metadata": {"name": format!("big-{i}")}, "data": {"d": data}});
                 call(
                     &url,
-                    reqwest::Method::POST,
+                    selur_client::Method::POST,
                     "/api/v1/namespaces/default/configmaps",
                     Some(("application/json", &cm)),
                 )

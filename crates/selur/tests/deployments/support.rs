@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use selur_client::Method;
 use serde_json::{json, Value};
 
 pub const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -49,11 +50,11 @@ impl Kubelet {
         let (url, flag) = (url.to_string(), stop.clone());
         let handle = std::thread::spawn(move || {
             runtime().block_on(async move {
-                let http = reqwest::Client::new();
+                let http = selur_client::Client::from_url(&url).expect("client");
                 let mut seen: HashMap<String, Instant> = HashMap::new();
                 let mut done: HashSet<String> = HashSet::new();
                 while !flag.load(Ordering::Relaxed) {
-                    let list: Value = match http.get(format!("{url}{PODS}")).send().await {
+                    let list: Value = match http.send(Method::GET, PODS, &[], None).await {
                         Ok(r) => r.json().await.unwrap_or(Value::Null),
                         Err(_) => Value::Null,
                     };
@@ -71,7 +72,7 @@ impl Kubelet {
                         let patch = json!({"status": {"phase": "Running", "conditions": [
                             {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
                         let res = http
-                            .patch(format!("{url}{PODS}/{name}/status"))
+                            .builder(Method::PATCH, &format!("{PODS}/{name}/status"))
                             .header("content-type", "application/merge-patch+json")
                             .body(patch.to_string())
                             .send()
@@ -126,10 +127,9 @@ impl Watcher {
         let (url, flag, out) = (url.to_string(), stop.clone(), seen.clone());
         let handle = std::thread::spawn(move || {
             runtime().block_on(async move {
-                let http = reqwest::Client::new();
+                let http = selur_client::Client::from_url(&url).expect("client");
                 let list: Value = http
-                    .get(format!("{url}{PODS}"))
-                    .send()
+                    .send(Method::GET, PODS, &[], None)
                     .await
                     .expect("list")
                     .json()
@@ -147,8 +147,12 @@ impl Watcher {
                     .unwrap_or("0")
                     .to_string();
                 let resp = http
-                    .get(format!("{url}{PODS}?watch=true&resourceVersion={rv}"))
-                    .send()
+                    .send(
+                        Method::GET,
+                        PODS,
+                        &[("watch", "true".into()), ("resourceVersion", rv)],
+                        None,
+                    )
                     .await
                     .expect("watch");
                 let mut stream = resp.bytes_stream();
