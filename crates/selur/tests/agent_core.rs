@@ -149,7 +149,7 @@ fn graceful_deletion_shows_terminating_kills_at_the_grace_end_and_force_is_immed
 
     let began = Instant::now();
     s.ok(&["delete", "pod", "stubborn", "--wait=false"]);
-    let p = s.get_json(&["get", "pod", "stubborn", "-o", "json"]);
+    let p = s.get_json(&["pod", "stubborn"]);
     assert!(p["metadata"]["deletionTimestamp"].is_string(), "{p}");
     assert_eq!(p["metadata"]["deletionGracePeriodSeconds"], 4);
     let table = s.ok(&["get", "pod", "stubborn"]);
@@ -285,4 +285,130 @@ fn a_pull_from_an_unreachable_registry_backs_off_and_succeeds_once_it_appears() 
     wait_pod(&s, "later", "running", |p| {
         p["status"]["phase"] == "Running"
     });
+}
+
+#[test]
+fn a_pod_with_a_100_character_name_runs_with_its_hostname_cut_as_kubernetes_cuts_it() {
+    let s = common::node_with_busybox_image();
+    let name = format!("{}-{}", "a".repeat(62), "b".repeat(37));
+    assert_eq!(name.len(), 100);
+    let f = write_file(&s, "long.yaml", &sleeper(&name, "main", 1));
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, &name, "running", |p| p["status"]["phase"] == "Running");
+    let host = s.ok(&["exec", &name, "--", "/bin/busybox", "hostname"]);
+    // 63 characters, then the trailing '-' trimmed.
+    assert_eq!(host.trim(), "a".repeat(62));
+    let out = s.selur(&["delete", "pod", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memory() {
+    let s = common::node_with_busybox_image();
+    let root = s.data_dir().join("agent/runc");
+    let pid = s.child.as_ref().unwrap().id();
+    // Warm up: one small pod started and removed, so the baseline includes
+    // what any pod start allocates once.
+    let f = write_file(&s, "warm.yaml", &sleeper("warm", "main", 1));
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, "warm", "running", |p| p["status"]["phase"] == "Running");
+    s.ok(&["delete", "pod", "warm"]);
+    wait_until("the warm-up pod is gone", 30, || {
+        runc_list(&root).is_empty()
+    });
+    let before = rss_kb(pid);
+
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  nodeName: main\n  terminationGracePeriodSeconds: 1\n  containers:\n",
+    );
+    for i in 0..1000 {
+        yaml.push_str(&format!(
+            "  - name: c{i}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
+        ));
+    }
+    let f = write_file(&s, "huge.yaml", &yaml);
+    s.ok(&["apply", "-f", &f]);
+    wait_until("some containers of the huge pod run", 120, || {
+        runc_list(&root).len() >= 10
+    });
+    s.ok(&["delete", "pod", "huge", "--wait=false"]);
+    let deleted = Instant::now();
+    wait_until("every container of the huge pod is gone", 120, || {
+        runc_list(&root).is_empty()
+    });
+    let stopped_in = deleted.elapsed();
+    // Nothing starts again afterwards.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(runc_list(&root).is_empty(), "{:?}", runc_list(&root));
+    wait_until("the pod object is gone", 60, || {
+        !s.selur(&["get", "pod", "huge"]).status.success()
+    });
+    let after = rss_kb(pid);
+    eprintln!("huge pod stopped {stopped_in:?} after its delete; server RSS {before} kB before, {after} kB after");
+    assert!(
+        after < before + 64 * 1024,
+        "the server's memory came back down: {before} kB before, {after} kB after"
+    );
+    assert!(
+        !s.data_dir()
+            .join("agent/pods")
+            .read_dir()
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "the pod's files are gone"
+    );
+}
+
+#[test]
+fn a_server_killed_while_40_replicas_start_converges_to_40_ready_after_restart() {
+    let mut s = common::node_with_busybox_image();
+    let root = s.data_dir().join("agent/runc");
+    let f = write_file(
+        &s,
+        "d.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: forty\nspec:\n  replicas: 40\n  selector:\n    matchLabels: {app: forty}\n  template:\n    metadata:\n      labels: {app: forty}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: c\n        image: localhost/rt:1\n        imagePullPolicy: Never\n        args: [\"sleep\", \"3600\"]\n        resources:\n          requests: {cpu: 1m, memory: 1Mi}\n",
+    );
+    s.ok(&["apply", "-f", &f]);
+    wait_until("a few replicas run", 120, || runc_list(&root).len() >= 6);
+    s.kill();
+    s.spawn();
+    let start = Instant::now();
+    loop {
+        let d = s.get_json(&["deploy", "forty"]);
+        if d["status"]["availableReplicas"] == 40 && d["status"]["replicas"] == 40 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "never 40/40 after the restart: {}",
+            d["status"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Exactly one running container per replica: nothing from the killed
+    // attempts is left over, and no pod waits on a broken sandbox.
+    wait_until("40 containers run", 60, || {
+        running_pids(&root).len() == 40 && runc_list(&root).len() == 40
+    });
+    let events = s.ok(&["get", "events"]);
+    let pods = s.get_json(&["pods"]);
+    let pending: Vec<&Value> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] != "Running")
+        .collect();
+    assert!(pending.is_empty(), "{pending:?}\n{events}");
+    s.ok(&["delete", "deploy", "forty"]);
+    wait_until("the replicas are gone", 120, || runc_list(&root).is_empty());
 }
