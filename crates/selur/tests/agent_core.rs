@@ -412,3 +412,42 @@ fn a_server_killed_while_40_replicas_start_converges_to_40_ready_after_restart()
     s.ok(&["delete", "deploy", "forty"]);
     wait_until("the replicas are gone", 120, || runc_list(&root).is_empty());
 }
+
+#[test]
+fn a_big_pod_torn_down_after_the_agent_was_away_never_holds_up_a_new_pod() {
+    let s = Server::start(&["--node-name", "main"]);
+    let mut agent = ExtraAgent::start(&s, "n2", &[]);
+    build_busybox_image(&s, Some("n2"));
+    let root = s.data_dir().join("agent-n2/runc");
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: slow\nspec:\n  nodeName: n2\n  terminationGracePeriodSeconds: 20\n  containers:\n",
+    );
+    for i in 0..20 {
+        // `sleep` as PID 1 ignores TERM: the teardown takes the whole grace.
+        yaml.push_str(&format!(
+            "  - name: c{i}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
+        ));
+    }
+    let f = write_file(&s, "slow.yaml", &yaml);
+    s.ok(&["apply", "-f", &f]);
+    wait_until("the big pod runs", 120, || running_pids(&root).len() == 20);
+
+    // The agent dies; the pod is deleted while it is away (it stays
+    // Terminating: nobody confirms); the agent comes back.
+    let _ = agent.0.kill();
+    let _ = agent.0.wait();
+    s.ok(&["delete", "pod", "slow", "--wait=false"]);
+    drop(agent);
+    let _agent = ExtraAgent::start(&s, "n2", &[]);
+    let f = write_file(&s, "quick.yaml", &sleeper("quick", "n2", 1));
+    s.ok(&["apply", "-f", &f]);
+    wait_pod(&s, "quick", "running", |p| p["status"]["phase"] == "Running");
+    assert!(
+        s.selur(&["get", "pod", "slow"]).status.success(),
+        "the new pod ran while the big one was still being torn down"
+    );
+    wait_until("the big pod is gone", 90, || {
+        !s.selur(&["get", "pod", "slow"]).status.success()
+    });
+    assert_eq!(running_pids(&root).len(), 1, "{:?}", runc_list(&root));
+}
