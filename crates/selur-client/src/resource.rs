@@ -202,6 +202,20 @@ impl<K> Api<K> {
     }
 }
 
+/// A list answer's items and resourceVersion.
+pub fn list_parts(mut list: Value) -> (Vec<Value>, String) {
+    let rv = list
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let items = match list.get_mut("items").map(Value::take) {
+        Some(Value::Array(a)) => a,
+        _ => Vec::new(),
+    };
+    (items, rv)
+}
+
 fn decode<K: DeserializeOwned>(client: &Client, v: Value) -> Result<K, ClientError> {
     serde_json::from_value(v).map_err(|e| ClientError::Decode {
         url: client.base.clone(),
@@ -237,15 +251,7 @@ impl<K: Serialize + DeserializeOwned> Api<K> {
             .client
             .request(Method::GET, &self.collection(), &params.query(), None)
             .await?;
-        let rv = v
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let items = match v.get("items") {
-            Some(Value::Array(a)) => a.clone(),
-            _ => Vec::new(),
-        };
+        let (items, rv) = list_parts(v);
         let items = items
             .into_iter()
             .map(|i| decode(&self.client, i))

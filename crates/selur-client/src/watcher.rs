@@ -295,16 +295,7 @@ impl Source for ApiSource {
                 .client
                 .request(Method::GET, &self.collection, &self.params.query(), None)
                 .await?;
-            let rv = v
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let items = match v.get("items") {
-                Some(Value::Array(a)) => a.clone(),
-                _ => Vec::new(),
-            };
-            Ok((items, rv))
+            Ok(crate::resource::list_parts(v))
         })
     }
 

@@ -183,50 +183,10 @@ fn graceful_deletion_shows_terminating_kills_at_the_grace_end_and_force_is_immed
     wait_until("no container is left", 30, || runc_list(&root).is_empty());
 }
 
-/// `docker-registry` on a given loopback port (the pod names it before
-/// it runs); killed on drop.
-struct RegistryOn(std::process::Child);
-
-impl RegistryOn {
-    fn start(dir: &Path, port: u16) -> RegistryOn {
-        let cfg = dir.join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry");
-        let r = RegistryOn(child);
-        wait_until("the registry listens", 20, || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        r
-    }
-}
-
-impl Drop for RegistryOn {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_pull_from_an_unreachable_registry_backs_off_and_succeeds_once_it_appears() {
     let work = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
+    let port = common::free_port();
     let settings = work.path().join("registries.yaml");
     std::fs::write(
         &settings,
@@ -271,7 +231,7 @@ fn a_pull_from_an_unreachable_registry_backs_off_and_succeeds_once_it_appears() 
     assert!(events.contains("Back-off pulling image"), "{events}");
 
     // The registry appears with the image: the next retry pulls and runs it.
-    let _registry = RegistryOn::start(work.path(), port);
+    let _registry = common::LocalRegistry::start_on(work.path(), port);
     let img = umoci_busybox(work.path(), &[]);
     sh(
         "skopeo",
@@ -441,7 +401,9 @@ fn a_big_pod_torn_down_after_the_agent_was_away_never_holds_up_a_new_pod() {
     let _agent = ExtraAgent::start(&s, "n2", &[]);
     let f = write_file(&s, "quick.yaml", &sleeper("quick", "n2", 1));
     s.ok(&["apply", "-f", &f]);
-    wait_pod(&s, "quick", "running", |p| p["status"]["phase"] == "Running");
+    wait_pod(&s, "quick", "running", |p| {
+        p["status"]["phase"] == "Running"
+    });
     assert!(
         s.selur(&["get", "pod", "slow"]).status.success(),
         "the new pod ran while the big one was still being torn down"

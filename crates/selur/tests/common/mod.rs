@@ -397,12 +397,21 @@ pub struct LocalRegistry {
     pub port: u16,
 }
 
+/// A free loopback port (for a registry that appears later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 impl LocalRegistry {
     pub fn start(dir: &Path) -> LocalRegistry {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        Self::start_on(dir, free_port())
+    }
+
+    /// On a given port (one a test named before the registry ran).
+    pub fn start_on(dir: &Path, port: u16) -> LocalRegistry {
         let cfg = dir.join("registry.yml");
         std::fs::write(
             &cfg,
