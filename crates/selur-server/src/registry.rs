@@ -147,6 +147,22 @@ pub fn pod_grace(pod: &Value, requested: Option<i64>, node_exists: bool) -> PodG
     }
 }
 
+/// Whether a write leaves an object to be removed: deleted, no finalizer left,
+/// and not within a grace period (a terminating pod waits for its node's
+/// confirmation however its status or finalizers change), as Kubernetes'
+/// `ShouldDeleteDuringUpdate`.
+fn finalized(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_none_or(|g| g == 0)
+        && obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+}
+
 fn is_pod(kind: &ResourceKind) -> bool {
     kind.kind == "Pod" && kind.group.is_empty()
 }
@@ -633,11 +649,7 @@ impl Registry {
             return Ok(old.clone());
         }
         let k = key(kind, ns.as_deref(), name);
-        let finalized = value.pointer("/metadata/deletionTimestamp").is_some()
-            && value
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        let finalized = finalized(&value);
         let charge = self.admission.charge(&req, &obj).await?;
         if dry_run {
             return Ok(value);
@@ -933,11 +945,7 @@ impl Registry {
     /// ownerReferences), with optimistic concurrency on `rev`; deletes it when its last
     /// finalizer went away while it was being deleted.
     pub async fn write_back(&self, key: &str, rev: Revision, obj: &Value) -> ApiResult<bool> {
-        let finalized = obj.pointer("/metadata/deletionTimestamp").is_some()
-            && obj
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        let finalized = finalized(obj);
         let txn = Txn::new().when(Compare::at(key, rev));
         let txn = if finalized {
             txn.delete(key)
