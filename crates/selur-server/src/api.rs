@@ -470,8 +470,25 @@ fn delete_options(
         dry_run: dry_run(q)?,
         ..Default::default()
     };
+    if let Some(g) = q.get("gracePeriodSeconds") {
+        o.grace_period_seconds = Some(g.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "gracePeriodSeconds {g:?} is not a whole number of seconds: use e.g. gracePeriodSeconds=30, or 0 to delete at once"
+            ))
+        })?);
+    }
     if !body.is_empty() {
         let b = parse_body(headers, body)?;
+        match b.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                o.grace_period_seconds = Some(v.as_i64().ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "DeleteOptions.gracePeriodSeconds {v} is not a whole number of seconds: use e.g. 30, or 0 to delete at once"
+                    ))
+                })?);
+            }
+        }
         if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
             o.propagation_policy = Some(p.to_string());
         }

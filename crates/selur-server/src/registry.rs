@@ -100,6 +100,71 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_resource_version: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds`: `None` is the object's own (a pod's
+    /// `spec.terminationGracePeriodSeconds`); `Some(0)` deletes at once.
+    pub grace_period_seconds: Option<i64>,
+}
+
+/// The grace period of a pod without `spec.terminationGracePeriodSeconds`.
+pub const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
+
+/// What deleting a pod does (Kubernetes' pod `CheckGracefulDelete`, plus
+/// PodGC's rule for pods whose node is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodGrace {
+    /// Remove it now (still held by finalizers, if it has any).
+    Remove,
+    /// Mark it terminating (`deletionTimestamp` = now + grace) and let its
+    /// node stop the containers and confirm with a grace-0 delete.
+    Mark { grace: i64 },
+}
+
+/// The grace decision for deleting `pod` with the requested grace period
+/// (`None` = the pod's own), given whether its node object exists.
+pub fn pod_grace(pod: &Value, requested: Option<i64>, node_exists: bool) -> PodGrace {
+    let mut grace = requested.unwrap_or_else(|| {
+        pod.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(DEFAULT_POD_GRACE_SECONDS)
+    });
+    let node = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let finished = matches!(
+        pod.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if node.is_none() || finished || !node_exists {
+        grace = 0;
+    }
+    if grace < 0 {
+        grace = 1;
+    }
+    match grace {
+        0 => PodGrace::Remove,
+        grace => PodGrace::Mark { grace },
+    }
+}
+
+/// Whether a write leaves an object to be removed: deleted, no finalizer left,
+/// and not within a grace period (a terminating pod waits for its node's
+/// confirmation however its status or finalizers change), as Kubernetes'
+/// `ShouldDeleteDuringUpdate`.
+fn finalized(obj: &Value) -> bool {
+    obj.pointer("/metadata/deletionTimestamp").is_some()
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_none_or(|g| g == 0)
+        && obj
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+}
+
+fn is_pod(kind: &ResourceKind) -> bool {
+    kind.kind == "Pod" && kind.group.is_empty()
 }
 
 /// What a delete did.
@@ -584,11 +649,7 @@ impl Registry {
             return Ok(old.clone());
         }
         let k = key(kind, ns.as_deref(), name);
-        let finalized = value.pointer("/metadata/deletionTimestamp").is_some()
-            && value
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        let finalized = finalized(&value);
         let charge = self.admission.charge(&req, &obj).await?;
         if dry_run {
             return Ok(value);
@@ -747,9 +808,81 @@ impl Registry {
                 finalizers.push(f.to_string());
             }
         }
+        let k = key(kind, namespace, name);
+        if is_pod(kind) {
+            let node_exists = match obj
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+            {
+                Some(node) => match kinds::by_api_version_kind("v1", "Node") {
+                    Some(nk) => self.store.get(&key(nk, None, node)).await?.is_some(),
+                    None => false,
+                },
+                None => false,
+            };
+            let grace = match pod_grace(&obj, opts.grace_period_seconds, node_exists) {
+                PodGrace::Remove => 0,
+                PodGrace::Mark { grace } => grace,
+            };
+            let marked = obj
+                .pointer("/metadata/deletionTimestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc));
+            let old_grace = obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            let write = match (marked, old_grace) {
+                // Terminating: a delete may only shorten the grace period.
+                (Some(at), Some(old)) if old > 0 => {
+                    if grace >= old {
+                        return Ok(Deleted::Pending(obj));
+                    }
+                    let at = at - chrono::Duration::seconds(old) + chrono::Duration::seconds(grace);
+                    let m = meta_mut(&mut obj)?;
+                    m.insert("deletionTimestamp".into(), json!(rfc3339(at)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    m.remove("resourceVersion");
+                    // Shortened to 0 with no finalizer left: removed below.
+                    grace > 0 || !finalizers.is_empty()
+                }
+                // Already at grace 0 (held by finalizers): as any other kind.
+                (Some(_), _) => false,
+                (None, _) if grace > 0 => {
+                    let at = self.clock.now() + chrono::Duration::seconds(grace);
+                    let m = meta_mut(&mut obj)?;
+                    m.insert("deletionTimestamp".into(), json!(rfc3339(at)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                    if !finalizers.is_empty() {
+                        m.insert("finalizers".into(), json!(finalizers));
+                    }
+                    m.remove("resourceVersion");
+                    true
+                }
+                (None, _) => false,
+            };
+            if write {
+                if opts.dry_run {
+                    return Ok(Deleted::Pending(obj));
+                }
+                let resp = self
+                    .store
+                    .txn(
+                        Txn::new()
+                            .when(Compare::at(k.clone(), rev))
+                            .put(k, serialize(&obj)?),
+                    )
+                    .await?;
+                if !resp.succeeded {
+                    return Err(ApiError::stale(kind, name));
+                }
+                obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
+                return Ok(Deleted::Pending(obj));
+            }
+        }
         // Namespaces empty themselves first (the namespace controller finalizes them).
         let is_namespace = kind.kind == "Namespace" && kind.group.is_empty();
-        let k = key(kind, namespace, name);
         if finalizers.is_empty() && !is_namespace {
             if opts.dry_run {
                 return Ok(Deleted::Gone(obj));
@@ -812,11 +945,7 @@ impl Registry {
     /// ownerReferences), with optimistic concurrency on `rev`; deletes it when its last
     /// finalizer went away while it was being deleted.
     pub async fn write_back(&self, key: &str, rev: Revision, obj: &Value) -> ApiResult<bool> {
-        let finalized = obj.pointer("/metadata/deletionTimestamp").is_some()
-            && obj
-                .pointer("/metadata/finalizers")
-                .and_then(Value::as_array)
-                .is_none_or(|f| f.is_empty());
+        let finalized = finalized(obj);
         let txn = Txn::new().when(Compare::at(key, rev));
         let txn = if finalized {
             txn.delete(key)
@@ -840,6 +969,13 @@ impl Registry {
         node: &str,
         dry_run: bool,
     ) -> ApiResult<Value> {
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                kind,
+                name,
+                &format!("pod {name} is being deleted, cannot be assigned to a host (node {node:?}); create a new pod instead"),
+            ));
+        }
         pod["spec"]["nodeName"] = json!(node);
         if !pod.get("status").is_some_and(Value::is_object) {
             pod["status"] = json!({});
@@ -884,4 +1020,234 @@ impl Registry {
 pub fn ns_kind() -> &'static ResourceKind {
     // The table always holds Namespace; fall back to the first kind only to avoid a panic path.
     kinds::by_api_version_kind("v1", "Namespace").unwrap_or(&kinds::KINDS[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use chrono::{DateTime, Utc};
+    use selur_store::{SqliteOptions, SqliteStore};
+
+    fn bound(node: &str, phase: &str, own_grace: Option<i64>) -> Value {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": phase}});
+        if let Some(g) = own_grace {
+            p["spec"]["terminationGracePeriodSeconds"] = json!(g);
+        }
+        p
+    }
+
+    #[test]
+    fn grace_comes_from_the_request_then_the_pod_then_30() {
+        let p = bound("n1", "Running", Some(5));
+        assert_eq!(pod_grace(&p, Some(7), true), PodGrace::Mark { grace: 7 });
+        assert_eq!(pod_grace(&p, None, true), PodGrace::Mark { grace: 5 });
+        let p = bound("n1", "Running", None);
+        assert_eq!(pod_grace(&p, None, true), PodGrace::Mark { grace: 30 });
+        assert_eq!(pod_grace(&p, Some(-3), true), PodGrace::Mark { grace: 1 });
+    }
+
+    #[test]
+    fn grace_zero_unbound_finished_or_nodeless_pods_are_removed() {
+        let p = bound("n1", "Running", Some(5));
+        assert_eq!(pod_grace(&p, Some(0), true), PodGrace::Remove);
+        assert_eq!(pod_grace(&p, None, false), PodGrace::Remove);
+        assert_eq!(
+            pod_grace(&bound("", "Pending", None), None, true),
+            PodGrace::Remove
+        );
+        let mut unbound = bound("n1", "Pending", None);
+        unbound["spec"]
+            .as_object_mut()
+            .map(|s| s.remove("nodeName"));
+        assert_eq!(pod_grace(&unbound, Some(10), true), PodGrace::Remove);
+        for phase in ["Succeeded", "Failed"] {
+            assert_eq!(
+                pod_grace(&bound("n1", phase, None), None, true),
+                PodGrace::Remove
+            );
+        }
+        let zero_own = bound("n1", "Running", Some(0));
+        assert_eq!(pod_grace(&zero_own, None, true), PodGrace::Remove);
+    }
+
+    async fn registry() -> (tempfile::TempDir, Registry, Arc<ManualClock>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("store"));
+        let start: DateTime<Utc> = "2024-01-01T00:00:00Z".parse().expect("time");
+        let clock = Arc::new(ManualClock::new(start));
+        let reg = Registry::new(store, Admission::default(), clock.clone());
+        reg.ensure_namespace("default").await.expect("namespace");
+        (dir, reg, clock)
+    }
+
+    fn pod_kind() -> &'static ResourceKind {
+        kinds::by_api_version_kind("v1", "Pod").expect("pod kind")
+    }
+
+    async fn add_node(reg: &Registry, name: &str) {
+        let nk = kinds::by_api_version_kind("v1", "Node").expect("node kind");
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        reg.create(nk, None, node, false).await.expect("node");
+    }
+
+    async fn add_pod(reg: &Registry, name: &str, node: &str, finalizers: &[&str]) -> Value {
+        let mut p = bound(node, "Running", Some(20));
+        p["metadata"]["name"] = json!(name);
+        if !finalizers.is_empty() {
+            p["metadata"]["finalizers"] = json!(finalizers);
+        }
+        reg.create(pod_kind(), Some("default"), p, false)
+            .await
+            .expect("pod")
+    }
+
+    fn grace(opts_grace: Option<i64>) -> DeleteOptions {
+        DeleteOptions {
+            grace_period_seconds: opts_grace,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn graceful_delete_marks_shortens_and_is_confirmed_by_uid() {
+        let (_d, reg, _clock) = registry().await;
+        add_node(&reg, "n1").await;
+        let created = add_pod(&reg, "p", "n1", &[]).await;
+        let gen = created["metadata"]["generation"].clone();
+        let Deleted::Pending(marked) = reg
+            .delete(pod_kind(), Some("default"), "p", &grace(None))
+            .await
+            .expect("delete")
+        else {
+            panic!("a bound pod must be marked, not removed");
+        };
+        assert_eq!(
+            marked["metadata"]["deletionTimestamp"],
+            "2024-01-01T00:00:20Z"
+        );
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 20);
+        assert_eq!(marked["metadata"]["generation"], gen);
+        let stored = reg
+            .get(pod_kind(), Some("default"), "p")
+            .await
+            .expect("get");
+        assert_eq!(stored["metadata"]["deletionGracePeriodSeconds"], 20);
+        // Same or longer: no-op.
+        for g in [None, Some(20), Some(60)] {
+            let Deleted::Pending(v) = reg
+                .delete(pod_kind(), Some("default"), "p", &grace(g))
+                .await
+                .expect("repeat")
+            else {
+                panic!("repeat delete removed the pod");
+            };
+            assert_eq!(
+                v["metadata"]["resourceVersion"],
+                stored["metadata"]["resourceVersion"]
+            );
+            assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 20);
+        }
+        // Shorter: both shortened.
+        let Deleted::Pending(v) = reg
+            .delete(pod_kind(), Some("default"), "p", &grace(Some(5)))
+            .await
+            .expect("shorten")
+        else {
+            panic!("shortening removed the pod");
+        };
+        assert_eq!(v["metadata"]["deletionTimestamp"], "2024-01-01T00:00:05Z");
+        assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 5);
+        // The node's confirmation with a wrong uid is refused; the right one removes it.
+        let mut confirm = grace(Some(0));
+        confirm.precondition_uid = Some("wrong".into());
+        let e = reg
+            .delete(pod_kind(), Some("default"), "p", &confirm)
+            .await
+            .expect_err("wrong uid");
+        assert_eq!(e.code, 409);
+        confirm.precondition_uid = created["metadata"]["uid"].as_str().map(String::from);
+        assert!(matches!(
+            reg.delete(pod_kind(), Some("default"), "p", &confirm).await,
+            Ok(Deleted::Gone(_))
+        ));
+        assert!(reg.get(pod_kind(), Some("default"), "p").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn pods_without_a_node_or_on_a_missing_node_go_at_once() {
+        let (_d, reg, _clock) = registry().await;
+        add_pod(&reg, "unbound", "", &[]).await;
+        add_pod(&reg, "orphan", "gone-node", &[]).await;
+        for name in ["unbound", "orphan"] {
+            assert!(matches!(
+                reg.delete(pod_kind(), Some("default"), name, &grace(None))
+                    .await,
+                Ok(Deleted::Gone(_))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn finalizers_hold_a_confirmed_pod() {
+        let (_d, reg, _clock) = registry().await;
+        add_node(&reg, "n1").await;
+        add_pod(&reg, "p", "n1", &["example.com/hold"]).await;
+        let Ok(Deleted::Pending(_)) = reg
+            .delete(pod_kind(), Some("default"), "p", &grace(None))
+            .await
+        else {
+            panic!("graceful delete");
+        };
+        let Ok(Deleted::Pending(v)) = reg
+            .delete(pod_kind(), Some("default"), "p", &grace(Some(0)))
+            .await
+        else {
+            panic!("a finalizer must hold the pod");
+        };
+        assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 0);
+        let mut v = reg
+            .get(pod_kind(), Some("default"), "p")
+            .await
+            .expect("get");
+        assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 0);
+        v["metadata"]["finalizers"] = json!([]);
+        reg.update(
+            pod_kind(),
+            Some("default"),
+            "p",
+            v,
+            Subresource::Main,
+            false,
+        )
+        .await
+        .expect("drop finalizer");
+        assert!(reg.get(pod_kind(), Some("default"), "p").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_terminating_pod_cannot_be_bound() {
+        let (_d, reg, _clock) = registry().await;
+        add_node(&reg, "n1").await;
+        add_pod(&reg, "p", "n1", &[]).await;
+        reg.delete(pod_kind(), Some("default"), "p", &grace(None))
+            .await
+            .expect("delete");
+        let (pod, rev) = reg
+            .get_kv(pod_kind(), Some("default"), "p")
+            .await
+            .expect("get");
+        let mut unbound = pod.clone();
+        unbound["spec"]["nodeName"] = json!("");
+        let e = reg
+            .bind_node(pod_kind(), Some("default"), "p", rev, unbound, "n2", false)
+            .await
+            .expect_err("bind");
+        assert_eq!(e.code, 409);
+        assert!(e.message.contains("being deleted"), "{}", e.message);
+    }
 }

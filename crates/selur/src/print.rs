@@ -588,6 +588,36 @@ pub fn name_of(kind: &ResourceKind, v: &Value) -> String {
     format!("{}/{}", kind.qualified_singular(), s(v, "/metadata/name"))
 }
 
+/// The events about `obj`, oldest first: matched by `involvedObject.uid` (by
+/// name and kind only for events without a uid), so a new object never shows
+/// the events of an old one of the same name; ordered by `lastTimestamp`, else
+/// `firstTimestamp`, `eventTime` or creation time.
+pub fn events_about(obj: &Value, events: &[Value]) -> Vec<Value> {
+    let uid = s(obj, "/metadata/uid");
+    let name = s(obj, "/metadata/name");
+    let mut out: Vec<Value> = events
+        .iter()
+        .filter(|e| match s(e, "/involvedObject/uid") {
+            "" => s(e, "/involvedObject/name") == name,
+            u => u == uid,
+        })
+        .cloned()
+        .collect();
+    let when = |e: &Value| -> Option<DateTime<Utc>> {
+        [
+            "/lastTimestamp",
+            "/firstTimestamp",
+            "/eventTime",
+            "/metadata/creationTimestamp",
+        ]
+        .iter()
+        .find_map(|p| DateTime::parse_from_rfc3339(s(e, p)).ok())
+        .map(|t| t.with_timezone(&Utc))
+    };
+    out.sort_by_key(|e| when(e));
+    out
+}
+
 /// `kubectl describe`-style text: metadata summary, the rest as YAML, then events.
 pub fn describe(kind: &ResourceKind, v: &Value, events: &[Value], now: DateTime<Utc>) -> String {
     let mut out = String::new();
@@ -719,5 +749,31 @@ mod tests {
         assert_eq!(rows[0][0], "NAMESPACE");
         assert_eq!(rows[1][2], "2/3");
         assert!(render(&rows).contains("web"));
+    }
+
+    #[test]
+    fn describe_shows_only_this_objects_events_in_time_order() {
+        let obj = json!({"metadata": {"name": "web", "uid": "new"}});
+        let ev = |n: &str, uid: Option<&str>, last: &str| {
+            let mut e = json!({"metadata": {"name": n},
+                "involvedObject": {"kind": "Pod", "name": "web"}, "lastTimestamp": last});
+            if let Some(u) = uid {
+                e["involvedObject"]["uid"] = json!(u);
+            }
+            e
+        };
+        let mut first_only = ev("d", Some("new"), "");
+        first_only["firstTimestamp"] = json!("2026-01-01T00:00:02Z");
+        let events = [
+            ev("a", Some("new"), "2026-01-01T00:00:09Z"),
+            ev("b", Some("old"), "2026-01-01T00:00:01Z"),
+            ev("c", None, "2026-01-01T00:00:05Z"),
+            first_only,
+        ];
+        let names: Vec<String> = events_about(&obj, &events)
+            .iter()
+            .map(|e| s(e, "/metadata/name").to_string())
+            .collect();
+        assert_eq!(names, ["d", "c", "a"]);
     }
 }

@@ -196,7 +196,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> ApiResult<Option<Duration>
     let pods: Vec<Value> = list_containing(&ctx.reg, kind("pods")?, ns, &uid)
         .await?
         .into_iter()
-        .filter(|p| controlled_by(p, &uid) && !deleting(p))
+        .filter(|p| controlled_by(p, &uid))
         .collect();
     let pod_views: Vec<PodView> = pods
         .iter()
@@ -208,6 +208,7 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> ApiResult<Option<Duration>
                 ready: is_ready(p),
                 available: is_available(p, min_ready, now),
                 failed: podstate::phase(p) == "Failed",
+                terminating: deleting(p),
             })
         })
         .collect();
@@ -271,7 +272,11 @@ pub async fn reconcile(ctx: Arc<Ctx>, key: String) -> ApiResult<Option<Duration>
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(podstate::next_available_in(pods.iter(), min_ready, now))
+    Ok(podstate::next_available_in(
+        pods.iter().filter(|p| !deleting(p)),
+        min_ready,
+        now,
+    ))
 }
 
 async fn create_pod(

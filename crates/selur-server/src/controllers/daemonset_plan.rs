@@ -15,7 +15,7 @@ pub struct NodeView {
     pub should_continue: bool,
 }
 
-/// One daemon pod (active: not being deleted).
+/// One daemon pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodView {
     pub name: String,
@@ -27,6 +27,9 @@ pub struct PodView {
     pub available: bool,
     /// Phase Failed: replaced, as Kubernetes does.
     pub failed: bool,
+    /// Being deleted (has a `deletionTimestamp`): never deleted again, and
+    /// while it terminates its node gets no new pod (as Kubernetes).
+    pub terminating: bool,
 }
 
 /// How pods of an old template are replaced.
@@ -85,7 +88,8 @@ pub fn plan(nodes: &[NodeView], pods: &[PodView], strategy: Strategy) -> Plan {
     // Pods pinned to nodes that are gone.
     for (node, ps) in &by_node {
         if !known.contains_key(node) {
-            plan.delete.extend(ps.iter().map(|p| p.name.clone()));
+            plan.delete
+                .extend(ps.iter().filter(|p| !p.terminating).map(|p| p.name.clone()));
         }
     }
     let surge = matches!(strategy, Strategy::RollingUpdate { max_surge, .. } if max_surge > 0);
@@ -93,6 +97,8 @@ pub fn plan(nodes: &[NodeView], pods: &[PodView], strategy: Strategy) -> Plan {
     let mut kept: Vec<(&NodeView, Option<&PodView>, Option<&PodView>)> = Vec::new();
     for n in nodes {
         let mut ps: Vec<&PodView> = by_node.get(n.name.as_str()).cloned().unwrap_or_default();
+        let terminating = ps.iter().any(|p| p.terminating);
+        ps.retain(|p| !p.terminating);
         let (failed, live): (Vec<&PodView>, Vec<&PodView>) = ps.drain(..).partition(|p| p.failed);
         plan.delete.extend(failed.iter().map(|p| p.name.clone()));
         if !n.should_continue {
@@ -100,7 +106,7 @@ pub fn plan(nodes: &[NodeView], pods: &[PodView], strategy: Strategy) -> Plan {
             continue;
         }
         if live.is_empty() {
-            if n.should_run {
+            if n.should_run && !terminating {
                 plan.create.push(n.name.clone());
             }
             continue;

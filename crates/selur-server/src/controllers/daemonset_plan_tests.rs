@@ -17,6 +17,7 @@ fn pod(name: &str, node: &str, updated: bool, available: bool) -> PodView {
         ready: available,
         available,
         failed: false,
+        terminating: false,
     }
 }
 
@@ -125,4 +126,20 @@ fn percentages_scale_as_kubernetes_rounds_them() {
     assert_eq!(scaled(Some(&json!("25%")), 10, false, 0), 2);
     assert_eq!(scaled(Some(&json!(2)), 10, false, 1), 2);
     assert_eq!(scaled(None, 10, false, 1), 1);
+}
+
+#[test]
+fn a_terminating_pod_is_left_alone_and_blocks_a_new_one_on_its_node() {
+    let mut t = pod("pa", "a", true, true);
+    t.terminating = true;
+    let p = plan(&[node("a", true)], std::slice::from_ref(&t), ROLL);
+    assert_eq!(p, Plan::default(), "wait until the old pod is gone");
+    // Not even deleted again when its node no longer wants it, or is gone.
+    let p = plan(&[node("a", false)], std::slice::from_ref(&t), ROLL);
+    assert_eq!(p, Plan::default());
+    let p = plan(&[], std::slice::from_ref(&t), ROLL);
+    assert_eq!(p, Plan::default());
+    // Once it is gone, the node gets a new pod.
+    let p = plan(&[node("a", true)], &[], ROLL);
+    assert_eq!(p.create, vec!["a".to_string()]);
 }

@@ -14,7 +14,8 @@ pub fn status(
     now: &str,
 ) -> Value {
     fn on_node<'a>(pods: &'a [PodView], n: &'a NodeView) -> impl Iterator<Item = &'a PodView> + 'a {
-        pods.iter().filter(move |p| p.node == n.name && !p.failed)
+        pods.iter()
+            .filter(move |p| p.node == n.name && !p.failed && !p.terminating)
     }
     let on = |n| on_node(pods, n);
     let (mut desired, mut current, mut mis, mut ready, mut avail, mut updated) = (0, 0, 0, 0, 0, 0);
@@ -91,6 +92,7 @@ mod tests {
             ready,
             available: ready,
             failed: false,
+            terminating: false,
         };
         let ds = json!({"metadata": {"generation": 3}});
         let s = status(
