@@ -24,6 +24,12 @@ use selur_server::{CompactionPolicy, ServerConfig};
 
 use crate::client::Client;
 
+/// jemalloc with background threads: memory freed after a burst (a huge
+/// pod started and deleted, a big list) goes back to the system within
+/// seconds (`dirty_decay_ms`), where glibc's arenas keep it for good.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Selur: a minimal, secure container orchestrator for small static images.
 #[derive(Parser, Debug)]
 #[command(name = "selur", version, about, long_about = None, propagate_version = true)]

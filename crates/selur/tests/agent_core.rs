@@ -118,17 +118,16 @@ fn a_pod_deleted_while_the_agents_watch_is_broken_stops_without_an_agent_restart
     wait_until("the runtime state is gone", 30, || {
         runc_list(&root).is_empty()
     });
-    assert!(
-        agent.0.try_wait().unwrap().is_none(),
-        "the agent kept running (no restart)"
-    );
-    assert!(
+    wait_until("the pod's files are gone", 30, || {
         !s.data_dir()
             .join("agent-n2/pods")
             .read_dir()
             .map(|mut d| d.next().is_some())
-            .unwrap_or(false),
-        "the pod's files are gone"
+            .unwrap_or(false)
+    });
+    assert!(
+        agent.0.try_wait().unwrap().is_none(),
+        "the agent kept running (no restart)"
     );
 }
 
@@ -274,12 +273,14 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[test]
 fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memory() {
-    let s = common::node_with_busybox_image();
-    let root = s.data_dir().join("agent/runc");
-    let pid = s.child.as_ref().unwrap().id();
+    let s = Server::start(&["--node-name", "main"]);
+    let agent = ExtraAgent::start(&s, "n2", &[]);
+    build_busybox_image(&s, Some("n2"));
+    let root = s.data_dir().join("agent-n2/runc");
+    let pid = agent.0.id();
     // Warm up: one small pod started and removed, so the baseline includes
     // what any pod start allocates once.
-    let f = write_file(&s, "warm.yaml", &sleeper("warm", "main", 1));
+    let f = write_file(&s, "warm.yaml", &sleeper("warm", "n2", 1));
     s.ok(&["apply", "-f", &f]);
     wait_pod(&s, "warm", "running", |p| p["status"]["phase"] == "Running");
     s.ok(&["delete", "pod", "warm"]);
@@ -289,7 +290,7 @@ fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memor
     let before = rss_kb(pid);
 
     let mut yaml = String::from(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  nodeName: main\n  terminationGracePeriodSeconds: 1\n  containers:\n",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  nodeName: n2\n  terminationGracePeriodSeconds: 1\n  containers:\n",
     );
     for i in 0..1000 {
         yaml.push_str(&format!(
@@ -313,19 +314,23 @@ fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memor
     wait_until("the pod object is gone", 60, || {
         !s.selur(&["get", "pod", "huge"]).status.success()
     });
-    let after = rss_kb(pid);
-    eprintln!("huge pod stopped {stopped_in:?} after its delete; server RSS {before} kB before, {after} kB after");
-    assert!(
-        after < before + 64 * 1024,
-        "the server's memory came back down: {before} kB before, {after} kB after"
-    );
-    assert!(
+    wait_until("the pod's files are gone", 30, || {
         !s.data_dir()
-            .join("agent/pods")
+            .join("agent-n2/pods")
             .read_dir()
             .map(|mut d| d.next().is_some())
-            .unwrap_or(false),
-        "the pod's files are gone"
+            .unwrap_or(false)
+    });
+    // Freed memory goes back to the system within seconds (jemalloc's
+    // background purging); a leak would keep it.
+    let back = Instant::now();
+    wait_until("the agent's memory returns to its level before", 90, || {
+        rss_kb(pid) < before + 16 * 1024
+    });
+    eprintln!(
+        "huge pod stopped {stopped_in:?} after its delete; agent RSS {before} kB before, {} kB {:?} later",
+        rss_kb(pid),
+        back.elapsed()
     );
 }
 
