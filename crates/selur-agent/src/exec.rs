@@ -28,7 +28,7 @@ use axum::response::Response;
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
-use crate::images::failure;
+use crate::reply::failure;
 use crate::runtime::{container_id, runtime};
 use crate::Agent;
 

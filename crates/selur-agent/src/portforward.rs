@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use selur_runtime::sandbox::{connect_in_netns, SandboxError};
 
-use crate::images::failure;
+use crate::reply::failure;
 use crate::runtime::sandbox_of;
 use crate::Agent;
 

@@ -36,7 +36,7 @@ use selur_runtime::cgroups::PodCgroup;
 use selur_runtime::runc::Runtime;
 use selur_runtime::sandbox::Sandbox;
 
-use crate::pods::event;
+use crate::events::event;
 use crate::Agent;
 
 pub use container::id_for;

@@ -22,8 +22,8 @@ use super::plan::{self, Action, ExitOutcome, KillReason};
 use super::probes;
 use super::state::PodState;
 use super::status::{self, Conditions, Slot};
+use crate::events::event;
 use crate::node::now_secs;
-use crate::pods::event;
 use crate::Agent;
 
 /// Everything the loop needs about one pod.
@@ -259,7 +259,7 @@ impl PodRun {
                 if let KillReason::Probe(kind) = why {
                     let s = &mut self.slots[ctr];
                     s.kill_at = kill_at.map(Instant::from_std);
-                    crate::pods::event_later(
+                    crate::events::event_later(
                         &self.agent,
                         &self.pod,
                         &s.ctr.field_path(),
@@ -414,7 +414,7 @@ impl PodRun {
                 s.exited = None;
                 s.pending_exit = None;
                 s.next_start = None;
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &fp,
@@ -422,7 +422,7 @@ impl PodRun {
                     "Created",
                     &format!("Created container {}", ctr.name),
                 );
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &fp,
@@ -526,7 +526,7 @@ impl PodRun {
             }
             s.probes[j].record(out.ok, now);
             if !out.ok {
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &s.ctr.field_path(),

@@ -15,7 +15,7 @@ use super::container::{self, Ctr};
 use super::ops::{ContainerOps, Runc, Signal};
 use super::plan::{self, TermAction, TermCtr};
 use super::{cgroup_of, handlers, pod_dir};
-use crate::pods::event;
+use crate::events::event;
 use crate::Agent;
 
 /// How long to wait for containers to end after KILL before removing them.
