@@ -28,8 +28,8 @@ use axum::response::Response;
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
+use crate::layout::{container_id, runtime};
 use crate::reply::failure;
-use crate::runtime::{container_id, runtime};
 use crate::Agent;
 
 use pty::Pty;

@@ -12,6 +12,7 @@ pub mod env;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod layout;
 pub mod logs;
 pub mod node;
 pub mod node_api;

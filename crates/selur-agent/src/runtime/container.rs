@@ -76,18 +76,6 @@ impl Ctr {
     }
 }
 
-fn short(uid: &str) -> String {
-    uid.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(12)
-        .collect()
-}
-
-/// The runtime id of container `cname` of pod `uid` on node `node`.
-pub fn id_for(node: &str, uid: &str, cname: &str) -> String {
-    format!("{node}-{}-{cname}", short(uid))
-}
-
 /// Every container of the pod: init containers (regular and sidecar) in
 /// order, then the app containers.
 pub fn all(agent: &Agent, pod: &Value) -> Vec<Ctr> {

@@ -25,7 +25,6 @@ mod supervise;
 mod terminate;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,13 +32,13 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use selur_runtime::cgroups::PodCgroup;
-use selur_runtime::runc::Runtime;
 use selur_runtime::sandbox::Sandbox;
 
 use crate::events::event;
 use crate::Agent;
 
-pub use container::id_for;
+pub use crate::layout::id_for;
+pub(crate) use crate::layout::{container_id, pod_dir, runtime, sandbox_of};
 use state::PodState;
 use terminate::{pre_stop_hooks, teardown};
 
@@ -126,30 +125,9 @@ impl Running {
     }
 }
 
-/// The OCI runtime this agent drives.
-pub(crate) fn runtime(agent: &Agent) -> Runtime {
-    Runtime::new(&agent.config.runtime, agent.config.data_dir.join("runc"))
-}
-
-/// The pod's directory on this node (sandbox under `ns/`, etc files,
-/// volumes, containers, `state.json`, `pod.json`).
-pub(crate) fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
-    agent.config.data_dir.join("pods").join(uid)
-}
-
-/// The runtime id of container `cname` of the pod with `uid` on this node.
-pub(crate) fn container_id(agent: &Agent, uid: &str, cname: &str) -> String {
-    id_for(&agent.config.node_name, uid, cname)
-}
-
 /// Whether the pod with `uid` was started on this node before (its state is on disk).
 pub(crate) fn runs_here(agent: &Agent, uid: &str) -> bool {
     !uid.is_empty() && pod_dir(agent, uid).join("state.json").exists()
-}
-
-/// The pod's sandbox (its namespaces), if the pod runs here.
-pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
-    Sandbox::at(&pod_dir(agent, uid).join("ns"))
 }
 
 /// The pod's cgroup (in its QoS class, under this agent's parent).

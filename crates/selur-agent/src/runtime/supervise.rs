@@ -656,7 +656,7 @@ mod tests {
             ops.clone(),
             rx,
         );
-        let id = |n: &str| container::id_for("n1", "u1", n);
+        let id = |n: &str| crate::layout::id_for("n1", "u1", n);
         run.step().await;
         assert_eq!(starts(&ops), [id("side"), id("init")]);
         ops.exit_with(&id("init"), 0);
