@@ -43,6 +43,12 @@ impl Regarding for Pod {
     }
 }
 
+impl<T: Regarding + ?Sized> Regarding for std::sync::Arc<T> {
+    fn object_ref(&self, field_path: &str) -> ObjectRef {
+        (**self).object_ref(field_path)
+    }
+}
+
 /// Record an event about `pod` (deduplicated by the agent's recorder).
 pub async fn event(
     agent: &Agent,

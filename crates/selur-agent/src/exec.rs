@@ -49,8 +49,14 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the runtime did not start the command: {0}")]
-    Start(String),
+    #[error("cannot run {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("asking the runtime for the container's state failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("the command did not finish within {0:?} and was killed")]
     Timeout(Duration),
 }
@@ -126,9 +132,7 @@ async fn wait_running(
     let deadline = tokio::time::Instant::now() + START_WAIT;
     loop {
         let (rt2, id2) = (rt.clone(), id.to_string());
-        let state = tokio::task::spawn_blocking(move || rt2.status(&id2))
-            .await
-            .map_err(|e| ExecError::Start(e.to_string()))??;
+        let state = tokio::task::spawn_blocking(move || rt2.status(&id2)).await??;
         match state.as_deref() {
             Some("running") => return Ok(()),
             None | Some("creating") | Some("created") if tokio::time::Instant::now() < deadline => {
@@ -173,7 +177,9 @@ pub(crate) async fn start(
         // runc's stdio is our terminal's slave: runc copies it to the container's terminal.
         let (master, slave) =
             selur_runtime::terminal::open_pty().map_err(io_err("allocating a terminal"))?;
-        let _ = selur_runtime::terminal::set_window_size(&master, 80, 24);
+        if let Err(e) = selur_runtime::terminal::set_window_size(&master, 80, 24) {
+            tracing::debug!(container, error = %e, "cannot set the initial terminal size");
+        }
         let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io_err("terminal"));
         command
             .stdin(Stdio::from(dup(&slave)?))
@@ -188,9 +194,10 @@ pub(crate) async fn start(
         None
     };
     command.kill_on_drop(true);
-    let child = command
-        .spawn()
-        .map_err(|e| ExecError::Start(format!("{}: {e}", rt.binary.display())))?;
+    let child = command.spawn().map_err(|source| ExecError::Spawn {
+        binary: rt.binary.clone(),
+        source,
+    })?;
     // Our copies of the slave must go, or the terminal never reports its end.
     drop(command);
     let mut started = Started {

@@ -123,6 +123,31 @@ pub(crate) async fn import(
     }
 }
 
+/// Why an image build over the node API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the build context archive is not valid: {source}")]
+    Context {
+        #[source]
+        source: std::io::Error,
+    },
+    /// Shown with paths relative to the build context (the temp dir it was
+    /// unpacked to means nothing to the user).
+    #[error("{}", .source.to_string().replace(&.context.display().to_string(), ""))]
+    Build {
+        context: std::path::PathBuf,
+        #[source]
+        source: selur_image::build::BuildError,
+    },
+}
+
 pub(crate) async fn build(
     State(a): State<Arc<Agent>>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
@@ -139,29 +164,36 @@ pub(crate) async fn build(
         Err(r) => return r,
     };
     let agent = a.clone();
-    let res =
-        tokio::task::spawn_blocking(move || -> Result<selur_image::build::BuiltImage, String> {
-            let dir =
-                tempfile::tempdir_in(agent.images.root().join("tmp")).map_err(|e| e.to_string())?;
-            let file = std::fs::File::open(tmp.path()).map_err(|e| e.to_string())?;
-            // The tar crate refuses entries that would land outside `dir`.
-            tar::Archive::new(file)
-                .unpack(dir.path())
-                .map_err(|e| format!("the build context archive is not valid: {e}"))?;
-            let cf = dir.path().join(".selur/Containerfile");
-            selur_image::build::build(
-                &agent.images,
-                &cf,
-                dir.path(),
-                &tags,
-                &selur_image::build::BuildOptions::default(),
-            )
-            .map_err(|e| {
-                e.to_string()
-                    .replace(&dir.path().join(".selur/").display().to_string(), "")
-            })
+    let res = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+        let tmp_root = agent.images.root().join("tmp");
+        let dir = tempfile::tempdir_in(&tmp_root).map_err(|source| BuildError::Io {
+            what: "creating a build dir in",
+            path: tmp_root.clone(),
+            source,
+        })?;
+        let file = std::fs::File::open(tmp.path()).map_err(|source| BuildError::Io {
+            what: "opening",
+            path: tmp.path().to_path_buf(),
+            source,
+        })?;
+        // The tar crate refuses entries that would land outside `dir`.
+        tar::Archive::new(file)
+            .unpack(dir.path())
+            .map_err(|source| BuildError::Context { source })?;
+        let cf = dir.path().join(".selur/Containerfile");
+        selur_image::build::build(
+            &agent.images,
+            &cf,
+            dir.path(),
+            &tags,
+            &selur_image::build::BuildOptions::default(),
+        )
+        .map_err(|source| BuildError::Build {
+            context: dir.path().join(".selur/"),
+            source,
         })
-        .await;
+    })
+    .await;
     match res {
         Ok(Ok(b)) => {
             a.changed.notify_one();
