@@ -89,7 +89,9 @@ impl Started {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = self.child.start_kill();
+        if let Err(e) = self.child.start_kill() {
+            tracing::debug!(pid_file = %self.pid_file.display(), error = %e, "cannot kill runc exec (it may have ended)");
+        }
     }
 }
 
@@ -104,9 +106,14 @@ fn kill_by_pid_file(pid_file: &Path) -> bool {
     };
     // With a terminal the process leads its own session and group: take its children too.
     if getpgid(Some(pid)).is_ok_and(|g| g == pid) {
-        let _ = kill_process_group(pid, Signal::KILL);
+        if let Err(e) = kill_process_group(pid, Signal::KILL) {
+            tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "cannot kill the exec'd process group");
+        }
     }
-    let _ = kill_process(pid, Signal::KILL);
+    if let Err(e) = kill_process(pid, Signal::KILL) {
+        // ESRCH: it ended meanwhile.
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "cannot kill the exec'd process");
+    }
     true
 }
 
@@ -244,7 +251,16 @@ pub async fn exec_capture(
         Ok(s) => s.map_err(io_err("waiting for the command"))?,
         Err(_) => {
             started.kill().await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), started.child.wait()).await;
+            if tokio::time::timeout(Duration::from_secs(5), started.child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    container,
+                    uid,
+                    "a timed-out command did not end within 5s of KILL"
+                );
+            }
             out.abort();
             err.abort();
             return Err(ExecError::Timeout(timeout));
