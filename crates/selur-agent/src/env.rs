@@ -7,9 +7,59 @@
 use std::collections::HashMap;
 
 use base64::Engine;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use crate::Agent;
+use crate::{Agent, AgentError};
+
+/// Reading a ConfigMap or Secret from the API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("reading {plural}/{name}: {source}")]
+    Request {
+        plural: String,
+        name: String,
+        #[source]
+        source: Box<AgentError>,
+    },
+    #[error("{plural}/{name}: HTTP {code}: {message}")]
+    Refused {
+        plural: String,
+        name: String,
+        code: u16,
+        message: String,
+    },
+}
+
+/// Why a container's environment cannot be built (shown to users as
+/// `CreateContainerConfigError`).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    #[error("envFrom[{index}]: {plural} {name:?} not found")]
+    SourceNotFound {
+        index: usize,
+        plural: &'static str,
+        name: String,
+    },
+    #[error("env[{index}] ({name}): fieldPath {path:?} is not supported")]
+    FieldPath {
+        index: usize,
+        name: String,
+        path: String,
+    },
+    #[error("env[{index}] ({name}): key {key:?} of {plural} {object:?} not found")]
+    KeyNotFound {
+        index: usize,
+        name: String,
+        key: String,
+        plural: &'static str,
+        object: String,
+    },
+    #[error("env[{index}] ({name}): resourceFieldRef is not supported yet")]
+    ResourceFieldRef { index: usize, name: String },
+}
 
 /// A namespaced object by plural and name; `None` when it does not exist.
 pub(crate) async fn get_object(
@@ -17,7 +67,7 @@ pub(crate) async fn get_object(
     ns: &str,
     plural: &str,
     name: &str,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, ObjectError> {
     let path = format!("/api/v1/namespaces/{ns}/{plural}/{name}");
     match agent
         .call(
@@ -30,11 +80,17 @@ pub(crate) async fn get_object(
     {
         Ok((200, v)) => Ok(Some(v)),
         Ok((404, _)) => Ok(None),
-        Ok((code, v)) => Err(format!(
-            "{plural}/{name}: HTTP {code}: {}",
-            v["message"].as_str().unwrap_or("")
-        )),
-        Err(e) => Err(e.to_string()),
+        Ok((code, v)) => Err(ObjectError::Refused {
+            plural: plural.to_string(),
+            name: name.to_string(),
+            code,
+            message: v["message"].as_str().unwrap_or("").to_string(),
+        }),
+        Err(source) => Err(ObjectError::Request {
+            plural: plural.to_string(),
+            name: name.to_string(),
+            source: Box::new(source),
+        }),
     }
 }
 
@@ -56,49 +112,43 @@ fn values_of(obj: &Value, secret: bool) -> HashMap<String, String> {
     out
 }
 
-fn field(pod: &Value, path: &str) -> Option<String> {
+/// The value of a `fieldRef` on the pod; `None` for unsupported paths.
+fn field(pod: &Pod, path: &str) -> Option<String> {
+    let (meta, spec, status) = (&pod.metadata, pod.spec.as_ref(), pod.status.as_ref());
     let v = match path {
-        "metadata.name" => pod.pointer("/metadata/name"),
-        "metadata.namespace" => pod.pointer("/metadata/namespace"),
-        "metadata.uid" => pod.pointer("/metadata/uid"),
-        "spec.nodeName" => pod.pointer("/spec/nodeName"),
-        "spec.serviceAccountName" => pod.pointer("/spec/serviceAccountName"),
-        "status.podIP" => pod.pointer("/status/podIP"),
-        "status.hostIP" => pod.pointer("/status/hostIP"),
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" => status.and_then(|s| s.pod_ip.clone()),
+        "status.hostIP" => status.and_then(|s| s.host_ip.clone()),
         p => {
             if let Some(k) = p
                 .strip_prefix("metadata.labels['")
                 .and_then(|r| r.strip_suffix("']"))
             {
-                return pod
-                    .pointer("/metadata/labels")
-                    .and_then(|l| l.get(k))
-                    .and_then(Value::as_str)
-                    .map(String::from);
+                return meta.labels.as_ref().and_then(|l| l.get(k)).cloned();
             }
             if let Some(k) = p
                 .strip_prefix("metadata.annotations['")
                 .and_then(|r| r.strip_suffix("']"))
             {
-                return pod
-                    .pointer("/metadata/annotations")
-                    .and_then(|l| l.get(k))
-                    .and_then(Value::as_str)
-                    .map(String::from);
+                return meta.annotations.as_ref().and_then(|l| l.get(k)).cloned();
             }
-            None
+            return None;
         }
     };
-    Some(v.and_then(Value::as_str).unwrap_or("").to_string())
+    Some(v.unwrap_or_default())
 }
 
 /// The resolved environment of `container` in `pod`.
 pub async fn resolve(
     agent: &Agent,
-    pod: &Value,
+    pod: &Pod,
     container: &Value,
-) -> Result<Vec<(String, String)>, String> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+) -> Result<Vec<(String, String)>, EnvError> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut out: Vec<(String, String)> = Vec::new();
     let set = |k: String, v: String, out: &mut Vec<(String, String)>| {
         out.retain(|(n, _)| *n != k);
@@ -126,7 +176,13 @@ pub async fn resolve(
                 }
             }
             None if src["optional"].as_bool() == Some(true) => {}
-            None => return Err(format!("envFrom[{i}]: {plural} {name:?} not found")),
+            None => {
+                return Err(EnvError::SourceNotFound {
+                    index: i,
+                    plural,
+                    name: name.to_string(),
+                })
+            }
         }
     }
     for (i, e) in container["env"]
@@ -146,8 +202,11 @@ pub async fn resolve(
         };
         if let Some(fr) = from.get("fieldRef") {
             let path = fr["fieldPath"].as_str().unwrap_or("");
-            let v = field(pod, path)
-                .ok_or_else(|| format!("env[{i}] ({name}): fieldPath {path:?} is not supported"))?;
+            let v = field(pod, path).ok_or_else(|| EnvError::FieldPath {
+                index: i,
+                name: name.clone(),
+                path: path.to_string(),
+            })?;
             set(name, v, &mut out);
         } else if let Some((src, plural, secret)) = from
             .get("configMapKeyRef")
@@ -164,16 +223,49 @@ pub async fn resolve(
                 Some(v) => set(name, v, &mut out),
                 None if optional => {}
                 None => {
-                    return Err(format!(
-                        "env[{i}] ({name}): key {key:?} of {plural} {obj_name:?} not found"
-                    ))
+                    return Err(EnvError::KeyNotFound {
+                        index: i,
+                        name,
+                        key: key.to_string(),
+                        plural,
+                        object: obj_name.to_string(),
+                    })
                 }
             }
         } else if from.get("resourceFieldRef").is_some() {
-            return Err(format!(
-                "env[{i}] ({name}): resourceFieldRef is not supported yet"
-            ));
+            return Err(EnvError::ResourceFieldRef { index: i, name });
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_refs_read_the_decoded_pod() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1",
+                "labels": {"app": "web"}, "annotations": {"a": "1"}},
+            "spec": {"nodeName": "n1", "containers": []},
+            "status": {"podIP": "fd00::5"}}))
+        .unwrap();
+        assert_eq!(field(&pod, "metadata.name").as_deref(), Some("p"));
+        assert_eq!(field(&pod, "metadata.namespace").as_deref(), Some("ns"));
+        assert_eq!(field(&pod, "spec.nodeName").as_deref(), Some("n1"));
+        assert_eq!(field(&pod, "status.podIP").as_deref(), Some("fd00::5"));
+        assert_eq!(field(&pod, "status.hostIP").as_deref(), Some(""));
+        assert_eq!(
+            field(&pod, "metadata.labels['app']").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            field(&pod, "metadata.annotations['a']").as_deref(),
+            Some("1")
+        );
+        assert_eq!(field(&pod, "metadata.labels['none']"), None);
+        assert_eq!(field(&pod, "spec.whatever"), None);
+    }
 }

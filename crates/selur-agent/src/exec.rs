@@ -28,8 +28,8 @@ use axum::response::Response;
 use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 
-use crate::images::failure;
-use crate::runtime::{container_id, runtime};
+use crate::layout::{container_id, runtime};
+use crate::reply::failure;
 use crate::Agent;
 
 use pty::Pty;
@@ -49,8 +49,14 @@ pub enum ExecError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the runtime did not start the command: {0}")]
-    Start(String),
+    #[error("cannot run {binary}: {source}")]
+    Spawn {
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("asking the runtime for the container's state failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("the command did not finish within {0:?} and was killed")]
     Timeout(Duration),
 }
@@ -83,7 +89,9 @@ impl Started {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let _ = self.child.start_kill();
+        if let Err(e) = self.child.start_kill() {
+            tracing::debug!(pid_file = %self.pid_file.display(), error = %e, "cannot kill runc exec (it may have ended)");
+        }
     }
 }
 
@@ -98,9 +106,14 @@ fn kill_by_pid_file(pid_file: &Path) -> bool {
     };
     // With a terminal the process leads its own session and group: take its children too.
     if getpgid(Some(pid)).is_ok_and(|g| g == pid) {
-        let _ = kill_process_group(pid, Signal::KILL);
+        if let Err(e) = kill_process_group(pid, Signal::KILL) {
+            tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "cannot kill the exec'd process group");
+        }
     }
-    let _ = kill_process(pid, Signal::KILL);
+    if let Err(e) = kill_process(pid, Signal::KILL) {
+        // ESRCH: it ended meanwhile.
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "cannot kill the exec'd process");
+    }
     true
 }
 
@@ -126,9 +139,7 @@ async fn wait_running(
     let deadline = tokio::time::Instant::now() + START_WAIT;
     loop {
         let (rt2, id2) = (rt.clone(), id.to_string());
-        let state = tokio::task::spawn_blocking(move || rt2.status(&id2))
-            .await
-            .map_err(|e| ExecError::Start(e.to_string()))??;
+        let state = tokio::task::spawn_blocking(move || rt2.status(&id2)).await??;
         match state.as_deref() {
             Some("running") => return Ok(()),
             None | Some("creating") | Some("created") if tokio::time::Instant::now() < deadline => {
@@ -173,7 +184,9 @@ pub(crate) async fn start(
         // runc's stdio is our terminal's slave: runc copies it to the container's terminal.
         let (master, slave) =
             selur_runtime::terminal::open_pty().map_err(io_err("allocating a terminal"))?;
-        let _ = selur_runtime::terminal::set_window_size(&master, 80, 24);
+        if let Err(e) = selur_runtime::terminal::set_window_size(&master, 80, 24) {
+            tracing::debug!(container, error = %e, "cannot set the initial terminal size");
+        }
         let dup = |fd: &std::os::fd::OwnedFd| fd.try_clone().map_err(io_err("terminal"));
         command
             .stdin(Stdio::from(dup(&slave)?))
@@ -188,9 +201,10 @@ pub(crate) async fn start(
         None
     };
     command.kill_on_drop(true);
-    let child = command
-        .spawn()
-        .map_err(|e| ExecError::Start(format!("{}: {e}", rt.binary.display())))?;
+    let child = command.spawn().map_err(|source| ExecError::Spawn {
+        binary: rt.binary.clone(),
+        source,
+    })?;
     // Our copies of the slave must go, or the terminal never reports its end.
     drop(command);
     let mut started = Started {
@@ -237,7 +251,16 @@ pub async fn exec_capture(
         Ok(s) => s.map_err(io_err("waiting for the command"))?,
         Err(_) => {
             started.kill().await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), started.child.wait()).await;
+            if tokio::time::timeout(Duration::from_secs(5), started.child.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    container,
+                    uid,
+                    "a timed-out command did not end within 5s of KILL"
+                );
+            }
             out.abort();
             err.abort();
             return Err(ExecError::Timeout(timeout));

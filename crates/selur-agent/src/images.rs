@@ -1,30 +1,18 @@
-//! The node-local image API the agent serves over its tunnel (the server
-//! exposes it at `/api/v1/nodes/{node}/proxy/images...`).
+//! The node-local image API (list, inspect, remove, prune, import, build,
+//! lint, pull), routed by [`crate::node_api`] and reached through the
+//! server at `/api/v1/nodes/{node}/proxy/images...`.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::reply::failure;
 use crate::Agent;
-
-/// An error as a Kubernetes-style Status body.
-pub fn failure(code: StatusCode, message: impl std::fmt::Display) -> Response {
-    let m = message.to_string();
-    (
-        code,
-        Json(
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": m,
-            "reason": code.canonical_reason().unwrap_or(""), "code": code.as_u16()}),
-        ),
-    )
-        .into_response()
-}
 
 fn store_failure(e: selur_image::StoreError) -> Response {
     let code = match e {
@@ -42,21 +30,21 @@ pub struct NameQuery {
     name: String,
 }
 
-async fn list(State(a): State<Arc<Agent>>) -> Response {
+pub(crate) async fn list(State(a): State<Arc<Agent>>) -> Response {
     match a.images.list() {
         Ok(l) => Json(json!({"node": a.config.node_name, "images": l})).into_response(),
         Err(e) => store_failure(e),
     }
 }
 
-async fn inspect(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Response {
+pub(crate) async fn inspect(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Response {
     match a.images.inspect(&q.name) {
         Ok(i) => Json(i).into_response(),
         Err(e) => store_failure(e),
     }
 }
 
-async fn remove(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Response {
+pub(crate) async fn remove(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Response {
     match a.images.remove(&q.name) {
         Ok(names) => {
             a.changed.notify_one();
@@ -66,7 +54,7 @@ async fn remove(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Resp
     }
 }
 
-async fn prune(State(a): State<Arc<Agent>>) -> Response {
+pub(crate) async fn prune(State(a): State<Arc<Agent>>) -> Response {
     match a.images.prune(&Default::default()) {
         Ok(freed) => {
             a.changed.notify_one();
@@ -107,7 +95,7 @@ pub struct ImportQuery {
     tag: Option<String>,
 }
 
-async fn import(
+pub(crate) async fn import(
     State(a): State<Arc<Agent>>,
     Query(q): Query<ImportQuery>,
     body: axum::body::Body,
@@ -135,7 +123,32 @@ async fn import(
     }
 }
 
-async fn build(
+/// Why an image build over the node API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the build context archive is not valid: {source}")]
+    Context {
+        #[source]
+        source: std::io::Error,
+    },
+    /// Shown with paths relative to the build context (the temp dir it was
+    /// unpacked to means nothing to the user).
+    #[error("{}", .source.to_string().replace(&.context.display().to_string(), ""))]
+    Build {
+        context: std::path::PathBuf,
+        #[source]
+        source: selur_image::build::BuildError,
+    },
+}
+
+pub(crate) async fn build(
     State(a): State<Arc<Agent>>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
     body: axum::body::Body,
@@ -151,29 +164,36 @@ async fn build(
         Err(r) => return r,
     };
     let agent = a.clone();
-    let res =
-        tokio::task::spawn_blocking(move || -> Result<selur_image::build::BuiltImage, String> {
-            let dir =
-                tempfile::tempdir_in(agent.images.root().join("tmp")).map_err(|e| e.to_string())?;
-            let file = std::fs::File::open(tmp.path()).map_err(|e| e.to_string())?;
-            // The tar crate refuses entries that would land outside `dir`.
-            tar::Archive::new(file)
-                .unpack(dir.path())
-                .map_err(|e| format!("the build context archive is not valid: {e}"))?;
-            let cf = dir.path().join(".selur/Containerfile");
-            selur_image::build::build(
-                &agent.images,
-                &cf,
-                dir.path(),
-                &tags,
-                &selur_image::build::BuildOptions::default(),
-            )
-            .map_err(|e| {
-                e.to_string()
-                    .replace(&dir.path().join(".selur/").display().to_string(), "")
-            })
+    let res = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+        let tmp_root = agent.images.root().join("tmp");
+        let dir = tempfile::tempdir_in(&tmp_root).map_err(|source| BuildError::Io {
+            what: "creating a build dir in",
+            path: tmp_root.clone(),
+            source,
+        })?;
+        let file = std::fs::File::open(tmp.path()).map_err(|source| BuildError::Io {
+            what: "opening",
+            path: tmp.path().to_path_buf(),
+            source,
+        })?;
+        // The tar crate refuses entries that would land outside `dir`.
+        tar::Archive::new(file)
+            .unpack(dir.path())
+            .map_err(|source| BuildError::Context { source })?;
+        let cf = dir.path().join(".selur/Containerfile");
+        selur_image::build::build(
+            &agent.images,
+            &cf,
+            dir.path(),
+            &tags,
+            &selur_image::build::BuildOptions::default(),
+        )
+        .map_err(|source| BuildError::Build {
+            context: dir.path().join(".selur/"),
+            source,
         })
-        .await;
+    })
+    .await;
     match res {
         Ok(Ok(b)) => {
             a.changed.notify_one();
@@ -213,7 +233,7 @@ pub struct LintQuery {
     budget_bytes: Option<u64>,
 }
 
-async fn lint(State(a): State<Arc<Agent>>, Query(q): Query<LintQuery>) -> Response {
+pub(crate) async fn lint(State(a): State<Arc<Agent>>, Query(q): Query<LintQuery>) -> Response {
     let agent = a.clone();
     let res = tokio::task::spawn_blocking(move || {
         selur_image::lint::lint(&agent.images, &q.name, q.budget_bytes)
@@ -233,7 +253,7 @@ pub struct PullQuery {
 
 /// Pull through the registry settings, streaming progress as JSON lines
 /// (`{"progress": ...}`), then `{"result": ...}` or `{"error": "..."}`.
-async fn pull(State(a): State<Arc<Agent>>, Query(q): Query<PullQuery>) -> Response {
+pub(crate) async fn pull(State(a): State<Arc<Agent>>, Query(q): Query<PullQuery>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
     let agent = a.clone();
     tokio::spawn(async move {
@@ -266,25 +286,4 @@ async fn pull(State(a): State<Arc<Agent>>, Query(q): Query<PullQuery>) -> Respon
         .header("content-type", "application/x-ndjson")
         .body(axum::body::Body::from_stream(stream))
         .unwrap_or_else(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, e))
-}
-
-/// The router served over the tunnel.
-pub fn router(agent: Arc<Agent>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/images", get(list))
-        .route("/images/inspect", get(inspect))
-        .route("/images/remove", post(remove))
-        .route("/images/prune", post(prune))
-        .route("/images/import", post(import))
-        .route("/images/build", post(build))
-        .route("/images/lint", get(lint))
-        .route("/images/pull", post(pull))
-        .route(
-            "/containerLogs/{ns}/{pod}/{uid}/{container}",
-            get(crate::logs::container_logs),
-        )
-        .route("/pods/{uid}/exec", any(crate::exec::handler))
-        .route("/pods/{uid}/portforward", any(crate::portforward::handler))
-        .with_state(agent)
 }

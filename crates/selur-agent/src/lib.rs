@@ -9,12 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod env;
+pub mod events;
 pub mod exec;
 pub mod images;
+pub mod layout;
 pub mod logs;
 pub mod node;
+pub mod node_api;
 pub mod pods;
 pub mod portforward;
+pub mod reply;
 pub mod runtime;
 pub mod tunnel;
 pub mod volumes;

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::images::failure;
+use crate::reply::failure;
 use crate::Agent;
 
 #[derive(Deserialize, Default)]

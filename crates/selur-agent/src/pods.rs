@@ -19,10 +19,10 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use selur_client::recorder::ObjectRef;
 use selur_client::watcher::{ApiSource, Event, Watcher};
 use selur_client::{Api, DeleteParams, ListParams, ResourcePath};
 
+use crate::events::{event, event_later};
 use crate::Agent;
 
 /// What a container's image needs, by pull policy and presence.
@@ -46,46 +46,6 @@ pub fn decide(policy: &str, present: bool) -> PullDecision {
 /// The kubelet's minimum grace when it kills (a force-deleted pod's
 /// containers still get TERM and this long before KILL).
 pub const MIN_KILL_GRACE: Duration = Duration::from_secs(2);
-
-fn pod_ref(pod: &Value, field_path: &str) -> ObjectRef {
-    let mut r = ObjectRef::of(pod).field(field_path);
-    if r.api_version.is_empty() {
-        r.api_version = "v1".into();
-    }
-    if r.kind.is_empty() {
-        r.kind = "Pod".into();
-    }
-    r
-}
-
-/// Record an event about `pod` (deduplicated by the agent's recorder).
-pub async fn event(
-    agent: &Agent,
-    pod: &Value,
-    field_path: &str,
-    type_: &str,
-    reason: &str,
-    message: &str,
-) {
-    agent
-        .recorder
-        .record(&pod_ref(pod, field_path), type_, reason, message)
-        .await;
-}
-
-/// Record an event without waiting for the API (off the pod start path).
-pub fn event_later(
-    agent: &Arc<Agent>,
-    pod: &Value,
-    field_path: &str,
-    type_: &str,
-    reason: &str,
-    message: &str,
-) {
-    agent
-        .recorder
-        .record_later(pod_ref(pod, field_path), type_, reason, message.to_string());
-}
 
 /// The image pull back-off: `initial` doubling to `max` (the container
 /// restart back-off settings, as the kubelet uses one back-off for both).

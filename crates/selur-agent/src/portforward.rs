@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use selur_runtime::sandbox::{connect_in_netns, SandboxError};
 
-use crate::images::failure;
-use crate::runtime::sandbox_of;
+use crate::layout::sandbox_of;
+use crate::reply::failure;
 use crate::Agent;
 
 /// How long connecting to the pod's port may take.

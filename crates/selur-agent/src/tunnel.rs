@@ -26,7 +26,7 @@ async fn session(agent: &Arc<Agent>) -> Result<(), AgentError> {
         .upgrade(hyper::Method::GET, &path, &[], PROTOCOL)
         .await?;
     tracing::info!(node = %agent.config.node_name, "tunnel to API server established");
-    let svc = TowerToHyperService::new(crate::images::router(agent.clone()));
+    let svc = TowerToHyperService::new(crate::node_api::router(agent.clone()));
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .initial_stream_window_size(8 << 20)
         .initial_connection_window_size(16 << 20)

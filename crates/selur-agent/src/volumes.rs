@@ -12,9 +12,75 @@ use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use selur_runtime::{MountKind, VolumeMount};
+
+/// Why a pod's volumes cannot be set up or mounted into a container.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{field}: {what} {path}: {source}")]
+    Io {
+        field: String,
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{field}: hostPath {path} is not {expected} (type {ty})")]
+    HostPathType {
+        field: String,
+        path: PathBuf,
+        expected: &'static str,
+        ty: String,
+    },
+    #[error("{field}: hostPath type {ty:?} is not supported")]
+    UnsupportedHostPathType { field: String, ty: String },
+    #[error("{field}: cannot mount tmpfs for emptyDir at {path}: {source}")]
+    Tmpfs {
+        field: String,
+        path: PathBuf,
+        #[source]
+        source: rustix::io::Errno,
+    },
+    #[error("{field} ({name}): {kind} volumes are not supported by this agent yet; use emptyDir, hostPath, configMap or secret")]
+    Unsupported {
+        field: String,
+        name: String,
+        kind: String,
+    },
+    #[error("{field} ({name}): {source}")]
+    Files {
+        field: String,
+        name: String,
+        #[source]
+        source: files::WriteError,
+    },
+    #[error("volumeMount {name:?} names no volume of the pod")]
+    NoSuchVolume { name: String },
+    #[error("volumeMount {name:?}: subPath {sub_path:?} must be relative without ..")]
+    BadSubPath { name: String, sub_path: String },
+    #[error("cannot mount the pod's /dev/shm at {path}: {source}")]
+    Shm {
+        path: PathBuf,
+        #[source]
+        source: rustix::io::Errno,
+    },
+}
+
+fn io_err<'a>(
+    field: &'a str,
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
+    move |source| VolumeError::Io {
+        field: field.to_string(),
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Where a volume comes from on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,21 +97,26 @@ fn volumes_dir(pod_dir: &Path) -> PathBuf {
     pod_dir.join("volumes")
 }
 
-fn check_host_path(path: &Path, ty: &str, field: &str) -> Result<(), String> {
+fn check_host_path(path: &Path, ty: &str, field: &str) -> Result<(), VolumeError> {
     let meta = std::fs::metadata(path);
-    let bad = |what: &str| {
-        Err(format!(
-            "{field}: hostPath {} is not {what} (type {ty})",
-            path.display()
-        ))
+    let bad = |expected: &'static str| {
+        Err(VolumeError::HostPathType {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            expected,
+            ty: ty.to_string(),
+        })
     };
     match ty {
         "" | "DirectoryOrCreate" => {
             if meta.is_err() {
-                std::fs::create_dir_all(path)
-                    .map_err(|e| format!("{field}: cannot create {}: {e}", path.display()))?;
+                std::fs::create_dir_all(path).map_err(io_err(field, "cannot create", path))?;
                 if ty == "DirectoryOrCreate" {
-                    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755));
+                    if let Err(e) =
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot set the mode of a created hostPath directory");
+                    }
                 }
             }
             Ok(())
@@ -53,10 +124,13 @@ fn check_host_path(path: &Path, ty: &str, field: &str) -> Result<(), String> {
         "FileOrCreate" => {
             if meta.is_err() {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("{field}: {e}"))?;
+                    std::fs::create_dir_all(parent).map_err(io_err(
+                        field,
+                        "cannot create",
+                        parent,
+                    ))?;
                 }
-                std::fs::write(path, b"")
-                    .map_err(|e| format!("{field}: cannot create {}: {e}", path.display()))?;
+                std::fs::write(path, b"").map_err(io_err(field, "cannot create", path))?;
             }
             Ok(())
         }
@@ -80,35 +154,41 @@ fn check_host_path(path: &Path, ty: &str, field: &str) -> Result<(), String> {
             Ok(m) if m.file_type().is_block_device() => Ok(()),
             _ => bad("a block device"),
         },
-        other => Err(format!("{field}: hostPath type {other:?} is not supported")),
+        other => Err(VolumeError::UnsupportedHostPathType {
+            field: field.to_string(),
+            ty: other.to_string(),
+        }),
     }
 }
 
 /// Create every volume of `pod` on the host; returns their sources.
-pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<Sources, String> {
-    let fs_group = pod["spec"]["securityContext"]["fsGroup"]
-        .as_u64()
+pub fn prepare(
+    pod: &Pod,
+    pod_dir: &Path,
+    fetched: &files::Fetched,
+) -> Result<Sources, VolumeError> {
+    let spec = pod.spec.as_ref();
+    let fs_group = spec
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|c| c.fs_group)
         .and_then(|g| u32::try_from(g).ok());
     let mut out = Sources::new();
-    for (i, v) in pod["spec"]["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let name = v["name"].as_str().unwrap_or("").to_string();
+    let volumes = spec.and_then(|s| s.volumes.as_deref()).unwrap_or_default();
+    for (i, v) in volumes.iter().enumerate() {
+        let name = v.name.clone();
         let field = format!("spec.volumes[{i}]");
-        if let Some(ed) = v.get("emptyDir") {
+        if let Some(ed) = &v.empty_dir {
             let dir = volumes_dir(pod_dir).join(&name);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{field}: {e}"))?;
-            if ed["medium"] == "Memory" && !selur_runtime::rootfs::is_mounted(&dir) {
-                let size = ed["sizeLimit"]
-                    .as_str()
-                    .and_then(|q| selur_api::quantity::parse(q).ok())
+            std::fs::create_dir_all(&dir).map_err(io_err(&field, "creating", &dir))?;
+            if ed.medium.as_deref() == Some("Memory") && !selur_runtime::rootfs::is_mounted(&dir) {
+                let size = ed
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| selur_api::quantity::parse(&q.0).ok())
                     .map(|q| format!(",size={}", q.value()))
                     .unwrap_or_default();
-                let data = std::ffi::CString::new(format!("mode=1777{size}"))
-                    .map_err(|e| e.to_string())?;
+                // Digits only: no NUL can be in it.
+                let data = std::ffi::CString::new(format!("mode=1777{size}")).unwrap_or_default();
                 rustix::mount::mount(
                     "tmpfs",
                     &dir,
@@ -116,11 +196,15 @@ pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<
                     rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
                     Some(data.as_c_str()),
                 )
-                .map_err(|e| format!("{field}: cannot mount tmpfs for emptyDir: {e}"))?;
+                .map_err(|source| VolumeError::Tmpfs {
+                    field: field.clone(),
+                    path: dir.clone(),
+                    source,
+                })?;
             }
             // Like Kubernetes, emptyDir is world-writable: containers run as any user.
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))
-                .map_err(|e| format!("{field}: {e}"))?;
+                .map_err(io_err(&field, "setting the mode of", &dir))?;
             out.insert(
                 name,
                 Source {
@@ -128,9 +212,9 @@ pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<
                     read_only: false,
                 },
             );
-        } else if let Some(hp) = v.get("hostPath") {
-            let path = PathBuf::from(hp["path"].as_str().unwrap_or(""));
-            check_host_path(&path, hp["type"].as_str().unwrap_or(""), &field)?;
+        } else if let Some(hp) = &v.host_path {
+            let path = PathBuf::from(&hp.path);
+            check_host_path(&path, hp.type_.as_deref().unwrap_or(""), &field)?;
             out.insert(
                 name,
                 Source {
@@ -139,8 +223,14 @@ pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<
                 },
             );
         } else if let Some(f) = fetched.get(&name) {
-            let path = files::write(&volumes_dir(pod_dir).join(&name), f, fs_group)
-                .map_err(|e| format!("{field} ({name}): {e}"))?;
+            let path =
+                files::write(&volumes_dir(pod_dir).join(&name), f, fs_group).map_err(|source| {
+                    VolumeError::Files {
+                        field: field.clone(),
+                        name: name.clone(),
+                        source,
+                    }
+                })?;
             out.insert(
                 name,
                 Source {
@@ -149,35 +239,41 @@ pub fn prepare(pod: &Value, pod_dir: &Path, fetched: &files::Fetched) -> Result<
                 },
             );
         } else {
-            let kind = v
-                .as_object()
-                .and_then(|m| m.keys().find(|k| *k != "name").cloned())
+            // The kind as the pod names it (`nfs`, `persistentVolumeClaim`, ...).
+            let kind = serde_json::to_value(v)
+                .ok()
+                .and_then(|j| {
+                    j.as_object()
+                        .and_then(|m| m.keys().find(|k| *k != "name").cloned())
+                })
                 .unwrap_or_default();
-            return Err(format!("{field} ({name}): {kind} volumes are not supported by this agent yet; use emptyDir, hostPath, configMap or secret"));
+            return Err(VolumeError::Unsupported { field, name, kind });
         }
     }
     Ok(out)
 }
 
 /// The mounts of one container, from its `volumeMounts`.
-pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMount>, String> {
+pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMount>, VolumeError> {
     let mut out = Vec::new();
     for vm in container["volumeMounts"].as_array().into_iter().flatten() {
         let name = vm["name"].as_str().unwrap_or("");
-        let source = sources
-            .get(name)
-            .ok_or_else(|| format!("volumeMount {name:?} names no volume of the pod"))?;
+        let source = sources.get(name).ok_or_else(|| VolumeError::NoSuchVolume {
+            name: name.to_string(),
+        })?;
         let read_only = source.read_only || vm["readOnly"].as_bool().unwrap_or(false);
         let mut source = source.path.clone();
         if let Some(sub) = vm["subPath"].as_str().filter(|s| !s.is_empty()) {
             if sub.starts_with('/') || sub.split('/').any(|c| c == "..") {
-                return Err(format!(
-                    "volumeMount {name:?}: subPath {sub:?} must be relative without .."
-                ));
+                return Err(VolumeError::BadSubPath {
+                    name: name.to_string(),
+                    sub_path: sub.to_string(),
+                });
             }
             source = source.join(sub);
             if !source.exists() {
-                std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+                let field = format!("volumeMount {name:?}");
+                std::fs::create_dir_all(&source).map_err(io_err(&field, "creating", &source))?;
             }
         }
         out.push(VolumeMount {
@@ -193,9 +289,9 @@ pub fn mounts_for(container: &Value, sources: &Sources) -> Result<Vec<VolumeMoun
 /// The pod's shared `/dev/shm`: one tmpfs per pod (64 MiB, as Docker's
 /// default), bind-mounted into each container, so the containers of a pod
 /// share POSIX shared memory as they share the IPC namespace.
-pub fn pod_shm(pod_dir: &Path) -> Result<PathBuf, String> {
+pub fn pod_shm(pod_dir: &Path) -> Result<PathBuf, VolumeError> {
     let dir = pod_dir.join("shm");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io_err("/dev/shm", "creating", &dir))?;
     if !selur_runtime::rootfs::is_mounted(&dir) {
         use rustix::mount::MountFlags;
         rustix::mount::mount(
@@ -205,7 +301,10 @@ pub fn pod_shm(pod_dir: &Path) -> Result<PathBuf, String> {
             MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
             Some(c"mode=1777,size=64m"),
         )
-        .map_err(|e| format!("cannot mount the pod's /dev/shm: {e}"))?;
+        .map_err(|source| VolumeError::Shm {
+            path: dir.clone(),
+            source,
+        })?;
     }
     Ok(dir)
 }
@@ -230,14 +329,17 @@ pub fn shm_mount(container: &Value, pod_dir: &Path) -> Option<VolumeMount> {
 /// (the directories go with the pod dir).
 pub fn cleanup(pod_dir: &Path) {
     let shm = pod_dir.join("shm");
-    if selur_runtime::rootfs::is_mounted(&shm) {
-        let _ = rustix::mount::unmount(&shm, rustix::mount::UnmountFlags::DETACH);
-    }
+    let unmount = |path: &Path| {
+        if selur_runtime::rootfs::is_mounted(path) {
+            if let Err(e) = rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot unmount a pod volume");
+            }
+        }
+    };
+    unmount(&shm);
     if let Ok(rd) = std::fs::read_dir(volumes_dir(pod_dir)) {
         for e in rd.flatten() {
-            if selur_runtime::rootfs::is_mounted(&e.path()) {
-                let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
-            }
+            unmount(&e.path());
         }
     }
 }

@@ -1,16 +1,100 @@
 //! One container of a pod on this node: its names and paths, and starting it
 //! (overlay root from the unpacked image, OCI spec, `selur shim` process).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 
 use selur_runtime::cgroups::PodCgroup;
-use selur_runtime::rootfs::Rootfs;
+use selur_runtime::rootfs::{Rootfs, RootfsError};
 use selur_runtime::sandbox::Sandbox;
+use selur_runtime::SpecError;
+
+use crate::volumes::VolumeError;
 
 use super::{container_id, pod_dir, runtime};
 use crate::Agent;
+
+/// Why a container could not be started (shown to users as the
+/// container's `CreateContainerError` message and a Failed event).
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("container {name} is not in the pod spec")]
+    NotInSpec { id: String, name: String },
+    #[error("image {image}: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: selur_image::StoreError,
+    },
+    #[error("unpacking image {image}: {source}")]
+    Unpack {
+        image: String,
+        #[source]
+        source: selur_image::unpack::UnpackError,
+    },
+    #[error("root file system of {id}: {source}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: RootfsError,
+    },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("{source}")]
+    Spec {
+        id: String,
+        #[source]
+        source: SpecError,
+    },
+    #[error("encoding the OCI spec of {id}: {source}")]
+    Encode {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the shim {shim}: {source}")]
+    Shim {
+        id: String,
+        shim: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the runtime did not start the container within 30s")]
+    NotStarted { id: String },
+    /// A failure, and removing the half-made root file system failed too.
+    #[error("{error} (removing its root file system failed too: {cleanup})")]
+    Cleanup {
+        #[source]
+        error: Box<ContainerError>,
+        cleanup: RootfsError,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError {
+    let path = path.to_path_buf();
+    move |source| ContainerError::Io { what, path, source }
+}
+
+/// Remove a file left by an earlier run; only a failure other than its
+/// absence is worth a warning.
+fn remove_stale(path: &Path, container: &str) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(container, path = %path.display(), error = %e, "cannot remove a stale file")
+        }
+    }
+}
 
 /// What part a container plays in its pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,42 +160,50 @@ impl Ctr {
     }
 }
 
-fn short(uid: &str) -> String {
-    uid.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(12)
-        .collect()
-}
-
-/// The runtime id of container `cname` of pod `uid` on node `node`.
-pub fn id_for(node: &str, uid: &str, cname: &str) -> String {
-    format!("{node}-{}-{cname}", short(uid))
+/// The pod's containers: init containers (regular and sidecar) in order,
+/// then the app containers.
+pub fn specs(pod: &Pod) -> impl Iterator<Item = (Kind, &Container)> {
+    let spec = pod.spec.as_ref();
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let kind = if c.restart_policy.as_deref() == Some("Always") {
+                Kind::Sidecar
+            } else {
+                Kind::Init
+            };
+            (kind, c)
+        });
+    let apps = spec
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (Kind::App, c));
+    init.chain(apps)
 }
 
 /// Every container of the pod: init containers (regular and sidecar) in
 /// order, then the app containers.
-pub fn all(agent: &Agent, pod: &Value) -> Vec<Ctr> {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+pub fn all(agent: &Agent, pod: &Pod) -> Vec<Ctr> {
+    let meta = &pod.metadata;
+    let uid = meta.uid.as_deref().unwrap_or("");
+    let name = meta.name.as_deref().unwrap_or("");
+    let ns = meta.namespace.as_deref().unwrap_or("default");
     let dir = pod_dir(agent, uid);
-    let mut out = Vec::new();
-    for (field, sub) in [("initContainers", "i"), ("containers", "c")] {
-        for c in pod["spec"][field].as_array().into_iter().flatten() {
-            let cname = c["name"].as_str().unwrap_or("").to_string();
-            let kind = match (field, c["restartPolicy"].as_str()) {
-                ("containers", _) => Kind::App,
-                (_, Some("Always")) => Kind::Sidecar,
-                _ => Kind::Init,
-            };
+    specs(pod)
+        .map(|(kind, c)| {
+            let cname = c.name.clone();
+            let sub = if kind == Kind::App { "c" } else { "i" };
             let id = container_id(agent, uid, &cname);
-            let image = c["image"].as_str().unwrap_or("").to_string();
+            let image = c.image.clone().unwrap_or_default();
             let image_id = agent
                 .images
                 .resolve(&image)
                 .map(|d| d.to_string())
                 .unwrap_or_default();
-            out.push(Ctr {
+            Ctr {
                 dir: dir.join(sub).join(&cname),
                 log_dir: crate::logs::log_dir(agent, ns, name, uid, &cname),
                 link: agent
@@ -123,17 +215,18 @@ pub fn all(agent: &Agent, pod: &Value) -> Vec<Ctr> {
                 id,
                 image,
                 image_id,
-                spec: c.clone(),
-            });
-        }
-    }
-    out
+                // Encoded from the decoded pod (probes, hooks and mounts
+                // read it); k8s types always encode.
+                spec: serde_json::to_value(c).unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 /// What a container start needs from its pod.
 pub struct StartCtx<'a> {
     pub agent: &'a Agent,
-    pub pod: &'a Value,
+    pub pod: &'a Pod,
     pub sandbox: &'a Sandbox,
     pub cgroup: &'a PodCgroup,
     pub sources: &'a crate::volumes::Sources,
@@ -143,36 +236,51 @@ pub struct StartCtx<'a> {
 }
 
 /// Prepare and start one container's shim (blocking: unpack, mount, spawn).
-pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
+pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), ContainerError> {
     let agent = cx.agent;
     let t0 = std::time::Instant::now();
-    let k8s_pod: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_value(cx.pod.clone()).map_err(|e| e.to_string())?;
-    let container: k8s_openapi::api::core::v1::Container =
-        serde_json::from_value(c.spec.clone()).map_err(|e| e.to_string())?;
-    let digest = agent.images.resolve(&c.image).map_err(|e| e.to_string())?;
+    let container = specs(cx.pod)
+        .map(|(_, k)| k)
+        .find(|k| k.name == c.name)
+        .ok_or_else(|| ContainerError::NotInSpec {
+            id: c.id.clone(),
+            name: c.name.clone(),
+        })?;
+    let image_err = |source| ContainerError::Image {
+        image: c.image.clone(),
+        source,
+    };
+    let digest = agent.images.resolve(&c.image).map_err(image_err)?;
     let layers = selur_image::unpack::unpack_image(&agent.images, &digest, &Default::default())
-        .map_err(|e| e.to_string())?;
-    let manifest = agent.images.manifest(&digest).map_err(|e| e.to_string())?;
-    let (_, config) = agent.images.config(&manifest).map_err(|e| e.to_string())?;
+        .map_err(|source| ContainerError::Unpack {
+            image: c.image.clone(),
+            source,
+        })?;
+    let manifest = agent.images.manifest(&digest).map_err(image_err)?;
+    let (_, config) = agent.images.config(&manifest).map_err(image_err)?;
     let t_image = t0.elapsed();
     let rootfs = Rootfs::at(&c.dir);
-    let _ = rootfs.remove();
-    rootfs.mount(&layers).map_err(|e| e.to_string())?;
+    // A root file system of an earlier run still mounted: mount afresh.
+    if let Err(e) = rootfs.remove() {
+        tracing::warn!(container = %c.id, error = %e, "cannot remove the previous root file system");
+    }
+    rootfs
+        .mount(&layers)
+        .map_err(|source| ContainerError::Rootfs {
+            id: c.id.clone(),
+            source,
+        })?;
     let t_mount = t0.elapsed();
-    let pod_dir = pod_dir(agent, cx.pod["metadata"]["uid"].as_str().unwrap_or(""));
+    let pod_dir = pod_dir(agent, super::uid_of(cx.pod));
     let etc = pod_dir.join("etc");
     let mut mounts = crate::volumes::mounts_for(&c.spec, cx.sources)?;
     mounts.extend(crate::volumes::shm_mount(&c.spec, &pod_dir));
     let input = selur_runtime::SpecInput {
-        pod: &k8s_pod,
-        container: &container,
+        pod: cx.pod,
+        container,
         image: &config,
         rootfs: rootfs.merged.clone(),
-        hostname: cx.pod["metadata"]["name"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
+        hostname: cx.pod.metadata.name.clone().unwrap_or_default(),
         netns: Some(cx.sandbox.net_path()),
         ipcns: Some(cx.sandbox.ipc_path()),
         utsns: Some(cx.sandbox.uts_path()),
@@ -189,18 +297,28 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
     };
     let spec = match selur_runtime::build_spec(&input) {
         Ok(s) => s,
-        Err(e) => {
-            let _ = rootfs.remove();
-            return Err(e.to_string());
+        Err(source) => {
+            let error = ContainerError::Spec {
+                id: c.id.clone(),
+                source,
+            };
+            return Err(match rootfs.remove() {
+                Ok(()) => error,
+                Err(cleanup) => ContainerError::Cleanup {
+                    error: Box::new(error),
+                    cleanup,
+                },
+            });
         }
     };
-    std::fs::write(
-        c.dir.join("config.json"),
-        serde_json::to_vec(&spec).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_file(c.exit_file());
-    let _ = std::fs::remove_file(c.dir.join("pid"));
+    let config_json = c.dir.join("config.json");
+    let bytes = serde_json::to_vec(&spec).map_err(|source| ContainerError::Encode {
+        id: c.id.clone(),
+        source,
+    })?;
+    std::fs::write(&config_json, bytes).map_err(io_err("writing", &config_json))?;
+    remove_stale(&c.exit_file(), &c.id);
+    remove_stale(&c.dir.join("pid"), &c.id);
     let log = link_log(c, cx.run)?;
     let t_spec = t0.elapsed();
     spawn_shim(agent, c, cx.cgroup, &log)?;
@@ -214,7 +332,7 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), String> {
 /// Wait until the runtime says the container's process runs (its pid file
 /// appears) or it already ended (exit file), so status never runs ahead of
 /// the container.
-fn wait_started(c: &Ctr) -> Result<(), String> {
+fn wait_started(c: &Ctr) -> Result<(), ContainerError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let pid = c.dir.join("pid");
     let mut pause = std::time::Duration::from_micros(500);
@@ -225,24 +343,29 @@ fn wait_started(c: &Ctr) -> Result<(), String> {
         std::thread::sleep(pause);
         pause = (pause * 2).min(std::time::Duration::from_millis(1));
     }
-    Err("the runtime did not start the container within 30s".into())
+    Err(ContainerError::NotStarted { id: c.id.clone() })
 }
 
 /// This run's log file, linked from the shared log dir; runs before the
 /// previous one are removed.
-fn link_log(c: &Ctr, run: u32) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(&c.log_dir).map_err(|e| e.to_string())?;
+fn link_log(c: &Ctr, run: u32) -> Result<PathBuf, ContainerError> {
+    std::fs::create_dir_all(&c.log_dir).map_err(io_err("creating", &c.log_dir))?;
     for old in crate::logs::runs(&c.log_dir) {
         if old + 1 < run {
-            let _ = std::fs::remove_file(crate::logs::run_log(&c.log_dir, old));
+            remove_stale(&crate::logs::run_log(&c.log_dir, old), &c.id);
         }
     }
     let log = crate::logs::run_log(&c.log_dir, run);
+    // The shared link is a convenience for log shippers: failures are only logged.
     if let Some(parent) = c.link.parent() {
-        let _ = std::fs::create_dir_all(parent);
+        if let Err(e) = std::fs::create_dir_all(parent) {
+            tracing::warn!(container = %c.id, dir = %parent.display(), error = %e, "cannot create the log link dir");
+        }
     }
-    let _ = std::fs::remove_file(&c.link);
-    let _ = std::os::unix::fs::symlink(&log, &c.link);
+    remove_stale(&c.link, &c.id);
+    if let Err(e) = std::os::unix::fs::symlink(&log, &c.link) {
+        tracing::warn!(container = %c.id, link = %c.link.display(), error = %e, "cannot link the container log");
+    }
     Ok(log)
 }
 
@@ -251,10 +374,12 @@ fn spawn_shim(
     c: &Ctr,
     cgroup: &PodCgroup,
     log: &std::path::Path,
-) -> Result<(), String> {
+) -> Result<(), ContainerError> {
     let rt = runtime(agent);
     if rt.knows(&c.id) {
-        let _ = rt.delete(&c.id);
+        if let Err(e) = rt.delete(&c.id) {
+            tracing::warn!(container = %c.id, error = %e, "cannot delete the previous run from the runtime");
+        }
     }
     // tokio's Command: a shim that exits while the agent runs is reaped
     // (tokio reaps dropped children), so no zombies pile up.
@@ -284,12 +409,23 @@ fn spawn_shim(
         .process_group(0)
         .spawn()
         .map(|_| ())
-        .map_err(|e| format!("cannot start the shim: {e}"))
+        .map_err(|source| ContainerError::Shim {
+            id: c.id.clone(),
+            shim: agent.config.shim.clone(),
+            source,
+        })
 }
 
 /// Remove a container's runtime state, root file system and log link.
 pub fn remove(agent: &Agent, c: &Ctr) {
-    let _ = runtime(agent).delete(&c.id);
-    let _ = Rootfs::at(&c.dir).remove();
-    let _ = std::fs::remove_file(&c.link);
+    let rt = runtime(agent);
+    if rt.knows(&c.id) {
+        if let Err(e) = rt.delete(&c.id) {
+            tracing::warn!(container = %c.id, error = %e, "cannot delete the container from the runtime");
+        }
+    }
+    if let Err(e) = Rootfs::at(&c.dir).remove() {
+        tracing::warn!(container = %c.id, error = %e, "cannot remove the container's root file system");
+    }
+    remove_stale(&c.link, &c.id);
 }

@@ -12,16 +12,75 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::container::Ctr;
+use crate::exec::ExecError;
 use crate::Agent;
+
+/// Why a lifecycle hook (or the httpGet/port part of a probe) failed; shown
+/// to users in FailedPostStartHook / FailedPreStopHook events and probe
+/// failure messages.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("port {port} is out of range 1-65535")]
+    PortRange { port: u64 },
+    #[error("port {name:?} names no port of the container")]
+    NoSuchPort { name: String },
+    #[error("httpGet scheme {scheme} is not supported yet; use HTTP")]
+    Scheme { scheme: String },
+    #[error("httpGet host {host:?}: handlers reach the pod itself ([::1]); leave host empty")]
+    Host { host: String },
+    #[error("httpHeaders: invalid header {name:?}")]
+    Header { name: String },
+    #[error("Get \"http://[::1]:{port}\": {source}")]
+    Connect {
+        port: u16,
+        #[source]
+        source: selur_runtime::sandbox::SandboxError,
+    },
+    #[error("sending the request to [::1]:{port}: {source}")]
+    Send {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the response: {source}")]
+    Read {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no HTTP response")]
+    NoResponse,
+    #[error("the request task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("timed out after {}s", .0.as_secs_f32())]
+    Timeout(Duration),
+    #[error("exec handler without a command")]
+    NoCommand,
+    #[error("command {cmd:?}: {source}")]
+    Exec {
+        cmd: Vec<String>,
+        #[source]
+        source: ExecError,
+    },
+    #[error("command {cmd:?} exited with {code}: {output}")]
+    Exited {
+        cmd: Vec<String>,
+        code: i32,
+        output: String,
+    },
+    #[error("HTTP hook returned status {code}")]
+    Status { code: u16 },
+    #[error("{which} handler: only exec, httpGet and sleep are supported")]
+    Unsupported { which: String },
+}
 
 /// The port a handler names: a number, or the name of one of the
 /// container's ports.
-pub fn resolve_port(port: &Value, container: &Value) -> Result<u16, String> {
+pub fn resolve_port(port: &Value, container: &Value) -> Result<u16, HookError> {
     if let Some(n) = port.as_u64() {
         return u16::try_from(n)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("port {n} is out of range 1-65535"));
+            .ok_or(HookError::PortRange { port: n });
     }
     let name = port.as_str().unwrap_or("");
     if let Ok(n) = name.parse::<u16>() {
@@ -34,22 +93,24 @@ pub fn resolve_port(port: &Value, container: &Value) -> Result<u16, String> {
         .find(|p| p["name"] == name)
         .and_then(|p| p["containerPort"].as_u64())
         .and_then(|n| u16::try_from(n).ok())
-        .ok_or_else(|| format!("port {name:?} names no port of the container"))
+        .ok_or_else(|| HookError::NoSuchPort {
+            name: name.to_string(),
+        })
 }
 
 /// The HTTP request an `httpGet` handler sends.
-pub fn http_request(get: &Value, port: u16) -> Result<Vec<u8>, String> {
+pub fn http_request(get: &Value, port: u16) -> Result<Vec<u8>, HookError> {
     let scheme = get["scheme"].as_str().unwrap_or("HTTP");
     if !scheme.eq_ignore_ascii_case("HTTP") {
-        return Err(format!(
-            "httpGet scheme {scheme} is not supported yet; use HTTP"
-        ));
+        return Err(HookError::Scheme {
+            scheme: scheme.to_string(),
+        });
     }
     if let Some(host) = get["host"].as_str().filter(|h| !h.is_empty()) {
         if !matches!(host, "::1" | "[::1]" | "localhost") {
-            return Err(format!(
-                "httpGet host {host:?}: handlers reach the pod itself ([::1]); leave host empty"
-            ));
+            return Err(HookError::Host {
+                host: host.to_string(),
+            });
         }
     }
     let path = get["path"]
@@ -70,7 +131,9 @@ pub fn http_request(get: &Value, port: u16) -> Result<Vec<u8>, String> {
             h["value"].as_str().unwrap_or(""),
         );
         if n.is_empty() || n.contains(['\r', '\n', ':']) || v.contains(['\r', '\n']) {
-            return Err(format!("httpHeaders: invalid header {n:?}"));
+            return Err(HookError::Header {
+                name: n.to_string(),
+            });
         }
         req.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -94,48 +157,50 @@ pub async fn http_get(
     get: &Value,
     container: &Value,
     timeout: Duration,
-) -> Result<u16, String> {
+) -> Result<u16, HookError> {
     let port = resolve_port(&get["port"], container)?;
     let req = http_request(get, port)?;
     let netns = super::sandbox_of(agent, uid).net_path();
-    let task = tokio::task::spawn_blocking(move || -> Result<u16, String> {
+    let task = tokio::task::spawn_blocking(move || -> Result<u16, HookError> {
         let addr = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
         let mut conn = selur_runtime::sandbox::connect_in_netns(&netns, addr, timeout)
-            .map_err(|e| format!("Get \"http://[::1]:{port}\": {e}"))?;
-        let _ = conn.set_read_timeout(Some(timeout));
-        let _ = conn.set_write_timeout(Some(timeout));
-        conn.write_all(&req).map_err(|e| e.to_string())?;
+            .map_err(|source| HookError::Connect { port, source })?;
+        conn.set_read_timeout(Some(timeout))
+            .and_then(|()| conn.set_write_timeout(Some(timeout)))
+            .map_err(|source| HookError::Send { port, source })?;
+        conn.write_all(&req)
+            .map_err(|source| HookError::Send { port, source })?;
         let mut head = vec![0u8; 256];
         let mut got = 0;
         while got < head.len() && !head[..got].contains(&b'\n') {
             match conn.read(&mut head[got..]) {
                 Ok(0) => break,
                 Ok(n) => got += n,
-                Err(e) => return Err(format!("reading the response: {e}")),
+                Err(source) => return Err(HookError::Read { source }),
             }
         }
-        status_code(&head[..got]).ok_or_else(|| "no HTTP response".to_string())
+        status_code(&head[..got]).ok_or(HookError::NoResponse)
     });
     match tokio::time::timeout(timeout + Duration::from_millis(200), task).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("timed out after {}s", timeout.as_secs_f32())),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(HookError::Timeout(timeout)),
     }
 }
 
-/// Run the `which` (`postStart`, `preStop`) handler of `ctr`, if it has one.
+/// Run the `which` (`postStart`, `preStop`) handler of `ctr` of the pod
+/// with `uid`, if it has one.
 pub async fn run_hook(
     agent: &Arc<Agent>,
-    pod: &Value,
+    uid: &str,
     ctr: &Ctr,
     which: &str,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), HookError> {
     let h = &ctr.spec["lifecycle"][which];
     if h.is_null() {
         return Ok(());
     }
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     if let Some(exec) = h.get("exec") {
         let cmd: Vec<String> = exec["command"]
             .as_array()
@@ -144,24 +209,27 @@ pub async fn run_hook(
             .filter_map(|c| c.as_str().map(String::from))
             .collect();
         if cmd.is_empty() {
-            return Err("exec handler without a command".into());
+            return Err(HookError::NoCommand);
         }
-        let (code, out, err) = crate::exec::exec_capture(agent, uid, &ctr.name, &cmd, timeout)
-            .await
-            .map_err(|e| format!("command {cmd:?}: {e}"))?;
+        let (code, out, err) =
+            match crate::exec::exec_capture(agent, uid, &ctr.name, &cmd, timeout).await {
+                Ok(r) => r,
+                Err(source) => return Err(HookError::Exec { cmd, source }),
+            };
         if code != 0 {
             let text = String::from_utf8_lossy(if err.is_empty() { &out } else { &err });
-            return Err(format!(
-                "command {cmd:?} exited with {code}: {}",
-                text.trim()
-            ));
+            return Err(HookError::Exited {
+                output: text.trim().to_string(),
+                cmd,
+                code,
+            });
         }
         return Ok(());
     }
     if let Some(get) = h.get("httpGet") {
         let code = http_get(agent, uid, get, &ctr.spec, timeout).await?;
         if !(200..400).contains(&code) {
-            return Err(format!("HTTP hook returned status {code}"));
+            return Err(HookError::Status { code });
         }
         return Ok(());
     }
@@ -169,9 +237,9 @@ pub async fn run_hook(
         tokio::time::sleep(Duration::from_secs(secs).min(timeout)).await;
         return Ok(());
     }
-    Err(format!(
-        "{which} handler: only exec, httpGet and sleep are supported"
-    ))
+    Err(HookError::Unsupported {
+        which: which.to_string(),
+    })
 }
 
 /// The result of one probe run.
@@ -197,11 +265,10 @@ impl Outcome {
 /// Run one probe (`exec`, `httpGet`, `tcpSocket`) of `ctr` once.
 pub async fn run_probe(
     agent: &Arc<Agent>,
-    pod: &Value,
+    uid: &str,
     ctr: &Ctr,
     probe: &super::probes::Probe,
 ) -> Outcome {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
     let spec = &probe.spec;
     let timeout = probe.timeout;
     if let Some(exec) = spec.get("exec") {
@@ -263,13 +330,13 @@ pub async fn run_probe(
                 obli: None,
             },
             Ok(code) => Outcome::fail(format!("HTTP probe failed with statuscode: {code}")),
-            Err(e) => Outcome::fail(e),
+            Err(e) => Outcome::fail(e.to_string()),
         };
     }
     if let Some(tcp) = spec.get("tcpSocket") {
         let port = match resolve_port(&tcp["port"], &ctr.spec) {
             Ok(p) => p,
-            Err(e) => return Outcome::fail(e),
+            Err(e) => return Outcome::fail(e.to_string()),
         };
         let netns = super::sandbox_of(agent, uid).net_path();
         let res = tokio::task::spawn_blocking(move || {
@@ -298,10 +365,11 @@ mod tests {
     #[test]
     fn ports_by_number_or_name() {
         let c = json!({"ports": [{"name": "http", "containerPort": 8080}]});
-        assert_eq!(resolve_port(&json!(9000), &c), Ok(9000));
-        assert_eq!(resolve_port(&json!("http"), &c), Ok(8080));
+        assert_eq!(resolve_port(&json!(9000), &c).ok(), Some(9000));
+        assert_eq!(resolve_port(&json!("http"), &c).ok(), Some(8080));
         assert!(resolve_port(&json!("nope"), &c)
             .unwrap_err()
+            .to_string()
             .contains("names no port"));
         assert!(resolve_port(&json!(70000), &c).is_err());
     }

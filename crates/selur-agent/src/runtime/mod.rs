@@ -25,21 +25,23 @@ mod supervise;
 mod terminate;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use selur_runtime::cgroups::PodCgroup;
-use selur_runtime::runc::Runtime;
-use selur_runtime::sandbox::Sandbox;
+use selur_runtime::cgroups::{CgroupError, PodCgroup};
+use selur_runtime::sandbox::{Sandbox, SandboxError};
 
-use crate::pods::event;
+use crate::events::{event, Regarding};
+use crate::volumes::VolumeError;
 use crate::Agent;
 
-pub use container::id_for;
+pub use crate::layout::id_for;
+pub(crate) use crate::layout::{container_id, pod_dir, runtime, sandbox_of};
 use state::PodState;
 use terminate::{pre_stop_hooks, teardown};
 
@@ -126,48 +128,102 @@ impl Running {
     }
 }
 
-/// The OCI runtime this agent drives.
-pub(crate) fn runtime(agent: &Agent) -> Runtime {
-    Runtime::new(&agent.config.runtime, agent.config.data_dir.join("runc"))
-}
-
-/// The pod's directory on this node (sandbox under `ns/`, etc files,
-/// volumes, containers, `state.json`, `pod.json`).
-pub(crate) fn pod_dir(agent: &Agent, uid: &str) -> PathBuf {
-    agent.config.data_dir.join("pods").join(uid)
-}
-
-/// The runtime id of container `cname` of the pod with `uid` on this node.
-pub(crate) fn container_id(agent: &Agent, uid: &str, cname: &str) -> String {
-    id_for(&agent.config.node_name, uid, cname)
-}
-
 /// Whether the pod with `uid` was started on this node before (its state is on disk).
 pub(crate) fn runs_here(agent: &Agent, uid: &str) -> bool {
     !uid.is_empty() && pod_dir(agent, uid).join("state.json").exists()
 }
 
-/// The pod's sandbox (its namespaces), if the pod runs here.
-pub(crate) fn sandbox_of(agent: &Agent, uid: &str) -> Sandbox {
-    Sandbox::at(&pod_dir(agent, uid).join("ns"))
+/// Why a pod's sandbox, /etc files, cgroup or volumes could not be set up
+/// (shown to users as `Failed to create pod sandbox: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum SetUpError {
+    #[error("the pod spec does not decode: {source}")]
+    Decode {
+        uid: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("encoding the pod: {source}")]
+    Encode {
+        uid: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("pod sandbox: {source}")]
+    Sandbox {
+        uid: String,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("pod cgroup: {source}")]
+    Cgroup {
+        uid: String,
+        #[source]
+        source: CgroupError,
+    },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("the set-up task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A failure, and removing the sandbox made for it failed too.
+    #[error("{error} (removing the sandbox failed too: {cleanup})")]
+    Cleanup {
+        #[source]
+        error: Box<SetUpError>,
+        cleanup: SandboxError,
+    },
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SetUpError {
+    let path = path.to_path_buf();
+    move |source| SetUpError::Io { what, path, source }
+}
+
+/// The pod as the runtime works with it, decoded once from the API's JSON.
+pub(crate) fn decode(pod: &Value) -> Result<Arc<Pod>, SetUpError> {
+    serde_json::from_value(pod.clone())
+        .map(Arc::new)
+        .map_err(|source| SetUpError::Decode {
+            uid: pod["metadata"]["uid"].as_str().unwrap_or("").to_string(),
+            source,
+        })
+}
+
+/// The pod's uid (empty when it has none).
+pub(crate) fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+/// The pod's QoS class as Kubernetes names it (`Guaranteed`, ...).
+pub(crate) fn qos_of(pod: &Pod) -> String {
+    format!("{:?}", selur_runtime::qos_class(pod))
 }
 
 /// The pod's cgroup (in its QoS class, under this agent's parent).
-fn cgroup_of(agent: &Agent, pod: &Value) -> PodCgroup {
-    let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
-        .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
-        .unwrap_or_default();
+fn cgroup_of(agent: &Agent, pod: &Pod) -> PodCgroup {
     PodCgroup::new(
         &format!("selur-{}", agent.config.node_name),
-        &qos,
-        pod["metadata"]["uid"].as_str().unwrap_or(""),
+        &qos_of(pod),
+        uid_of(pod),
     )
 }
 
-pub(crate) async fn patch_status(agent: &Agent, pod: &Value, status: Value) {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
-    let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let path = format!("/api/v1/namespaces/{ns}/pods/{name}/status");
+/// Report `status` as the pod's status (a failure is logged).
+pub(crate) async fn patch_status(agent: &Agent, pod: &(impl Regarding + ?Sized), status: Value) {
+    let r = pod.object_ref("");
+    let ns = if r.namespace.is_empty() {
+        "default"
+    } else {
+        r.namespace.as_str()
+    };
+    let path = format!("/api/v1/namespaces/{ns}/pods/{}/status", r.name);
     if let Err(e) = agent
         .call(
             reqwest::Method::PATCH,
@@ -177,51 +233,65 @@ pub(crate) async fn patch_status(agent: &Agent, pod: &Value, status: Value) {
         )
         .await
     {
-        tracing::warn!(pod = name, error = %e, "cannot report pod status");
+        tracing::warn!(pod = %r.name, error = %e, "cannot report pod status");
     }
 }
 
 /// Sandbox, /etc files, volumes and the pod cgroup of a new pod (blocking).
 fn set_up(
     agent: &Agent,
-    pod: &Value,
+    pod: &Pod,
     fetched: &crate::volumes::files::Fetched,
-) -> Result<(Sandbox, crate::volumes::Sources), String> {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
-    let k8s: k8s_openapi::api::core::v1::Pod =
-        serde_json::from_value(pod.clone()).map_err(|e| e.to_string())?;
-    let hostname = selur_runtime::pod_hostname(&k8s);
+) -> Result<(Sandbox, crate::volumes::Sources), SetUpError> {
+    let uid = uid_of(pod);
+    let hostname = selur_runtime::pod_hostname(pod);
     let name = hostname.as_str();
     let dir = pod_dir(agent, uid);
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("pod.json"), pod.to_string()).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+    let pod_json = dir.join("pod.json");
+    let bytes = serde_json::to_vec(pod).map_err(|source| SetUpError::Encode {
+        uid: uid.to_string(),
+        source,
+    })?;
+    std::fs::write(&pod_json, bytes).map_err(io_err("writing", &pod_json))?;
+    let sandbox_err = |source| SetUpError::Sandbox {
+        uid: uid.to_string(),
+        source,
+    };
     // unshare runs while the rest is prepared.
-    let pending = Sandbox::begin(&dir.join("ns")).map_err(|e| e.to_string())?;
-    let rest = (|| -> Result<crate::volumes::Sources, String> {
+    let pending = Sandbox::begin(&dir.join("ns")).map_err(sandbox_err)?;
+    let rest = (|| -> Result<crate::volumes::Sources, SetUpError> {
         let etc = dir.join("etc");
-        std::fs::create_dir_all(&etc).map_err(|e| e.to_string())?;
-        std::fs::write(
-            etc.join("hosts"),
+        std::fs::create_dir_all(&etc).map_err(io_err("creating", &etc))?;
+        let write = |file: &str, text: String| {
+            let path = etc.join(file);
+            std::fs::write(&path, text).map_err(io_err("writing", &path))
+        };
+        write(
+            "hosts",
             format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::write(etc.join("resolv.conf"), "options ndots:5\n").map_err(|e| e.to_string())?;
-        std::fs::write(etc.join("hostname"), format!("{name}\n")).map_err(|e| e.to_string())?;
+        )?;
+        write("resolv.conf", "options ndots:5\n".to_string())?;
+        write("hostname", format!("{name}\n"))?;
         cgroup_of(agent, pod)
-            .create(&selur_runtime::pod_limits(&k8s, 1024 * 8))
-            .map_err(|e| format!("pod cgroup: {e}"))?;
+            .create(&selur_runtime::pod_limits(pod, 1024 * 8))
+            .map_err(|source| SetUpError::Cgroup {
+                uid: uid.to_string(),
+                source,
+            })?;
         crate::volumes::pod_shm(&dir)?;
-        crate::volumes::prepare(pod, &dir, fetched)
+        Ok(crate::volumes::prepare(pod, &dir, fetched)?)
     })();
-    let sb = pending.finish().map_err(|e| e.to_string())?;
+    let sb = pending.finish().map_err(sandbox_err)?;
     match rest {
         Ok(sources) => Ok((sb, sources)),
-        Err(e) => {
-            if let Err(d) = sb.destroy() {
-                tracing::warn!(uid, error = %d, "removing the sandbox of a failed pod set-up");
-            }
-            Err(e)
-        }
+        Err(error) => match sb.destroy() {
+            Ok(()) => Err(error),
+            Err(cleanup) => Err(SetUpError::Cleanup {
+                error: Box::new(error),
+                cleanup,
+            }),
+        },
     }
 }
 
@@ -230,14 +300,15 @@ fn set_up(
 /// until it appears or the pod is stopped (`None`).
 async fn fetch_volumes(
     agent: &Agent,
-    pod: &Value,
+    pod: &Pod,
     mut stop: watch::Receiver<bool>,
 ) -> Option<crate::volumes::files::Fetched> {
     let mut last = String::new();
     loop {
         match crate::volumes::files::fetch(agent, pod).await {
             Ok(f) => return Some(f),
-            Err(msg) => {
+            Err(e) => {
+                let msg = e.to_string();
                 if msg != last {
                     event(agent, pod, "", "Warning", "FailedMount", &msg).await;
                     last = msg;
@@ -253,9 +324,17 @@ async fn fetch_volumes(
 
 /// Start `pod` (claimed with [`Running::claim`], whose stop signal is
 /// `rx`), or re-adopt it when it ran here before this agent started, and
-/// supervise it until it is stopped.
+/// supervise it until it is stopped. The pod is decoded once, here; one
+/// that does not decode gets a FailedCreatePodSandBox event instead.
 pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let pod = match decode(&pod) {
+        Ok(p) => p,
+        Err(e) => {
+            sandbox_failed(&agent, &pod, &e).await;
+            return;
+        }
+    };
+    let uid = uid_of(&pod).to_string();
     let lock = {
         let Ok(mut m) = agent.running.pods.lock() else {
             return;
@@ -286,14 +365,12 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     let (a, p) = (agent.clone(), pod.clone());
     let adopt = remembered.is_some();
     let setup = tokio::task::spawn_blocking(move || {
+        let dir = pod_dir(&a, uid_of(&p));
         if adopt {
-            let dir = pod_dir(&a, p["metadata"]["uid"].as_str().unwrap_or(""));
             mark_vanished(&a, &p, &dir);
             let sources = crate::volumes::prepare(&p, &dir, &fetched)?;
             Ok((Sandbox::at(&dir.join("ns")), sources))
         } else {
-            let uid = p["metadata"]["uid"].as_str().unwrap_or("");
-            let dir = pod_dir(&a, uid);
             // A start killed half-way (no state.json yet) left containers,
             // mounts or a cgroup: discard them and start afresh.
             if dir.exists() {
@@ -302,26 +379,18 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
                     &runtime(&a),
                     &cgroup_of(&a, &p),
                 ) {
-                    tracing::warn!(uid, error = %e, "cleaning up an interrupted pod start");
+                    tracing::warn!(uid = uid_of(&p), error = %e, "cleaning up an interrupted pod start");
                 }
             }
             set_up(&a, &p, &fetched)
         }
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .unwrap_or_else(|e| Err(e.into()));
     let (sb, sources) = match setup {
         Ok(r) => r,
-        Err(msg) => {
-            event(
-                &agent,
-                &pod,
-                "",
-                "Warning",
-                "FailedCreatePodSandBox",
-                &format!("Failed to create pod sandbox: {msg}"),
-            )
-            .await;
+        Err(e) => {
+            sandbox_failed(&agent, &pod, &e).await;
             return;
         }
     };
@@ -330,17 +399,15 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
         ..Default::default()
     });
     if adopt {
-        tracing::info!(pod = %pod["metadata"]["name"], uid, "re-adopted a running pod");
+        tracing::info!(
+            pod = pod.metadata.name.as_deref().unwrap_or(""),
+            uid,
+            "re-adopted a running pod"
+        );
     }
-    let mut run = supervise::PodRun::new(
-        agent.clone(),
-        pod.clone(),
-        sb,
-        cgroup_of(&agent, &pod),
-        sources,
-        state,
-        rx.clone(),
-    );
+    let cgroup = cgroup_of(&agent, &pod);
+    let mut run =
+        supervise::PodRun::new(agent.clone(), pod, sb, cgroup, sources, state, rx.clone());
     // The first step starts the first containers; then the permit goes.
     let t_setup = t0.elapsed();
     if !*rx.borrow() {
@@ -352,10 +419,24 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     run.run(rx, lock).await;
 }
 
+/// Tell the user why the pod does not start.
+async fn sandbox_failed(agent: &Agent, pod: &(impl Regarding + ?Sized), e: &SetUpError) {
+    tracing::warn!(uid = %pod.object_ref("").uid, error = %e, "pod set-up failed");
+    event(
+        agent,
+        pod,
+        "",
+        "Warning",
+        "FailedCreatePodSandBox",
+        &format!("Failed to create pod sandbox: {e}"),
+    )
+    .await;
+}
+
 /// Containers that were started but neither recorded an exit nor are known
 /// to the runtime any more (their shim died with the machine) get an exit
 /// file saying so, as Kubernetes reports `ContainerStatusUnknown`.
-fn mark_vanished(agent: &Agent, pod: &Value, dir: &std::path::Path) {
+fn mark_vanished(agent: &Agent, pod: &Pod, dir: &std::path::Path) {
     let Some(st) = PodState::load(dir) else {
         return;
     };
@@ -383,6 +464,16 @@ fn mark_vanished(agent: &Agent, pod: &Value, dir: &std::path::Path) {
 /// once, then preStop hooks, TERM, at most `grace`, KILL, cleanup.
 pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    // A pod that never decoded never started: what it may have left (its
+    // dir, a cgroup) still goes.
+    let pod = decode(&pod).unwrap_or_else(|e| {
+        tracing::warn!(uid, error = %e, "tearing down a pod whose spec does not decode");
+        let mut bare = Pod::default();
+        bare.metadata.uid = Some(uid.clone());
+        bare.metadata.name = pod["metadata"]["name"].as_str().map(String::from);
+        bare.metadata.namespace = pod["metadata"]["namespace"].as_str().map(String::from);
+        Arc::new(bare)
+    });
     let entry = agent
         .running
         .pods
@@ -404,5 +495,30 @@ pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
     let a = agent.clone();
     if let Err(e) = tokio::task::spawn_blocking(move || teardown(&a, &pod, grace)).await {
         tracing::error!(uid, error = %e, "pod teardown task failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_that_does_not_decode_says_so() {
+        let bad = json!({"metadata": {"name": "p", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "ports": "80"}]}});
+        let e = decode(&bad).unwrap_err();
+        assert!(matches!(&e, SetUpError::Decode { uid, .. } if uid == "u1"));
+        assert!(
+            format!("Failed to create pod sandbox: {e}")
+                .starts_with("Failed to create pod sandbox: the pod spec does not decode: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_pod_remembered_without_its_pod_json_still_decodes_for_teardown() {
+        let bare = json!({"metadata": {"uid": "u1"}, "spec": {}});
+        let pod = decode(&bare).unwrap();
+        assert_eq!(uid_of(&pod), "u1");
     }
 }

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use selur_runtime::cgroups::PodCgroup;
 use selur_runtime::runc::{Runtime, RuntimeError};
 use selur_runtime::sandbox::Sandbox;
 
-use super::container::{self, Ctr, Exit};
+use super::container::{self, ContainerError, Ctr, Exit};
 use crate::Agent;
 
 /// A signal the supervisor sends to a container's init process.
@@ -40,10 +40,13 @@ pub enum OpsError {
         #[source]
         source: RuntimeError,
     },
-    /// `container::start` reports its failures as text (shown to users as
-    /// the container's waiting message).
-    #[error("{reason}")]
-    Start { id: String, reason: String },
+    /// Shown to users as the container's waiting message.
+    #[error("{source}")]
+    Start {
+        id: String,
+        #[source]
+        source: Box<ContainerError>,
+    },
     #[error("container {id} cannot be started here: no pod context")]
     NoPodContext { id: String },
 }
@@ -65,7 +68,7 @@ pub trait ContainerOps: Send + Sync {
 /// What starting a container needs from its pod.
 pub struct PodCx {
     pub agent: Arc<Agent>,
-    pub pod: Value,
+    pub pod: Arc<Pod>,
     pub sandbox: Sandbox,
     pub cgroup: PodCgroup,
     pub sources: crate::volumes::Sources,
@@ -110,9 +113,9 @@ impl ContainerOps for Runc {
             env,
             run,
         };
-        container::start(&cx, ctr).map_err(|reason| OpsError::Start {
+        container::start(&cx, ctr).map_err(|source| OpsError::Start {
             id: ctr.id.clone(),
-            reason,
+            source: Box::new(source),
         })
     }
 
@@ -207,7 +210,7 @@ pub mod fake {
             if self.fail_start.lock().unwrap().contains(&ctr.id) {
                 return Err(OpsError::Start {
                     id: ctr.id.clone(),
-                    reason: "fake start failure".into(),
+                    source: Box::new(ContainerError::NotStarted { id: ctr.id.clone() }),
                 });
             }
             self.exits.lock().unwrap().remove(&ctr.id);

@@ -183,7 +183,7 @@ pub fn obli_condition_type(container: &str) -> String {
 
 /// The pod's whole status.
 pub fn pod_status(
-    pod: &Value,
+    pod: &k8s_openapi::api::core::v1::Pod,
     state: &PodState,
     slots: &[Slot],
     phase: &str,
@@ -206,9 +206,7 @@ pub fn pod_status(
             .filter(|s| s.ctr.kind == Kind::App)
             .all(Slot::ready)
         && phase == "Running";
-    let qos = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod.clone())
-        .map(|p| format!("{:?}", selur_runtime::qos_class(&p)))
-        .unwrap_or_default();
+    let qos = super::qos_of(pod);
     let mut v = json!({"phase": phase, "startTime": state.start_time, "qosClass": qos,
         "containerStatuses": apps,
         "conditions": [conds.get("PodScheduled", true), conds.get("Initialized", state.initialized),
@@ -293,7 +291,7 @@ mod tests {
             slot("a", Kind::App, true, Some(137)),
         ];
         let mut conds = Conditions::default();
-        let v = pod_status(&Value::Null, &ps(true), &slots, "Failed", &mut conds);
+        let v = pod_status(&Default::default(), &ps(true), &slots, "Failed", &mut conds);
         assert_eq!(
             v["containerStatuses"][0]["state"]["terminated"]["reason"],
             "OOMKilled"
@@ -301,7 +299,7 @@ mod tests {
         assert_eq!(v["initContainerStatuses"][0]["name"], "i");
         assert_eq!(v["conditions"][3]["status"], "False");
         // Transition times are stable while nothing changes.
-        let again = pod_status(&Value::Null, &ps(true), &slots, "Failed", &mut conds);
+        let again = pod_status(&Default::default(), &ps(true), &slots, "Failed", &mut conds);
         assert_eq!(v["conditions"], again["conditions"]);
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -22,14 +23,15 @@ use super::plan::{self, Action, ExitOutcome, KillReason};
 use super::probes;
 use super::state::PodState;
 use super::status::{self, Conditions, Slot};
+use crate::events::event;
 use crate::node::now_secs;
-use crate::pods::event;
 use crate::Agent;
 
 /// Everything the loop needs about one pod.
 pub struct PodRun {
     pub agent: Arc<Agent>,
-    pub pod: Value,
+    /// The pod as decoded when the runtime took it on.
+    pub pod: Arc<Pod>,
     pub dir: std::path::PathBuf,
     pub state: PodState,
     pub slots: Vec<Slot>,
@@ -56,7 +58,7 @@ enum Flow {
 impl PodRun {
     pub fn new(
         agent: Arc<Agent>,
-        pod: Value,
+        pod: Arc<Pod>,
         sandbox: Sandbox,
         cgroup: PodCgroup,
         sources: crate::volumes::Sources,
@@ -76,12 +78,12 @@ impl PodRun {
     /// A loop acting through `ops` (the real runtime, or a fake in tests).
     pub fn with_ops(
         agent: Arc<Agent>,
-        pod: Value,
+        pod: Arc<Pod>,
         state: PodState,
         ops: Arc<dyn ContainerOps>,
         stop: watch::Receiver<bool>,
     ) -> Self {
-        let dir = super::pod_dir(&agent, pod["metadata"]["uid"].as_str().unwrap_or(""));
+        let dir = super::pod_dir(&agent, super::uid_of(&pod));
         let slots = container::all(&agent, &pod)
             .into_iter()
             .map(|ctr| {
@@ -111,16 +113,24 @@ impl PodRun {
     }
 
     fn grace(&self) -> Duration {
-        Duration::from_secs(
-            self.pod["spec"]["terminationGracePeriodSeconds"]
-                .as_u64()
-                .unwrap_or(30),
-        )
+        let secs = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(30);
+        Duration::from_secs(secs)
     }
 
     fn spec(&self) -> plan::PodSpec {
         plan::PodSpec {
-            policy: plan::RestartPolicy::parse(self.pod["spec"]["restartPolicy"].as_str()),
+            policy: plan::RestartPolicy::parse(
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.restart_policy.as_deref()),
+            ),
             grace: self.grace(),
             backoff: self.agent.config.backoff.clone(),
         }
@@ -259,7 +269,7 @@ impl PodRun {
                 if let KillReason::Probe(kind) = why {
                     let s = &mut self.slots[ctr];
                     s.kill_at = kill_at.map(Instant::from_std);
-                    crate::pods::event_later(
+                    crate::events::event_later(
                         &self.agent,
                         &self.pod,
                         &s.ctr.field_path(),
@@ -364,7 +374,8 @@ impl PodRun {
         let fp = ctr.field_path();
         let env = match crate::env::resolve(&self.agent, &self.pod, &ctr.spec).await {
             Ok(env) => env,
-            Err(msg) => {
+            Err(e) => {
+                let msg = e.to_string();
                 let s = &mut self.slots[i];
                 if s.st.start_error.as_ref().map(|e| &e.1) != Some(&msg) {
                     event(
@@ -414,7 +425,7 @@ impl PodRun {
                 s.exited = None;
                 s.pending_exit = None;
                 s.next_start = None;
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &fp,
@@ -422,7 +433,7 @@ impl PodRun {
                     "Created",
                     &format!("Created container {}", ctr.name),
                 );
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &fp,
@@ -461,8 +472,14 @@ impl PodRun {
             return;
         }
         let timeout = self.grace().max(Duration::from_secs(30));
-        if let Err(msg) =
-            super::handlers::run_hook(&self.agent, &self.pod, &ctr, "postStart", timeout).await
+        if let Err(e) = super::handlers::run_hook(
+            &self.agent,
+            super::uid_of(&self.pod),
+            &ctr,
+            "postStart",
+            timeout,
+        )
+        .await
         {
             let fp = ctr.field_path();
             event(
@@ -471,7 +488,7 @@ impl PodRun {
                 &fp,
                 "Warning",
                 "FailedPostStartHook",
-                &format!("PostStartHook failed: {msg}"),
+                &format!("PostStartHook failed: {e}"),
             )
             .await;
             event(
@@ -512,7 +529,7 @@ impl PodRun {
         let runs = jobs.iter().map(|&(i, j)| {
             super::handlers::run_probe(
                 &self.agent,
-                &self.pod,
+                super::uid_of(&self.pod),
                 &self.slots[i].ctr,
                 &self.slots[i].probes[j],
             )
@@ -526,7 +543,7 @@ impl PodRun {
             }
             s.probes[j].record(out.ok, now);
             if !out.ok {
-                crate::pods::event_later(
+                crate::events::event_later(
                     &self.agent,
                     &self.pod,
                     &s.ctr.field_path(),
@@ -562,11 +579,16 @@ impl PodRun {
 /// The probes of a container's new run: its declared ones, and the
 /// obli-pkg readiness check for app containers whose image holds
 /// `/usr/bin/obli-pkg` (unless the pod opts out).
-fn probes_for(agent: &Agent, pod: &Value, s: &Slot) -> Vec<probes::Probe> {
+fn probes_for(agent: &Agent, pod: &Pod, s: &Slot) -> Vec<probes::Probe> {
     if s.ctr.kind == Kind::Init {
         return Vec::new();
     }
-    let opted_out = pod["metadata"]["annotations"]["selur.io/obli-pkg-health"] == "false";
+    let opted_out = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("selur.io/obli-pkg-health"))
+        .is_some_and(|v| v == "false");
     let has_obli = s.ctr.kind == Kind::App
         && !opted_out
         && selur_runtime::rootfs::Rootfs::at(&s.ctr.dir)
@@ -602,12 +624,13 @@ mod tests {
         Arc::new(Agent::new(config, Arc::new(images)).unwrap())
     }
 
-    fn pod(init: &[Value], apps: usize, policy: &str) -> Value {
+    fn pod(init: &[Value], apps: usize, policy: &str) -> Arc<Pod> {
         let apps: Vec<Value> = (0..apps)
             .map(|i| json!({"name": format!("c{i}"), "image": "busybox"}))
             .collect();
-        json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
-            "spec": {"restartPolicy": policy, "initContainers": init, "containers": apps}})
+        let v = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"restartPolicy": policy, "initContainers": init, "containers": apps}});
+        Arc::new(serde_json::from_value(v).unwrap())
     }
 
     fn starts(f: &Fake) -> Vec<String> {
@@ -656,7 +679,7 @@ mod tests {
             ops.clone(),
             rx,
         );
-        let id = |n: &str| container::id_for("n1", "u1", n);
+        let id = |n: &str| crate::layout::id_for("n1", "u1", n);
         run.step().await;
         assert_eq!(starts(&ops), [id("side"), id("init")]);
         ops.exit_with(&id("init"), 0);

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use k8s_openapi::api::core::v1::Pod;
 
 use selur_runtime::sandbox::Sandbox;
 
@@ -15,7 +15,7 @@ use super::container::{self, Ctr};
 use super::ops::{ContainerOps, Runc, Signal};
 use super::plan::{self, TermAction, TermCtr};
 use super::{cgroup_of, handlers, pod_dir};
-use crate::pods::event;
+use crate::events::event;
 use crate::Agent;
 
 /// How long to wait for containers to end after KILL before removing them.
@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Run the preStop hooks of the pod's running containers, all at once,
 /// within the grace period (as the kubelet does before TERM).
-pub(crate) async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Value, grace: Duration) {
+pub(crate) async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Pod, grace: Duration) {
     let ctrs = container::all(agent, pod);
     let view: Vec<TermCtr> = ctrs
         .iter()
@@ -46,14 +46,15 @@ pub(crate) async fn pre_stop_hooks(agent: &Arc<Agent>, pod: &Value, grace: Durat
         .into_iter()
         .filter_map(|i| ctrs.get(i))
         .map(|c| async move {
-            if let Err(msg) = handlers::run_hook(agent, pod, c, "preStop", grace).await {
+            let uid = super::uid_of(pod);
+            if let Err(e) = handlers::run_hook(agent, uid, c, "preStop", grace).await {
                 event(
                     agent,
                     pod,
                     &c.field_path(),
                     "Warning",
                     "FailedPreStopHook",
-                    &format!("PreStopHook failed: {msg}"),
+                    &format!("PreStopHook failed: {e}"),
                 )
                 .await;
             }
@@ -126,8 +127,8 @@ pub(crate) fn stop_containers(
 
 /// Stop the pod's containers (apps, then sidecars and init containers) and
 /// remove all it had on this node (blocking).
-pub(crate) fn teardown(agent: &Agent, pod: &Value, grace: Duration) {
-    let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+pub(crate) fn teardown(agent: &Agent, pod: &Pod, grace: Duration) {
+    let uid = super::uid_of(pod);
     let ops = Runc::signal_only(agent);
     let ctrs = container::all(agent, pod);
     stop_containers(&ops, &ctrs, grace, &mut SystemClock);
@@ -184,7 +185,7 @@ mod tests {
             link: PathBuf::new(),
             image: String::new(),
             image_id: String::new(),
-            spec: Value::Null,
+            spec: serde_json::Value::Null,
         }
     }
 
