@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use selur_client::watcher::{ApiSource, Event, Watcher};
-use selur_client::{Api, DeleteParams, ListParams, ResourcePath};
+use selur_client::watcher::Event;
+use selur_client::{Api, DeleteParams, ListParams};
 
 use crate::events::{event, event_later};
 use crate::Agent;
@@ -224,13 +224,9 @@ fn pods_on_disk(agent: &Agent) -> Vec<Value> {
 /// Watch this node's pods and act on each change, forever.
 pub async fn run(agent: Arc<Agent>) {
     let selector = format!("spec.nodeName={}", agent.config.node_name);
-    let source = ApiSource::new(
-        agent.client.clone(),
-        &ResourcePath::of::<Pod>(),
-        None,
-        ListParams::default().fields(&selector),
-    );
-    let mut watcher = Watcher::new(source).with_known(pods_on_disk(&agent));
+    let mut watcher = Api::<Pod>::all(agent.client.clone())
+        .watcher(ListParams::default().fields(&selector))
+        .with_known(pods_on_disk(&agent));
     loop {
         match watcher.next().await {
             Event::Applied(pod) => applied(&agent, pod),

@@ -295,6 +295,20 @@ impl<K: Serialize + DeserializeOwned> Api<K> {
         decode(&self.client, v)
     }
 
+    /// A [`Watcher`](crate::watcher::Watcher) over this collection: list,
+    /// watch, resume, re-list after a 410 with deletions for what vanished.
+    pub fn watcher(
+        &self,
+        params: ListParams,
+    ) -> crate::watcher::Watcher<crate::watcher::ApiSource> {
+        crate::watcher::Watcher::new(crate::watcher::ApiSource::new(
+            self.client.clone(),
+            &self.path,
+            self.namespace.as_deref(),
+            params,
+        ))
+    }
+
     /// Delete; the answer is the object (still there while it terminates)
     /// or a `Status`.
     pub async fn delete(&self, name: &str, params: &DeleteParams) -> Result<Value, ClientError> {
