@@ -279,13 +279,16 @@ fn the_runtime_wrapper_signals_a_running_container() {
     let child = p.shim.spawn().unwrap();
     let rt = selur_runtime::runc::Runtime::new("runc", &p.runc_root);
     let start = std::time::Instant::now();
-    while rt.kill(&p.id, "KILL").is_err() {
+    // Signal it once it runs: a KILL while runc still holds it "created"
+    // makes `runc run` fail (exit 1) rather than report the signal.
+    while rt.state(&p.id).is_none_or(|(status, _)| status != "running") {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
             "container never started"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    rt.kill(&p.id, "KILL").unwrap();
     let out = child.wait_with_output().unwrap();
     let (code, _) = finish(&p, &out);
     assert_eq!(code, 137, "SIGKILL is 128+9");
