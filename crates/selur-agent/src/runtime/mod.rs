@@ -16,6 +16,7 @@
 
 mod container;
 mod handlers;
+mod host;
 mod ops;
 mod plan;
 pub mod probes;
@@ -35,6 +36,8 @@ use tokio::sync::watch;
 
 use selur_runtime::cgroups::{CgroupError, PodCgroup};
 use selur_runtime::sandbox::{Sandbox, SandboxError};
+
+use host::PodHost;
 
 use crate::events::{event, Regarding};
 use crate::volumes::VolumeError;
@@ -237,9 +240,14 @@ pub(crate) async fn patch_status(agent: &Agent, pod: &(impl Regarding + ?Sized),
     }
 }
 
-/// Sandbox, /etc files, volumes and the pod cgroup of a new pod (blocking).
+/// Sandbox, /etc files, the pod cgroup and volumes of a new pod, made on
+/// `host` (blocking). On a failure after the sandbox was begun, the sandbox
+/// is destroyed again; the first error is returned (with the destroy's, if
+/// that failed too). The cgroup and volumes of a failed set-up stay until
+/// the pod's teardown.
 fn set_up(
     agent: &Agent,
+    host: &dyn PodHost,
     pod: &Pod,
     fetched: &crate::volumes::files::Fetched,
 ) -> Result<(Sandbox, crate::volumes::Sources), SetUpError> {
@@ -259,7 +267,7 @@ fn set_up(
         source,
     };
     // unshare runs while the rest is prepared.
-    let pending = Sandbox::begin(&dir.join("ns")).map_err(sandbox_err)?;
+    let pending = host.begin_sandbox(&dir.join("ns")).map_err(sandbox_err)?;
     let rest = (|| -> Result<crate::volumes::Sources, SetUpError> {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io_err("creating", &etc))?;
@@ -273,19 +281,20 @@ fn set_up(
         )?;
         write("resolv.conf", "options ndots:5\n".to_string())?;
         write("hostname", format!("{name}\n"))?;
-        cgroup_of(agent, pod)
-            .create(&selur_runtime::pod_limits(pod, 1024 * 8))
-            .map_err(|source| SetUpError::Cgroup {
-                uid: uid.to_string(),
-                source,
-            })?;
-        crate::volumes::pod_shm(&dir)?;
-        Ok(crate::volumes::prepare(pod, &dir, fetched)?)
+        host.create_cgroup(
+            &cgroup_of(agent, pod),
+            &selur_runtime::pod_limits(pod, 1024 * 8),
+        )
+        .map_err(|source| SetUpError::Cgroup {
+            uid: uid.to_string(),
+            source,
+        })?;
+        Ok(host.prepare_volumes(pod, &dir, fetched)?)
     })();
     let sb = pending.finish().map_err(sandbox_err)?;
     match rest {
         Ok(sources) => Ok((sb, sources)),
-        Err(error) => match sb.destroy() {
+        Err(error) => match host.destroy_sandbox(&sb) {
             Ok(()) => Err(error),
             Err(cleanup) => Err(SetUpError::Cleanup {
                 error: Box::new(error),
@@ -362,27 +371,24 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     let permit = agent.start_permits.clone().acquire_owned().await.ok();
     let t0 = std::time::Instant::now();
     let remembered = PodState::load(&dir);
-    let (a, p) = (agent.clone(), pod.clone());
+    let host: Arc<dyn PodHost> = Arc::new(host::Os::new(runtime(&agent)));
+    let (a, p, h) = (agent.clone(), pod.clone(), host.clone());
     let adopt = remembered.is_some();
     let setup = tokio::task::spawn_blocking(move || {
         let dir = pod_dir(&a, uid_of(&p));
         if adopt {
             mark_vanished(&a, &p, &dir);
-            let sources = crate::volumes::prepare(&p, &dir, &fetched)?;
+            let sources = h.prepare_volumes(&p, &dir, &fetched)?;
             Ok((Sandbox::at(&dir.join("ns")), sources))
         } else {
             // A start killed half-way (no state.json yet) left containers,
             // mounts or a cgroup: discard them and start afresh.
             if dir.exists() {
-                if let Err(e) = selur_runtime::restart::discard_interrupted_start(
-                    &dir,
-                    &runtime(&a),
-                    &cgroup_of(&a, &p),
-                ) {
+                if let Err(e) = h.discard_interrupted_start(&dir, &cgroup_of(&a, &p)) {
                     tracing::warn!(uid = uid_of(&p), error = %e, "cleaning up an interrupted pod start");
                 }
             }
-            set_up(&a, &p, &fetched)
+            set_up(&a, h.as_ref(), &p, &fetched)
         }
     })
     .await
@@ -405,9 +411,15 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
             "re-adopted a running pod"
         );
     }
-    let cgroup = cgroup_of(&agent, &pod);
-    let mut run =
-        supervise::PodRun::new(agent.clone(), pod, sb, cgroup, sources, state, rx.clone());
+    let cx = ops::PodCx {
+        cgroup: cgroup_of(&agent, &pod),
+        agent: agent.clone(),
+        pod,
+        host,
+        sandbox: sb,
+        sources,
+    };
+    let mut run = supervise::PodRun::new(cx, state, rx.clone());
     // The first step starts the first containers; then the permit goes.
     let t_setup = t0.elapsed();
     if !*rx.borrow() {

@@ -4,17 +4,21 @@
 //! the grace deadline, and removal of everything the pod had on this node
 //! ([`teardown`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use selur_runtime::sandbox::Sandbox;
+use selur_runtime::cgroups::{CgroupError, PodCgroup};
+use selur_runtime::rootfs::{Rootfs, RootfsError};
+use selur_runtime::sandbox::{Sandbox, SandboxError};
 
 use super::container::{self, Ctr};
-use super::ops::{ContainerOps, Runc, Signal};
+use super::host::{self, PodHost};
+use super::ops::{ContainerOps, OpsError, Runc, Signal};
 use super::plan::{self, TermAction, TermCtr};
-use super::{cgroup_of, handlers, pod_dir};
+use super::{cgroup_of, handlers, pod_dir, runtime};
 use crate::events::event;
 use crate::Agent;
 
@@ -125,35 +129,144 @@ pub(crate) fn stop_containers(
     }
 }
 
+/// One step of a pod's teardown that failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TeardownError {
+    #[error(transparent)]
+    Container(#[from] OpsError),
+    #[error("root file system of {id}: {source}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: RootfsError,
+    },
+    #[error("pod sandbox of {uid}: {source}")]
+    Sandbox {
+        uid: String,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("pod cgroup of {uid}: {source}")]
+    Cgroup {
+        uid: String,
+        #[source]
+        source: CgroupError,
+    },
+    #[error("removing the {what} {path}: {source}")]
+    Remove {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a pod has on this node, to remove.
+pub(crate) struct PodRemains {
+    pub uid: String,
+    pub dir: PathBuf,
+    pub ctrs: Vec<Ctr>,
+    pub cgroup: PodCgroup,
+}
+
+impl PodRemains {
+    pub(crate) fn of(agent: &Agent, pod: &Pod) -> Self {
+        let uid = super::uid_of(pod).to_string();
+        Self {
+            dir: pod_dir(agent, &uid),
+            ctrs: container::all(agent, pod),
+            cgroup: cgroup_of(agent, pod),
+            uid,
+        }
+    }
+}
+
 /// Stop the pod's containers (apps, then sidecars and init containers) and
 /// remove all it had on this node (blocking).
 pub(crate) fn teardown(agent: &Agent, pod: &Pod, grace: Duration) {
-    let uid = super::uid_of(pod);
     let ops = Runc::signal_only(agent);
-    let ctrs = container::all(agent, pod);
-    stop_containers(&ops, &ctrs, grace, &mut SystemClock);
-    for c in &ctrs {
-        container::remove(agent, c);
-    }
-    if let Some(logs) = ctrs.first().and_then(|c| c.log_dir.parent()) {
-        remove_dir(logs, "pod log dir");
-    }
-    let dir = pod_dir(agent, uid);
-    crate::volumes::cleanup(&dir);
-    if let Err(e) = Sandbox::at(&dir.join("ns")).destroy() {
-        tracing::warn!(pod = uid, error = %e, "cannot destroy pod sandbox");
-    }
-    if let Err(e) = cgroup_of(agent, pod).remove() {
-        tracing::warn!(pod = uid, error = %e, "cannot remove pod cgroup");
-    }
-    remove_dir(&dir, "pod dir");
+    let host = host::Os::new(runtime(agent));
+    // Each failure was logged by `remove_pod`, with what it concerns.
+    let _ = remove_pod(
+        &ops,
+        &host,
+        &PodRemains::of(agent, pod),
+        grace,
+        &mut SystemClock,
+    );
 }
 
-fn remove_dir(dir: &std::path::Path, what: &str) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove {what}"),
+/// Stop the containers of `pod` through `ops` (as [`stop_containers`]),
+/// then remove, on `host`: each container's runtime state, root file system
+/// and log link, the pod's log dir, its volume mounts, its sandbox, its
+/// cgroup and last its directory. Every step is tried even when an earlier
+/// one failed; each failure is logged with the pod's uid and returned. Safe
+/// to repeat: what is gone already is no failure (blocking).
+pub(crate) fn remove_pod(
+    ops: &dyn ContainerOps,
+    host: &dyn PodHost,
+    pod: &PodRemains,
+    grace: Duration,
+    clock: &mut dyn Clock,
+) -> Vec<TeardownError> {
+    let uid = pod.uid.as_str();
+    let mut failures = Vec::new();
+    let mut failed = |e: TeardownError| {
+        tracing::warn!(pod = uid, error = %e, "pod teardown step failed");
+        failures.push(e);
+    };
+    stop_containers(ops, &pod.ctrs, grace, clock);
+    // Containers go from the runtime before their root is unmounted: runc
+    // may still hold it.
+    for c in &pod.ctrs {
+        if let Err(e) = ops.delete(c) {
+            failed(e.into());
+        }
+        if let Err(source) = host.remove_rootfs(&Rootfs::at(&c.dir)) {
+            failed(TeardownError::Rootfs {
+                id: c.id.clone(),
+                source,
+            });
+        }
+        if let Err(e) = removed(std::fs::remove_file(&c.link), &c.link, "container log link") {
+            failed(e);
+        }
+    }
+    if let Some(logs) = pod.ctrs.first().and_then(|c| c.log_dir.parent()) {
+        if let Err(e) = removed(std::fs::remove_dir_all(logs), logs, "pod log dir") {
+            failed(e);
+        }
+    }
+    host.unmount_volumes(&pod.dir);
+    if let Err(source) = host.destroy_sandbox(&Sandbox::at(&pod.dir.join("ns"))) {
+        failed(TeardownError::Sandbox {
+            uid: uid.to_string(),
+            source,
+        });
+    }
+    // The cgroup after everything that may still hold tasks in it.
+    if let Err(source) = host.remove_cgroup(&pod.cgroup) {
+        failed(TeardownError::Cgroup {
+            uid: uid.to_string(),
+            source,
+        });
+    }
+    if let Err(e) = removed(std::fs::remove_dir_all(&pod.dir), &pod.dir, "pod dir") {
+        failed(e);
+    }
+    failures
+}
+
+/// The outcome of removing `path`; one already gone is fine.
+fn removed(r: std::io::Result<()>, path: &Path, what: &'static str) -> Result<(), TeardownError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(TeardownError::Remove {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
