@@ -512,7 +512,112 @@ pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::host::fake::{Call, Fake, Held, Step};
     use super::*;
+
+    /// An agent keeping its pods under `dir` (its API server refuses
+    /// connections; set-up never calls it).
+    fn agent(dir: &Path) -> Agent {
+        let config = crate::AgentConfig::new("http://[::1]:9".into(), "n1".into(), dir.into());
+        let images = selur_image::ImageStore::open(&dir.join("images")).unwrap();
+        Agent::new(config, Arc::new(images)).unwrap()
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_set_up_makes_the_sandbox_etc_files_cgroup_and_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        let (sb, _) = set_up(&agent, &host, &pod, &Default::default()).unwrap();
+        let dir = pod_dir(&agent, "u1");
+        let ns = dir.join("ns");
+        let cgroup = cgroup_of(&agent, &pod).relative().to_path_buf();
+        assert_eq!(sb.net_path(), ns.join("net"));
+        assert_eq!(
+            host.calls(),
+            [
+                Call::BeginSandbox(ns.clone()),
+                Call::CreateCgroup(cgroup.clone()),
+                Call::PrepareVolumes(dir.clone()),
+                Call::FinishSandbox(ns.clone()),
+            ]
+        );
+        let mut held = host.held();
+        held.sort();
+        assert_eq!(
+            held,
+            [
+                Held::Sandbox(ns),
+                Held::Cgroup(cgroup),
+                Held::Volumes(dir.clone())
+            ]
+        );
+        let hosts = std::fs::read_to_string(dir.join("etc/hosts")).unwrap();
+        assert!(hosts.contains("::1\tp\n"), "{hosts}");
+        assert!(dir.join("pod.json").exists());
+    }
+
+    #[test]
+    fn a_set_up_whose_cgroup_fails_destroys_the_sandbox_it_began() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::CreateCgroup);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        assert!(
+            matches!(&e, SetUpError::Cgroup { uid, .. } if uid == "u1"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("pod cgroup: "), "{e}");
+        let ns = pod_dir(&agent, "u1").join("ns");
+        assert_eq!(
+            host.calls(),
+            [
+                Call::BeginSandbox(ns.clone()),
+                Call::CreateCgroup(cgroup_of(&agent, &pod).relative().into()),
+                Call::FinishSandbox(ns.clone()),
+                Call::DestroySandbox(ns),
+            ]
+        );
+        assert!(host.held().is_empty(), "{:?}", host.held());
+    }
+
+    #[test]
+    fn a_set_up_whose_sandbox_removal_fails_too_keeps_both_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::CreateCgroup);
+        host.fail(Step::DestroySandbox);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        let SetUpError::Cleanup { error, cleanup } = &e else {
+            panic!("not a cleanup failure: {e}");
+        };
+        assert!(matches!(**error, SetUpError::Cgroup { .. }), "{error}");
+        assert!(cleanup.to_string().contains("DestroySandbox"), "{cleanup}");
+        assert!(
+            e.to_string().contains("removing the sandbox failed too"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_set_up_whose_sandbox_does_not_begin_makes_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::BeginSandbox);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        assert!(matches!(&e, SetUpError::Sandbox { .. }), "{e}");
+        assert_eq!(
+            host.calls(),
+            [Call::BeginSandbox(pod_dir(&agent, "u1").join("ns"))]
+        );
+    }
 
     #[test]
     fn a_pod_that_does_not_decode_says_so() {
