@@ -275,7 +275,6 @@ mod tests {
     use super::*;
     use crate::runtime::container::Kind;
     use crate::runtime::ops::fake::{Call, Fake};
-    use std::path::PathBuf;
 
     struct FakeClock(Instant);
 
@@ -336,6 +335,153 @@ mod tests {
             "KILL waited for the deadline"
         );
         assert!(clock.0 < t0 + Duration::from_secs(31));
+    }
+
+    /// A pod with a sidecar and an app container, both running and obeying
+    /// TERM, on a fake node that holds its sandbox, cgroup, roots and
+    /// volumes; its dirs (pod dir, log dir, log links) are real, in `tmp`.
+    fn running_pod(tmp: &Path) -> (PodRemains, host::fake::Fake) {
+        use host::fake::{Fake, Held};
+        let dir = tmp.join("pods/u1");
+        let ctrs: Vec<Ctr> = [("side", Kind::Sidecar), ("app", Kind::App)]
+            .into_iter()
+            .map(|(name, kind)| Ctr {
+                dir: dir.join("c").join(name),
+                log_dir: tmp.join("logs/default_p_u1").join(name),
+                link: tmp.join(format!("links/{name}.log")),
+                ..ctr(name, kind)
+            })
+            .collect();
+        let pod = PodRemains {
+            uid: "u1".into(),
+            ctrs,
+            cgroup: PodCgroup::new("selur-n1", "BestEffort", "u1"),
+            dir,
+        };
+        let host = Fake::default();
+        host.hold(Held::Sandbox(pod.dir.join("ns")));
+        host.hold(Held::Cgroup(pod.cgroup.relative().into()));
+        host.hold(Held::Volumes(pod.dir.clone()));
+        for c in &pod.ctrs {
+            std::fs::create_dir_all(&c.dir).unwrap();
+            std::fs::create_dir_all(&c.log_dir).unwrap();
+            std::fs::create_dir_all(c.link.parent().unwrap()).unwrap();
+            std::fs::write(&c.link, "").unwrap();
+            host.hold(Held::Rootfs(Rootfs::at(&c.dir).merged));
+            host.ctrs.set_alive(&c.id);
+            host.ctrs
+                .die_on
+                .lock()
+                .unwrap()
+                .insert(c.id.clone(), Signal::Term);
+        }
+        (pod, host)
+    }
+
+    fn tear_down(pod: &PodRemains, host: &host::fake::Fake) -> Vec<TeardownError> {
+        let mut clock = FakeClock(Instant::now());
+        remove_pod(host, host, pod, Duration::from_secs(30), &mut clock)
+    }
+
+    #[test]
+    fn a_teardown_stops_containers_before_unmounting_their_roots_and_removes_the_cgroup_last() {
+        use host::fake::Call;
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        let failures = tear_down(&pod, &host);
+        assert!(failures.is_empty(), "{failures:?}");
+        let root = |name: &str| Rootfs::at(&pod.dir.join("c").join(name)).merged;
+        assert_eq!(
+            host.calls(),
+            [
+                Call::Kill("app".into(), Signal::Term),
+                Call::Kill("side".into(), Signal::Term),
+                Call::DeleteContainer("side".into()),
+                Call::RemoveRootfs(root("side")),
+                Call::DeleteContainer("app".into()),
+                Call::RemoveRootfs(root("app")),
+                Call::UnmountVolumes(pod.dir.clone()),
+                Call::DestroySandbox(pod.dir.join("ns")),
+                Call::RemoveCgroup(pod.cgroup.relative().into()),
+            ]
+        );
+        assert!(host.held().is_empty(), "{:?}", host.held());
+        assert!(!pod.dir.exists());
+        assert!(!tmp.path().join("logs/default_p_u1").exists());
+        assert!(!pod.ctrs[0].link.exists() && !pod.ctrs[1].link.exists());
+    }
+
+    #[test]
+    fn a_teardown_whose_sandbox_destroy_fails_still_removes_the_cgroup_and_pod_dir() {
+        use host::fake::{Call, Held, Step};
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        host.fail(Step::DestroySandbox);
+        let failures = tear_down(&pod, &host);
+        assert!(
+            matches!(failures.as_slice(), [TeardownError::Sandbox { uid, .. }] if uid == "u1"),
+            "{failures:?}"
+        );
+        assert!(
+            failures[0].to_string().starts_with("pod sandbox of u1: "),
+            "{}",
+            failures[0]
+        );
+        let calls = host.calls();
+        let at = |call: &Call| calls.iter().position(|c| c == call);
+        let destroy = at(&Call::DestroySandbox(pod.dir.join("ns")));
+        let cgroup = at(&Call::RemoveCgroup(pod.cgroup.relative().into()));
+        assert!(destroy.is_some() && cgroup > destroy, "{calls:?}");
+        assert_eq!(host.held(), [Held::Sandbox(pod.dir.join("ns"))]);
+        assert!(!pod.dir.exists());
+        // Repeated once the sandbox can go, the teardown finishes the job.
+        host.heal(Step::DestroySandbox);
+        assert!(tear_down(&pod, &host).is_empty());
+        assert!(host.held().is_empty());
+    }
+
+    #[test]
+    fn a_teardown_whose_steps_all_fail_still_tries_each() {
+        use host::fake::{Call, Step};
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        for step in [Step::RemoveRootfs, Step::DestroySandbox, Step::RemoveCgroup] {
+            host.fail(step);
+        }
+        let failures = tear_down(&pod, &host);
+        let shown: Vec<String> = failures.iter().map(|e| e.to_string()).collect();
+        assert_eq!(failures.len(), 4, "{shown:?}");
+        assert!(
+            shown[0].starts_with("root file system of side: "),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("root file system of app: "),
+            "{shown:?}"
+        );
+        assert!(shown[3].starts_with("pod cgroup of u1: "), "{shown:?}");
+        assert!(host
+            .calls()
+            .contains(&Call::UnmountVolumes(pod.dir.clone())));
+        assert!(!pod.dir.exists());
+    }
+
+    #[test]
+    fn a_second_teardown_finds_nothing_to_do_and_fails_nothing() {
+        use host::fake::Call;
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        assert!(tear_down(&pod, &host).is_empty());
+        host.clear_calls();
+        let failures = tear_down(&pod, &host);
+        assert!(failures.is_empty(), "{failures:?}");
+        let calls = host.calls();
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Kill(..))),
+            "no container is signalled again: {calls:?}"
+        );
+        assert!(host.held().is_empty());
+        assert!(!pod.dir.exists());
     }
 
     #[test]
