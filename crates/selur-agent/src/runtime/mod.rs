@@ -13,6 +13,12 @@
 //! torn down. Deleting a pod stops its containers (app containers first,
 //! then sidecars; TERM, grace period, KILL) and removes mounts, runtime
 //! state, cgroups, namespaces and log links.
+//!
+//! The OS work goes through two small traits passed in explicitly, so the
+//! set-up, supervision and teardown are tested without root against
+//! recording fakes: [`ops::ContainerOps`] for the containers (start, signal,
+//! exits, removal) and [`host::PodHost`] for the rest (sandbox, cgroup,
+//! overlay roots, volume mounts).
 
 mod container;
 mod handlers;
