@@ -3,7 +3,7 @@
 //! ([`SandboxOps`]), its cgroup ([`CgroupOps`]), its containers' overlay
 //! roots ([`RootfsOps`]) and its volume mounts ([`VolumeOps`]), together
 //! [`PodHost`]. [`Os`] is the real implementation (selur-runtime and this
-//! agent's volumes); tests pass the recording [`fake::Fake`] instead,
+//! agent's volumes); tests pass the recording `fake::Fake` instead,
 //! explicitly, as supervision's [`super::ops::ContainerOps`] does.
 
 use std::path::{Path, PathBuf};
