@@ -13,6 +13,7 @@ use selur_runtime::SpecError;
 
 use crate::volumes::VolumeError;
 
+use super::host::PodHost;
 use super::{container_id, pod_dir, runtime};
 use crate::Agent;
 
@@ -227,6 +228,8 @@ pub fn all(agent: &Agent, pod: &Pod) -> Vec<Ctr> {
 pub struct StartCtx<'a> {
     pub agent: &'a Agent,
     pub pod: &'a Pod,
+    /// Where the root file system is mounted.
+    pub host: &'a dyn PodHost,
     pub sandbox: &'a Sandbox,
     pub cgroup: &'a PodCgroup,
     pub sources: &'a crate::volumes::Sources,
@@ -261,11 +264,11 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), ContainerError> {
     let t_image = t0.elapsed();
     let rootfs = Rootfs::at(&c.dir);
     // A root file system of an earlier run still mounted: mount afresh.
-    if let Err(e) = rootfs.remove() {
+    if let Err(e) = cx.host.remove_rootfs(&rootfs) {
         tracing::warn!(container = %c.id, error = %e, "cannot remove the previous root file system");
     }
-    rootfs
-        .mount(&layers)
+    cx.host
+        .mount_rootfs(&rootfs, &layers)
         .map_err(|source| ContainerError::Rootfs {
             id: c.id.clone(),
             source,
@@ -302,7 +305,7 @@ pub fn start(cx: &StartCtx<'_>, c: &Ctr) -> Result<(), ContainerError> {
                 id: c.id.clone(),
                 source,
             };
-            return Err(match rootfs.remove() {
+            return Err(match cx.host.remove_rootfs(&rootfs) {
                 Ok(()) => error,
                 Err(cleanup) => ContainerError::Cleanup {
                     error: Box::new(error),
@@ -414,18 +417,4 @@ fn spawn_shim(
             shim: agent.config.shim.clone(),
             source,
         })
-}
-
-/// Remove a container's runtime state, root file system and log link.
-pub fn remove(agent: &Agent, c: &Ctr) {
-    let rt = runtime(agent);
-    if rt.knows(&c.id) {
-        if let Err(e) = rt.delete(&c.id) {
-            tracing::warn!(container = %c.id, error = %e, "cannot delete the container from the runtime");
-        }
-    }
-    if let Err(e) = Rootfs::at(&c.dir).remove() {
-        tracing::warn!(container = %c.id, error = %e, "cannot remove the container's root file system");
-    }
-    remove_stale(&c.link, &c.id);
 }

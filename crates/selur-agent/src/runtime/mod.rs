@@ -13,9 +13,16 @@
 //! torn down. Deleting a pod stops its containers (app containers first,
 //! then sidecars; TERM, grace period, KILL) and removes mounts, runtime
 //! state, cgroups, namespaces and log links.
+//!
+//! The OS work goes through two small traits passed in explicitly, so the
+//! set-up, supervision and teardown are tested without root against
+//! recording fakes: [`ops::ContainerOps`] for the containers (start, signal,
+//! exits, removal) and [`host::PodHost`] for the rest (sandbox, cgroup,
+//! overlay roots, volume mounts).
 
 mod container;
 mod handlers;
+mod host;
 mod ops;
 mod plan;
 pub mod probes;
@@ -35,6 +42,8 @@ use tokio::sync::watch;
 
 use selur_runtime::cgroups::{CgroupError, PodCgroup};
 use selur_runtime::sandbox::{Sandbox, SandboxError};
+
+use host::PodHost;
 
 use crate::events::{event, Regarding};
 use crate::volumes::VolumeError;
@@ -237,9 +246,14 @@ pub(crate) async fn patch_status(agent: &Agent, pod: &(impl Regarding + ?Sized),
     }
 }
 
-/// Sandbox, /etc files, volumes and the pod cgroup of a new pod (blocking).
+/// Sandbox, /etc files, the pod cgroup and volumes of a new pod, made on
+/// `host` (blocking). On a failure after the sandbox was begun, the sandbox
+/// is destroyed again; the first error is returned (with the destroy's, if
+/// that failed too). The cgroup and volumes of a failed set-up stay until
+/// the pod's teardown.
 fn set_up(
     agent: &Agent,
+    host: &dyn PodHost,
     pod: &Pod,
     fetched: &crate::volumes::files::Fetched,
 ) -> Result<(Sandbox, crate::volumes::Sources), SetUpError> {
@@ -259,7 +273,7 @@ fn set_up(
         source,
     };
     // unshare runs while the rest is prepared.
-    let pending = Sandbox::begin(&dir.join("ns")).map_err(sandbox_err)?;
+    let pending = host.begin_sandbox(&dir.join("ns")).map_err(sandbox_err)?;
     let rest = (|| -> Result<crate::volumes::Sources, SetUpError> {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io_err("creating", &etc))?;
@@ -273,19 +287,20 @@ fn set_up(
         )?;
         write("resolv.conf", "options ndots:5\n".to_string())?;
         write("hostname", format!("{name}\n"))?;
-        cgroup_of(agent, pod)
-            .create(&selur_runtime::pod_limits(pod, 1024 * 8))
-            .map_err(|source| SetUpError::Cgroup {
-                uid: uid.to_string(),
-                source,
-            })?;
-        crate::volumes::pod_shm(&dir)?;
-        Ok(crate::volumes::prepare(pod, &dir, fetched)?)
+        host.create_cgroup(
+            &cgroup_of(agent, pod),
+            &selur_runtime::pod_limits(pod, 1024 * 8),
+        )
+        .map_err(|source| SetUpError::Cgroup {
+            uid: uid.to_string(),
+            source,
+        })?;
+        Ok(host.prepare_volumes(pod, &dir, fetched)?)
     })();
     let sb = pending.finish().map_err(sandbox_err)?;
     match rest {
         Ok(sources) => Ok((sb, sources)),
-        Err(error) => match sb.destroy() {
+        Err(error) => match host.destroy_sandbox(&sb) {
             Ok(()) => Err(error),
             Err(cleanup) => Err(SetUpError::Cleanup {
                 error: Box::new(error),
@@ -362,27 +377,24 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     let permit = agent.start_permits.clone().acquire_owned().await.ok();
     let t0 = std::time::Instant::now();
     let remembered = PodState::load(&dir);
-    let (a, p) = (agent.clone(), pod.clone());
+    let host: Arc<dyn PodHost> = Arc::new(host::Os::new(runtime(&agent)));
+    let (a, p, h) = (agent.clone(), pod.clone(), host.clone());
     let adopt = remembered.is_some();
     let setup = tokio::task::spawn_blocking(move || {
         let dir = pod_dir(&a, uid_of(&p));
         if adopt {
             mark_vanished(&a, &p, &dir);
-            let sources = crate::volumes::prepare(&p, &dir, &fetched)?;
+            let sources = h.prepare_volumes(&p, &dir, &fetched)?;
             Ok((Sandbox::at(&dir.join("ns")), sources))
         } else {
             // A start killed half-way (no state.json yet) left containers,
             // mounts or a cgroup: discard them and start afresh.
             if dir.exists() {
-                if let Err(e) = selur_runtime::restart::discard_interrupted_start(
-                    &dir,
-                    &runtime(&a),
-                    &cgroup_of(&a, &p),
-                ) {
+                if let Err(e) = h.discard_interrupted_start(&dir, &cgroup_of(&a, &p)) {
                     tracing::warn!(uid = uid_of(&p), error = %e, "cleaning up an interrupted pod start");
                 }
             }
-            set_up(&a, &p, &fetched)
+            set_up(&a, h.as_ref(), &p, &fetched)
         }
     })
     .await
@@ -405,9 +417,15 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
             "re-adopted a running pod"
         );
     }
-    let cgroup = cgroup_of(&agent, &pod);
-    let mut run =
-        supervise::PodRun::new(agent.clone(), pod, sb, cgroup, sources, state, rx.clone());
+    let cx = ops::PodCx {
+        cgroup: cgroup_of(&agent, &pod),
+        agent: agent.clone(),
+        pod,
+        host,
+        sandbox: sb,
+        sources,
+    };
+    let mut run = supervise::PodRun::new(cx, state, rx.clone());
     // The first step starts the first containers; then the permit goes.
     let t_setup = t0.elapsed();
     if !*rx.borrow() {
@@ -500,7 +518,112 @@ pub async fn stop(agent: Arc<Agent>, pod: Value, grace: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use super::host::fake::{Call, Fake, Held, Step};
     use super::*;
+
+    /// An agent keeping its pods under `dir` (its API server refuses
+    /// connections; set-up never calls it).
+    fn agent(dir: &Path) -> Agent {
+        let config = crate::AgentConfig::new("http://[::1]:9".into(), "n1".into(), dir.into());
+        let images = selur_image::ImageStore::open(&dir.join("images")).unwrap();
+        Agent::new(config, Arc::new(images)).unwrap()
+    }
+
+    fn pod() -> Pod {
+        serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_set_up_makes_the_sandbox_etc_files_cgroup_and_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        let (sb, _) = set_up(&agent, &host, &pod, &Default::default()).unwrap();
+        let dir = pod_dir(&agent, "u1");
+        let ns = dir.join("ns");
+        let cgroup = cgroup_of(&agent, &pod).relative().to_path_buf();
+        assert_eq!(sb.net_path(), ns.join("net"));
+        assert_eq!(
+            host.calls(),
+            [
+                Call::BeginSandbox(ns.clone()),
+                Call::CreateCgroup(cgroup.clone()),
+                Call::PrepareVolumes(dir.clone()),
+                Call::FinishSandbox(ns.clone()),
+            ]
+        );
+        let mut held = host.held();
+        held.sort();
+        assert_eq!(
+            held,
+            [
+                Held::Sandbox(ns),
+                Held::Cgroup(cgroup),
+                Held::Volumes(dir.clone())
+            ]
+        );
+        let hosts = std::fs::read_to_string(dir.join("etc/hosts")).unwrap();
+        assert!(hosts.contains("::1\tp\n"), "{hosts}");
+        assert!(dir.join("pod.json").exists());
+    }
+
+    #[test]
+    fn a_set_up_whose_cgroup_fails_destroys_the_sandbox_it_began() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::CreateCgroup);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        assert!(
+            matches!(&e, SetUpError::Cgroup { uid, .. } if uid == "u1"),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("pod cgroup: "), "{e}");
+        let ns = pod_dir(&agent, "u1").join("ns");
+        assert_eq!(
+            host.calls(),
+            [
+                Call::BeginSandbox(ns.clone()),
+                Call::CreateCgroup(cgroup_of(&agent, &pod).relative().into()),
+                Call::FinishSandbox(ns.clone()),
+                Call::DestroySandbox(ns),
+            ]
+        );
+        assert!(host.held().is_empty(), "{:?}", host.held());
+    }
+
+    #[test]
+    fn a_set_up_whose_sandbox_removal_fails_too_keeps_both_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::CreateCgroup);
+        host.fail(Step::DestroySandbox);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        let SetUpError::Cleanup { error, cleanup } = &e else {
+            panic!("not a cleanup failure: {e}");
+        };
+        assert!(matches!(**error, SetUpError::Cgroup { .. }), "{error}");
+        assert!(cleanup.to_string().contains("DestroySandbox"), "{cleanup}");
+        assert!(
+            e.to_string().contains("removing the sandbox failed too"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_set_up_whose_sandbox_does_not_begin_makes_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (agent, pod, host) = (agent(tmp.path()), pod(), Fake::default());
+        host.fail(Step::BeginSandbox);
+        let e = set_up(&agent, &host, &pod, &Default::default()).unwrap_err();
+        assert!(matches!(&e, SetUpError::Sandbox { .. }), "{e}");
+        assert_eq!(
+            host.calls(),
+            [Call::BeginSandbox(pod_dir(&agent, "u1").join("ns"))]
+        );
+    }
 
     #[test]
     fn a_pod_that_does_not_decode_says_so() {

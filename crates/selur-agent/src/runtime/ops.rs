@@ -1,7 +1,8 @@
 //! The OS work behind pod supervision, as a small trait: start a container,
-//! signal it, read how it ended, ask whether it is still alive. [`Runc`] is
-//! the real implementation (the OCI runtime CLI and the shims' exit files);
-//! tests pass a recording fake instead, explicitly.
+//! signal it, read how it ended, ask whether it is still alive, remove it
+//! from the runtime. [`Runc`] is the real implementation (the OCI runtime
+//! CLI and the shims' exit files); tests pass a recording fake instead,
+//! explicitly. The rest of a pod's OS work is [`super::host::PodHost`].
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use selur_runtime::runc::{Runtime, RuntimeError};
 use selur_runtime::sandbox::Sandbox;
 
 use super::container::{self, ContainerError, Ctr, Exit};
+use super::host::PodHost;
 use crate::Agent;
 
 /// A signal the supervisor sends to a container's init process.
@@ -40,6 +42,12 @@ pub enum OpsError {
         #[source]
         source: RuntimeError,
     },
+    #[error("deleting container {id} from the runtime: {source}")]
+    Delete {
+        id: String,
+        #[source]
+        source: RuntimeError,
+    },
     /// Shown to users as the container's waiting message.
     #[error("{source}")]
     Start {
@@ -57,6 +65,9 @@ pub trait ContainerOps: Send + Sync {
     fn start(&self, ctr: &Ctr, env: Vec<(String, String)>, run: u32) -> Result<(), OpsError>;
     /// Send `signal` to the container's init process.
     fn kill(&self, ctr: &Ctr, signal: Signal) -> Result<(), OpsError>;
+    /// Remove the container from the runtime (killing what still runs);
+    /// one the runtime does not know is fine.
+    fn delete(&self, ctr: &Ctr) -> Result<(), OpsError>;
     /// The current run's exit, once its shim recorded it.
     fn exit(&self, ctr: &Ctr) -> Option<Exit>;
     /// Whether the container still runs (no exit recorded, the runtime knows it).
@@ -69,6 +80,8 @@ pub trait ContainerOps: Send + Sync {
 pub struct PodCx {
     pub agent: Arc<Agent>,
     pub pod: Arc<Pod>,
+    /// Where the pod's root file systems are mounted and its OOM kills counted.
+    pub host: Arc<dyn PodHost>,
     pub sandbox: Sandbox,
     pub cgroup: PodCgroup,
     pub sources: crate::volumes::Sources,
@@ -107,6 +120,7 @@ impl ContainerOps for Runc {
         let cx = container::StartCtx {
             agent: &p.agent,
             pod: &p.pod,
+            host: p.host.as_ref(),
             sandbox: &p.sandbox,
             cgroup: &p.cgroup,
             sources: &p.sources,
@@ -128,6 +142,16 @@ impl ContainerOps for Runc {
             })
     }
 
+    fn delete(&self, ctr: &Ctr) -> Result<(), OpsError> {
+        if !self.rt.knows(&ctr.id) {
+            return Ok(());
+        }
+        self.rt.delete(&ctr.id).map_err(|source| OpsError::Delete {
+            id: ctr.id.clone(),
+            source,
+        })
+    }
+
     fn exit(&self, ctr: &Ctr) -> Option<Exit> {
         ctr.read_exit()
     }
@@ -137,7 +161,7 @@ impl ContainerOps for Runc {
     }
 
     fn oom_kills(&self) -> u64 {
-        self.pod.as_ref().map_or(0, |p| p.cgroup.oom_kills())
+        self.pod.as_ref().map_or(0, |p| p.host.oom_kills(&p.cgroup))
     }
 }
 
@@ -157,6 +181,7 @@ pub mod fake {
     pub enum Call {
         Start(String),
         Kill(String, Signal),
+        Delete(String),
     }
 
     #[derive(Default)]
@@ -229,6 +254,15 @@ pub mod fake {
                 let code = if signal == Signal::Kill { 137 } else { 143 };
                 self.exit_with(&ctr.id, code);
             }
+            Ok(())
+        }
+
+        fn delete(&self, ctr: &Ctr) -> Result<(), OpsError> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(Call::Delete(ctr.id.clone()));
+            self.alive.lock().unwrap().remove(&ctr.id);
             Ok(())
         }
 

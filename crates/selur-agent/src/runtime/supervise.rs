@@ -13,9 +13,6 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use selur_runtime::cgroups::PodCgroup;
-use selur_runtime::sandbox::Sandbox;
-
 use super::container::{self, Kind};
 use super::ops::{ContainerOps, PodCx, Runc, Signal};
 use super::patch_status;
@@ -56,23 +53,10 @@ enum Flow {
 }
 
 impl PodRun {
-    pub fn new(
-        agent: Arc<Agent>,
-        pod: Arc<Pod>,
-        sandbox: Sandbox,
-        cgroup: PodCgroup,
-        sources: crate::volumes::Sources,
-        state: PodState,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
-        let ops = Arc::new(Runc::for_pod(PodCx {
-            agent: agent.clone(),
-            pod: pod.clone(),
-            sandbox,
-            cgroup,
-            sources,
-        }));
-        Self::with_ops(agent, pod, state, ops, stop)
+    /// A loop acting through the real runtime, for the pod in `cx`.
+    pub fn new(cx: PodCx, state: PodState, stop: watch::Receiver<bool>) -> Self {
+        let (agent, pod) = (cx.agent.clone(), cx.pod.clone());
+        Self::with_ops(agent, pod, state, Arc::new(Runc::for_pod(cx)), stop)
     }
 
     /// A loop acting through `ops` (the real runtime, or a fake in tests).

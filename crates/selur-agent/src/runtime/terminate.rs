@@ -4,17 +4,21 @@
 //! the grace deadline, and removal of everything the pod had on this node
 //! ([`teardown`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use selur_runtime::sandbox::Sandbox;
+use selur_runtime::cgroups::{CgroupError, PodCgroup};
+use selur_runtime::rootfs::{Rootfs, RootfsError};
+use selur_runtime::sandbox::{Sandbox, SandboxError};
 
 use super::container::{self, Ctr};
-use super::ops::{ContainerOps, Runc, Signal};
+use super::host::{self, PodHost};
+use super::ops::{ContainerOps, OpsError, Runc, Signal};
 use super::plan::{self, TermAction, TermCtr};
-use super::{cgroup_of, handlers, pod_dir};
+use super::{cgroup_of, handlers, pod_dir, runtime};
 use crate::events::event;
 use crate::Agent;
 
@@ -125,35 +129,144 @@ pub(crate) fn stop_containers(
     }
 }
 
+/// One step of a pod's teardown that failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TeardownError {
+    #[error(transparent)]
+    Container(#[from] OpsError),
+    #[error("root file system of {id}: {source}")]
+    Rootfs {
+        id: String,
+        #[source]
+        source: RootfsError,
+    },
+    #[error("pod sandbox of {uid}: {source}")]
+    Sandbox {
+        uid: String,
+        #[source]
+        source: SandboxError,
+    },
+    #[error("pod cgroup of {uid}: {source}")]
+    Cgroup {
+        uid: String,
+        #[source]
+        source: CgroupError,
+    },
+    #[error("removing the {what} {path}: {source}")]
+    Remove {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a pod has on this node, to remove.
+pub(crate) struct PodRemains {
+    pub uid: String,
+    pub dir: PathBuf,
+    pub ctrs: Vec<Ctr>,
+    pub cgroup: PodCgroup,
+}
+
+impl PodRemains {
+    pub(crate) fn of(agent: &Agent, pod: &Pod) -> Self {
+        let uid = super::uid_of(pod).to_string();
+        Self {
+            dir: pod_dir(agent, &uid),
+            ctrs: container::all(agent, pod),
+            cgroup: cgroup_of(agent, pod),
+            uid,
+        }
+    }
+}
+
 /// Stop the pod's containers (apps, then sidecars and init containers) and
 /// remove all it had on this node (blocking).
 pub(crate) fn teardown(agent: &Agent, pod: &Pod, grace: Duration) {
-    let uid = super::uid_of(pod);
     let ops = Runc::signal_only(agent);
-    let ctrs = container::all(agent, pod);
-    stop_containers(&ops, &ctrs, grace, &mut SystemClock);
-    for c in &ctrs {
-        container::remove(agent, c);
-    }
-    if let Some(logs) = ctrs.first().and_then(|c| c.log_dir.parent()) {
-        remove_dir(logs, "pod log dir");
-    }
-    let dir = pod_dir(agent, uid);
-    crate::volumes::cleanup(&dir);
-    if let Err(e) = Sandbox::at(&dir.join("ns")).destroy() {
-        tracing::warn!(pod = uid, error = %e, "cannot destroy pod sandbox");
-    }
-    if let Err(e) = cgroup_of(agent, pod).remove() {
-        tracing::warn!(pod = uid, error = %e, "cannot remove pod cgroup");
-    }
-    remove_dir(&dir, "pod dir");
+    let host = host::Os::new(runtime(agent));
+    // Each failure was logged by `remove_pod`, with what it concerns.
+    let _ = remove_pod(
+        &ops,
+        &host,
+        &PodRemains::of(agent, pod),
+        grace,
+        &mut SystemClock,
+    );
 }
 
-fn remove_dir(dir: &std::path::Path, what: &str) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove {what}"),
+/// Stop the containers of `pod` through `ops` (as [`stop_containers`]),
+/// then remove, on `host`: each container's runtime state, root file system
+/// and log link, the pod's log dir, its volume mounts, its sandbox, its
+/// cgroup and last its directory. Every step is tried even when an earlier
+/// one failed; each failure is logged with the pod's uid and returned. Safe
+/// to repeat: what is gone already is no failure (blocking).
+pub(crate) fn remove_pod(
+    ops: &dyn ContainerOps,
+    host: &dyn PodHost,
+    pod: &PodRemains,
+    grace: Duration,
+    clock: &mut dyn Clock,
+) -> Vec<TeardownError> {
+    let uid = pod.uid.as_str();
+    let mut failures = Vec::new();
+    let mut failed = |e: TeardownError| {
+        tracing::warn!(pod = uid, error = %e, "pod teardown step failed");
+        failures.push(e);
+    };
+    stop_containers(ops, &pod.ctrs, grace, clock);
+    // Containers go from the runtime before their root is unmounted: runc
+    // may still hold it.
+    for c in &pod.ctrs {
+        if let Err(e) = ops.delete(c) {
+            failed(e.into());
+        }
+        if let Err(source) = host.remove_rootfs(&Rootfs::at(&c.dir)) {
+            failed(TeardownError::Rootfs {
+                id: c.id.clone(),
+                source,
+            });
+        }
+        if let Err(e) = removed(std::fs::remove_file(&c.link), &c.link, "container log link") {
+            failed(e);
+        }
+    }
+    if let Some(logs) = pod.ctrs.first().and_then(|c| c.log_dir.parent()) {
+        if let Err(e) = removed(std::fs::remove_dir_all(logs), logs, "pod log dir") {
+            failed(e);
+        }
+    }
+    host.unmount_volumes(&pod.dir);
+    if let Err(source) = host.destroy_sandbox(&Sandbox::at(&pod.dir.join("ns"))) {
+        failed(TeardownError::Sandbox {
+            uid: uid.to_string(),
+            source,
+        });
+    }
+    // The cgroup after everything that may still hold tasks in it.
+    if let Err(source) = host.remove_cgroup(&pod.cgroup) {
+        failed(TeardownError::Cgroup {
+            uid: uid.to_string(),
+            source,
+        });
+    }
+    if let Err(e) = removed(std::fs::remove_dir_all(&pod.dir), &pod.dir, "pod dir") {
+        failed(e);
+    }
+    failures
+}
+
+/// The outcome of removing `path`; one already gone is fine.
+fn removed(r: std::io::Result<()>, path: &Path, what: &'static str) -> Result<(), TeardownError> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(TeardownError::Remove {
+            what,
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -162,7 +275,6 @@ mod tests {
     use super::*;
     use crate::runtime::container::Kind;
     use crate::runtime::ops::fake::{Call, Fake};
-    use std::path::PathBuf;
 
     struct FakeClock(Instant);
 
@@ -223,6 +335,153 @@ mod tests {
             "KILL waited for the deadline"
         );
         assert!(clock.0 < t0 + Duration::from_secs(31));
+    }
+
+    /// A pod with a sidecar and an app container, both running and obeying
+    /// TERM, on a fake node that holds its sandbox, cgroup, roots and
+    /// volumes; its dirs (pod dir, log dir, log links) are real, in `tmp`.
+    fn running_pod(tmp: &Path) -> (PodRemains, host::fake::Fake) {
+        use host::fake::{Fake, Held};
+        let dir = tmp.join("pods/u1");
+        let ctrs: Vec<Ctr> = [("side", Kind::Sidecar), ("app", Kind::App)]
+            .into_iter()
+            .map(|(name, kind)| Ctr {
+                dir: dir.join("c").join(name),
+                log_dir: tmp.join("logs/default_p_u1").join(name),
+                link: tmp.join(format!("links/{name}.log")),
+                ..ctr(name, kind)
+            })
+            .collect();
+        let pod = PodRemains {
+            uid: "u1".into(),
+            ctrs,
+            cgroup: PodCgroup::new("selur-n1", "BestEffort", "u1"),
+            dir,
+        };
+        let host = Fake::default();
+        host.hold(Held::Sandbox(pod.dir.join("ns")));
+        host.hold(Held::Cgroup(pod.cgroup.relative().into()));
+        host.hold(Held::Volumes(pod.dir.clone()));
+        for c in &pod.ctrs {
+            std::fs::create_dir_all(&c.dir).unwrap();
+            std::fs::create_dir_all(&c.log_dir).unwrap();
+            std::fs::create_dir_all(c.link.parent().unwrap()).unwrap();
+            std::fs::write(&c.link, "").unwrap();
+            host.hold(Held::Rootfs(Rootfs::at(&c.dir).merged));
+            host.ctrs.set_alive(&c.id);
+            host.ctrs
+                .die_on
+                .lock()
+                .unwrap()
+                .insert(c.id.clone(), Signal::Term);
+        }
+        (pod, host)
+    }
+
+    fn tear_down(pod: &PodRemains, host: &host::fake::Fake) -> Vec<TeardownError> {
+        let mut clock = FakeClock(Instant::now());
+        remove_pod(host, host, pod, Duration::from_secs(30), &mut clock)
+    }
+
+    #[test]
+    fn a_teardown_stops_containers_before_unmounting_their_roots_and_removes_the_cgroup_last() {
+        use host::fake::Call;
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        let failures = tear_down(&pod, &host);
+        assert!(failures.is_empty(), "{failures:?}");
+        let root = |name: &str| Rootfs::at(&pod.dir.join("c").join(name)).merged;
+        assert_eq!(
+            host.calls(),
+            [
+                Call::Kill("app".into(), Signal::Term),
+                Call::Kill("side".into(), Signal::Term),
+                Call::DeleteContainer("side".into()),
+                Call::RemoveRootfs(root("side")),
+                Call::DeleteContainer("app".into()),
+                Call::RemoveRootfs(root("app")),
+                Call::UnmountVolumes(pod.dir.clone()),
+                Call::DestroySandbox(pod.dir.join("ns")),
+                Call::RemoveCgroup(pod.cgroup.relative().into()),
+            ]
+        );
+        assert!(host.held().is_empty(), "{:?}", host.held());
+        assert!(!pod.dir.exists());
+        assert!(!tmp.path().join("logs/default_p_u1").exists());
+        assert!(!pod.ctrs[0].link.exists() && !pod.ctrs[1].link.exists());
+    }
+
+    #[test]
+    fn a_teardown_whose_sandbox_destroy_fails_still_removes_the_cgroup_and_pod_dir() {
+        use host::fake::{Call, Held, Step};
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        host.fail(Step::DestroySandbox);
+        let failures = tear_down(&pod, &host);
+        assert!(
+            matches!(failures.as_slice(), [TeardownError::Sandbox { uid, .. }] if uid == "u1"),
+            "{failures:?}"
+        );
+        assert!(
+            failures[0].to_string().starts_with("pod sandbox of u1: "),
+            "{}",
+            failures[0]
+        );
+        let calls = host.calls();
+        let at = |call: &Call| calls.iter().position(|c| c == call);
+        let destroy = at(&Call::DestroySandbox(pod.dir.join("ns")));
+        let cgroup = at(&Call::RemoveCgroup(pod.cgroup.relative().into()));
+        assert!(destroy.is_some() && cgroup > destroy, "{calls:?}");
+        assert_eq!(host.held(), [Held::Sandbox(pod.dir.join("ns"))]);
+        assert!(!pod.dir.exists());
+        // Repeated once the sandbox can go, the teardown finishes the job.
+        host.heal(Step::DestroySandbox);
+        assert!(tear_down(&pod, &host).is_empty());
+        assert!(host.held().is_empty());
+    }
+
+    #[test]
+    fn a_teardown_whose_steps_all_fail_still_tries_each() {
+        use host::fake::{Call, Step};
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        for step in [Step::RemoveRootfs, Step::DestroySandbox, Step::RemoveCgroup] {
+            host.fail(step);
+        }
+        let failures = tear_down(&pod, &host);
+        let shown: Vec<String> = failures.iter().map(|e| e.to_string()).collect();
+        assert_eq!(failures.len(), 4, "{shown:?}");
+        assert!(
+            shown[0].starts_with("root file system of side: "),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("root file system of app: "),
+            "{shown:?}"
+        );
+        assert!(shown[3].starts_with("pod cgroup of u1: "), "{shown:?}");
+        assert!(host
+            .calls()
+            .contains(&Call::UnmountVolumes(pod.dir.clone())));
+        assert!(!pod.dir.exists());
+    }
+
+    #[test]
+    fn a_second_teardown_finds_nothing_to_do_and_fails_nothing() {
+        use host::fake::Call;
+        let tmp = tempfile::tempdir().unwrap();
+        let (pod, host) = running_pod(tmp.path());
+        assert!(tear_down(&pod, &host).is_empty());
+        host.clear_calls();
+        let failures = tear_down(&pod, &host);
+        assert!(failures.is_empty(), "{failures:?}");
+        let calls = host.calls();
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Kill(..))),
+            "no container is signalled again: {calls:?}"
+        );
+        assert!(host.held().is_empty());
+        assert!(!pod.dir.exists());
     }
 
     #[test]
