@@ -281,7 +281,10 @@ fn the_runtime_wrapper_signals_a_running_container() {
     let start = std::time::Instant::now();
     // Signal it once it runs: a KILL while runc still holds it "created"
     // makes `runc run` fail (exit 1) rather than report the signal.
-    while rt.state(&p.id).is_none_or(|(status, _)| status != "running") {
+    while rt
+        .state(&p.id)
+        .is_none_or(|(status, _)| status != "running")
+    {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(20),
             "container never started"
