@@ -299,12 +299,15 @@ fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memor
     }
     let f = write_file(&s, "huge.yaml", &yaml);
     s.ok(&["apply", "-f", &f]);
+    let mut peak = before;
     wait_until("some containers of the huge pod run", 120, || {
+        peak = peak.max(rss_kb(pid));
         runc_list(&root).len() >= 10
     });
     s.ok(&["delete", "pod", "huge", "--wait=false"]);
     let deleted = Instant::now();
     wait_until("every container of the huge pod is gone", 120, || {
+        peak = peak.max(rss_kb(pid));
         runc_list(&root).is_empty()
     });
     let stopped_in = deleted.elapsed();
@@ -321,14 +324,17 @@ fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memor
             .map(|mut d| d.next().is_some())
             .unwrap_or(false)
     });
-    // Freed memory goes back to the system within seconds (jemalloc's
-    // background purging); a leak would keep it.
+    // What the pod took goes back to the system (jemalloc's background
+    // purging): at least half of the growth, where glibc kept all of it
+    // and the old agent kept growing with every container it went on
+    // starting.
     let back = Instant::now();
-    wait_until("the agent's memory returns to its level before", 90, || {
-        rss_kb(pid) < before + 16 * 1024
+    let grew = peak.saturating_sub(before);
+    wait_until("the agent's memory goes back down", 120, || {
+        rss_kb(pid) < before + grew / 2 + 4 * 1024
     });
     eprintln!(
-        "huge pod stopped {stopped_in:?} after its delete; agent RSS {before} kB before, {} kB {:?} later",
+        "huge pod stopped {stopped_in:?} after its delete; agent RSS {before} kB before, {peak} kB at most, {} kB {:?} later",
         rss_kb(pid),
         back.elapsed()
     );
