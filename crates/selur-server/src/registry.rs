@@ -863,22 +863,9 @@ impl Registry {
                 (None, _) => false,
             };
             if write {
-                if opts.dry_run {
-                    return Ok(Deleted::Pending(obj));
-                }
-                let resp = self
-                    .store
-                    .txn(
-                        Txn::new()
-                            .when(Compare::at(k.clone(), rev))
-                            .put(k, serialize(&obj)?),
-                    )
-                    .await?;
-                if !resp.succeeded {
-                    return Err(ApiError::stale(kind, name));
-                }
-                obj["metadata"]["resourceVersion"] = json!(resp.revision.to_string());
-                return Ok(Deleted::Pending(obj));
+                return self
+                    .write_pending(kind, name, &k, rev, obj, opts.dry_run)
+                    .await;
             }
         }
         // Namespaces empty themselves first (the namespace controller finalizes them).
@@ -914,14 +901,29 @@ impl Registry {
         if is_namespace {
             obj["status"]["phase"] = json!("Terminating");
         }
-        if opts.dry_run {
+        self.write_pending(kind, name, &k, rev, obj, opts.dry_run)
+            .await
+    }
+
+    /// Store an object marked for deletion (it stays until its node or its
+    /// finalizers let it go), if it is still at `rev`.
+    async fn write_pending(
+        &self,
+        kind: &'static ResourceKind,
+        name: &str,
+        k: &str,
+        rev: Revision,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Deleted> {
+        if dry_run {
             return Ok(Deleted::Pending(obj));
         }
         let resp = self
             .store
             .txn(
                 Txn::new()
-                    .when(Compare::at(k.clone(), rev))
+                    .when(Compare::at(k, rev))
                     .put(k, serialize(&obj)?),
             )
             .await?;
