@@ -7,11 +7,8 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{call, stderr, stdout, Server};
-use futures::StreamExt;
-use reqwest::Method;
+use common::{call, stderr, stdout, watch_events, Server};
+use selur_client::Method;
 use serde_json::{json, Value};
 
 const PODS: &str = "/api/v1/namespaces/default/pods";
@@ -58,36 +55,6 @@ async fn delete(s: &Server, name: &str, query: &str, body: Option<&Value>) -> (u
     .await
 }
 
-/// Read `n` non-bookmark watch events on pods after `rv`.
-async fn watch_events(url: &str, rv: &str, n: usize) -> Vec<Value> {
-    let resp = reqwest::Client::new()
-        .get(format!("{url}{PODS}?watch=true&resourceVersion={rv}"))
-        .send()
-        .await
-        .expect("watch");
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
-            .expect("stream ended")
-            .expect("chunk");
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let ev: Value = serde_json::from_slice(&line).expect("event json");
-            if ev["type"] != "BOOKMARK" {
-                out.push(ev);
-            }
-        }
-    }
-    out
-}
-
 fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().expect("timestamp"))
         .expect("rfc3339")
@@ -108,7 +75,7 @@ async fn a_bound_pod_terminates_until_its_node_confirms() {
         .expect("uid")
         .to_string();
     let url = s.url.clone();
-    let watch = tokio::spawn(async move { watch_events(&url, &rv, 4).await });
+    let watch = tokio::spawn(async move { watch_events(&url, PODS, &rv, 4).await });
 
     // The pod's own grace period: marked, 200 with the object, still there.
     let before = chrono::Utc::now() - chrono::Duration::seconds(1);

@@ -5,45 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{call, configmap, Server, CM_PATH};
+use common::{call, configmap, watch_events, Server, CM_PATH};
 use futures::StreamExt;
-use selur_client::{Client, Method};
+use selur_client::Method;
 use serde_json::{json, Value};
-
-/// Read `n` non-bookmark events from a watch starting after `rv`.
-async fn watch_events(url: &str, rv: &str, n: usize) -> Vec<Value> {
-    let resp = Client::from_url(url)
-        .unwrap()
-        .send(
-            Method::GET,
-            CM_PATH,
-            &[("watch", "true".into()), ("resourceVersion", rv.into())],
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut stream = resp.bytes_stream();
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < n {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
-            .expect("stream ended")
-            .unwrap();
-        buf.extend_from_slice(&chunk);
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let ev: Value = serde_json::from_slice(&line).unwrap();
-            if ev["type"] != "BOOKMARK" {
-                out.push(ev);
-            }
-        }
-    }
-    out
-}
 
 fn summary(evs: &[Value]) -> Vec<(String, String, u64)> {
     evs.iter()
@@ -106,7 +71,7 @@ async fn watch_sees_every_change_once_in_order_and_resumes_after_restart() {
         .unwrap()
         .to_string();
     let expected = changes(&s.url, 0, 12).await;
-    let got = summary(&watch_events(&s.url, &start_rv, expected.len()).await);
+    let got = summary(&watch_events(&s.url, CM_PATH, &start_rv, expected.len()).await);
     let got_pairs: Vec<(String, String)> =
         got.iter().map(|(t, n, _)| (t.clone(), n.clone())).collect();
     assert_eq!(got_pairs, expected);
@@ -118,7 +83,8 @@ async fn watch_sees_every_change_once_in_order_and_resumes_after_restart() {
     // A live watch started before changes sees them as they happen.
     let url = s.url.clone();
     let last_rv = got.last().unwrap().2.to_string();
-    let live = tokio::spawn(async move { summary(&watch_events(&url, &last_rv, 5).await) });
+    let live =
+        tokio::spawn(async move { summary(&watch_events(&url, CM_PATH, &last_rv, 5).await) });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let more = changes(&s.url, 12, 14).await;
     let live = live.await.unwrap();
@@ -140,7 +106,7 @@ async fn watch_sees_every_change_once_in_order_and_resumes_after_restart() {
     s.spawn();
     let after = changes(&s.url, 14, 16).await;
     let want: Vec<(String, String)> = tail.into_iter().chain(after).collect();
-    let resumed = summary(&watch_events(&s.url, &mid_rv, want.len()).await);
+    let resumed = summary(&watch_events(&s.url, CM_PATH, &mid_rv, want.len()).await);
     assert_eq!(
         resumed
             .iter()

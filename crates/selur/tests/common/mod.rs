@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use selur_client::{Client, Method};
 use serde_json::Value;
 
@@ -537,4 +538,39 @@ impl Drop for ExtraAgent {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Read `n` non-bookmark events from a watch on `path` starting after `rv`.
+pub async fn watch_events(url: &str, path: &str, rv: &str, n: usize) -> Vec<Value> {
+    let resp = Client::from_url(url)
+        .unwrap()
+        .send(
+            Method::GET,
+            path,
+            &[("watch", "true".into()), ("resourceVersion", rv.into())],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < n {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out with {} of {n} events: {out:?}", out.len()))
+            .expect("stream ended")
+            .unwrap();
+        buf.extend_from_slice(&chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            let ev: Value = serde_json::from_slice(&line).unwrap();
+            if ev["type"] != "BOOKMARK" {
+                out.push(ev);
+            }
+        }
+    }
+    out
 }
