@@ -20,7 +20,6 @@ pub mod upgrade;
 pub mod watcher;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -83,33 +82,15 @@ impl Client {
         query: &[(&str, String)],
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<Value, ClientError> {
-        self.request_timeout(method, path, query, body, None).await
-    }
-
-    /// [`Client::request`] bounded by `timeout` (for the agent: a server
-    /// that stopped answering must not hold it up).
-    pub async fn request_timeout(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, String)],
-        body: Option<(&str, Vec<u8>)>,
-        timeout: Option<Duration>,
-    ) -> Result<Value, ClientError> {
         let resp = self
-            .send_timeout(method, path, query, body, timeout)
+            .execute(self.request_builder(method, path, query, body))
             .await?;
-        let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.transport(e))?;
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(v)
-        } else {
-            Err(status_error(status.as_u16(), &v, &bytes))
-        }
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
-    /// Send and return the raw response (watch streams, downloads).
+    /// Send and return the raw response whatever its status (watch
+    /// streams, downloads, tests of exact codes).
     pub async fn send(
         &self,
         method: Method,
@@ -117,25 +98,22 @@ impl Client {
         query: &[(&str, String)],
         body: Option<(&str, Vec<u8>)>,
     ) -> Result<reqwest::Response, ClientError> {
-        self.send_timeout(method, path, query, body, None).await
+        self.execute_raw(self.request_builder(method, path, query, body))
+            .await
     }
 
-    async fn send_timeout(
+    fn request_builder(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<(&str, Vec<u8>)>,
-        timeout: Option<Duration>,
-    ) -> Result<reqwest::Response, ClientError> {
-        let mut req = self.builder(method, path).query(query);
-        if let Some((ct, b)) = body {
-            req = req.header(reqwest::header::CONTENT_TYPE, ct).body(b);
+    ) -> reqwest::RequestBuilder {
+        let req = self.builder(method, path).query(query);
+        match body {
+            Some((ct, b)) => req.header(reqwest::header::CONTENT_TYPE, ct).body(b),
+            None => req,
         }
-        if let Some(t) = timeout {
-            req = req.timeout(t);
-        }
-        req.send().await.map_err(|e| self.transport(e))
     }
 
     /// A request builder for `path` on the server, for bodies that stream
@@ -150,7 +128,7 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        let resp = self.execute_raw(req).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -45,6 +45,11 @@ impl Runtime {
 
     /// `<binary> --root R <verb> <args...>`; `id` only names the container in errors.
     fn exec(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<(), RuntimeError> {
+        self.output(verb, id, args).map(drop)
+    }
+
+    /// [`Runtime::exec`], returning what the runtime printed on stdout.
+    fn output(&self, verb: &'static str, id: &str, args: &[&str]) -> Result<Vec<u8>, RuntimeError> {
         let out = self
             .cmd()
             .arg(verb)
@@ -56,7 +61,7 @@ impl Runtime {
                 source,
             })?;
         if out.status.success() {
-            Ok(())
+            Ok(out.stdout)
         } else {
             Err(RuntimeError::Failed {
                 binary: self.binary.clone(),
@@ -85,26 +90,10 @@ impl Runtime {
     /// The ids of the containers this runtime knows whose bundle lies at or
     /// below `dir` (e.g. every container of one pod directory).
     pub fn containers_under(&self, dir: &Path) -> Result<Vec<String>, RuntimeError> {
-        let out = self
-            .cmd()
-            .args(["list", "--format", "json"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| RuntimeError::Spawn {
-                binary: self.binary.clone(),
-                source,
-            })?;
-        if !out.status.success() {
-            return Err(RuntimeError::Failed {
-                binary: self.binary.clone(),
-                verb: "list",
-                id: String::new(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            });
-        }
+        let stdout = self.output("list", "", &["--format", "json"])?;
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
         // `null` when there are none.
-        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&stdout).unwrap_or_default();
         Ok(list
             .iter()
             .filter(|c| {
