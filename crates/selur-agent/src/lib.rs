@@ -213,20 +213,11 @@ impl Agent {
                 .header(reqwest::header::CONTENT_TYPE, ct)
                 .body(bytes)
         };
-        match self.client.execute(req.timeout(API_TIMEOUT)).await {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                let v = resp.json().await.unwrap_or(Value::Null);
-                Ok((code, v))
-            }
-            Err(selur_client::ClientError::Api {
-                code,
-                reason,
-                message,
-                ..
-            }) => Ok((code, json!({"reason": reason, "message": message}))),
-            Err(e) => Err(e.into()),
-        }
+        let resp = self.client.execute_raw(req.timeout(API_TIMEOUT)).await?;
+        let code = resp.status().as_u16();
+        // A Status body on errors: callers read its `message`.
+        let v = resp.json().await.unwrap_or(Value::Null);
+        Ok((code, v))
     }
 
     fn node_path(&self) -> String {
