@@ -62,10 +62,22 @@ fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A pod on `node` with `count` containers running `sleep` (as PID 1 it
+/// ignores TERM: only the KILL at the grace period's end stops it).
+fn sleepers(name: &str, node: &str, grace: u64, count: usize) -> String {
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: {grace}\n  containers:\n"
+    );
+    for i in 0..count {
+        yaml.push_str(&format!(
+            "  - name: c{i}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
+        ));
+    }
+    yaml
+}
+
 fn sleeper(name: &str, node: &str, grace: u64) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: {grace}\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
-    )
+    sleepers(name, node, grace, 1)
 }
 
 /// Restart the server process on the same data dir and port (the agents
@@ -289,15 +301,7 @@ fn a_1000_container_pod_deleted_while_starting_stops_at_once_and_frees_its_memor
     });
     let before = rss_kb(pid);
 
-    let mut yaml = String::from(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: huge\nspec:\n  nodeName: n2\n  terminationGracePeriodSeconds: 1\n  containers:\n",
-    );
-    for i in 0..1000 {
-        yaml.push_str(&format!(
-            "  - name: c{i}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
-        ));
-    }
-    let f = write_file(&s, "huge.yaml", &yaml);
+    let f = write_file(&s, "huge.yaml", &sleepers("huge", "n2", 1, 1000));
     s.ok(&["apply", "-f", &f]);
     let mut peak = before;
     wait_until("some containers of the huge pod run", 120, || {
@@ -390,16 +394,8 @@ fn a_big_pod_torn_down_after_the_agent_was_away_never_holds_up_a_new_pod() {
     let mut agent = ExtraAgent::start(&s, "n2", &[]);
     build_busybox_image(&s, Some("n2"));
     let root = s.data_dir().join("agent-n2/runc");
-    let mut yaml = String::from(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: slow\nspec:\n  nodeName: n2\n  terminationGracePeriodSeconds: 20\n  containers:\n",
-    );
-    for i in 0..20 {
-        // `sleep` as PID 1 ignores TERM: the teardown takes the whole grace.
-        yaml.push_str(&format!(
-            "  - name: c{i}\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sleep\", \"3600\"]\n"
-        ));
-    }
-    let f = write_file(&s, "slow.yaml", &yaml);
+    // Containers ignoring TERM: the teardown takes the whole grace.
+    let f = write_file(&s, "slow.yaml", &sleepers("slow", "n2", 20, 20));
     s.ok(&["apply", "-f", &f]);
     wait_until("the big pod runs", 120, || running_pids(&root).len() == 20);
 
