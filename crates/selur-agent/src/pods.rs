@@ -230,14 +230,7 @@ pub async fn run(agent: Arc<Agent>) {
     loop {
         match watcher.next().await {
             Event::Applied(pod) => applied(&agent, pod),
-            Event::Deleted(pod) => {
-                let grace = pod
-                    .pointer("/metadata/deletionGracePeriodSeconds")
-                    .and_then(Value::as_u64)
-                    .map(Duration::from_secs)
-                    .unwrap_or(Duration::ZERO);
-                terminate(&agent, pod, grace, false);
-            }
+            Event::Deleted(pod) => terminate(&agent, pod, false),
         }
     }
 }
@@ -248,11 +241,7 @@ fn applied(agent: &Arc<Agent>, pod: Value) {
         return;
     }
     if pod.pointer("/metadata/deletionTimestamp").is_some() {
-        let grace = pod
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        terminate(agent, pod, Duration::from_secs(grace), true);
+        terminate(agent, pod, true);
         return;
     }
     let Some(stop) = agent.running.claim(&uid) else {
@@ -268,8 +257,15 @@ fn applied(agent: &Arc<Agent>, pod: Value) {
     });
 }
 
-/// Stop the pod (once), then, for a graceful delete, confirm it to the API.
-fn terminate(agent: &Arc<Agent>, pod: Value, grace: Duration, confirm: bool) {
+/// Stop the pod (once) within its `deletionGracePeriodSeconds` (0 for a
+/// pod gone without one; the kubelet's minimum applies), then, for a
+/// graceful delete, confirm it to the API.
+fn terminate(agent: &Arc<Agent>, pod: Value, confirm: bool) {
+    let grace = Duration::from_secs(
+        pod.pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    );
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
     if !agent.running.begin_termination(&uid) {
         return;
