@@ -439,12 +439,18 @@ async fn heartbeat(agent: Arc<Agent>) {
 
 /// Collect unused images when the disk passes the high threshold.
 async fn image_gc(agent: Arc<Agent>) {
-    let mut tick = tokio::time::interval(agent.config.image_gc_period);
+    // The first collection comes one period after the start, not at once
+    // (the disk is busy enough while the node's pods start again).
+    let period = agent.config.image_gc_period;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tick.tick().await;
         let a = agent.clone();
-        // Images of running pods are never collected.
-        let in_use = agent.running.images_in_use();
+        // Images of running pods are never collected, nor those of any pod
+        // this node still holds on disk (pods being taken on again after a
+        // restart, or torn down).
+        let mut in_use = agent.running.images_in_use();
+        in_use.extend(pods::images_on_disk(&agent));
         let res = tokio::task::spawn_blocking(move || {
             selur_image::gc::collect(
                 &a.images,

@@ -221,6 +221,21 @@ fn pods_on_disk(agent: &Agent) -> Vec<Value> {
         .collect()
 }
 
+/// Manifest digests of the images of every pod this node holds on disk,
+/// as they resolve in the local store now.
+pub(crate) fn images_on_disk(agent: &Agent) -> std::collections::HashSet<selur_image::Digest> {
+    pods_on_disk(agent)
+        .iter()
+        .flat_map(|pod| {
+            ["initContainers", "containers", "ephemeralContainers"]
+                .into_iter()
+                .flat_map(move |k| pod["spec"][k].as_array().into_iter().flatten())
+        })
+        .filter_map(|c| c["image"].as_str())
+        .filter_map(|image| agent.images.resolve(image).ok())
+        .collect()
+}
+
 /// Watch this node's pods and act on each change, forever.
 pub async fn run(agent: Arc<Agent>) {
     let selector = format!("spec.nodeName={}", agent.config.node_name);
@@ -318,5 +333,50 @@ mod tests {
         assert_eq!(decide("IfNotPresent", false), PullDecision::Pull);
         assert_eq!(decide("Never", false), PullDecision::NeverPullMissing);
         assert_eq!(decide("Never", true), PullDecision::AlreadyPresent);
+    }
+
+    #[test]
+    fn images_of_pods_on_disk_count_as_in_use_before_they_are_taken_on_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::AgentConfig::new(
+            "http://[::1]:9".into(),
+            "n1".into(),
+            dir.path().join("agent"),
+        );
+        let images = selur_image::ImageStore::open(&dir.path().join("images")).unwrap();
+        let agent = Agent::new(config, Arc::new(images)).unwrap();
+        let ctx = dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("f"), "x").unwrap();
+        std::fs::write(ctx.join("Containerfile"), "FROM scratch\nCOPY f /f\n").unwrap();
+        let built = |tag: &str| {
+            selur_image::build::build(
+                &agent.images,
+                &ctx.join("Containerfile"),
+                &ctx,
+                &[tag.to_string()],
+                &Default::default(),
+            )
+            .unwrap()
+            .digest
+        };
+        let kept = built("localhost/kept:1");
+        std::fs::write(ctx.join("f"), "y").unwrap();
+        let other = built("localhost/other:1");
+        assert!(images_on_disk(&agent).is_empty());
+        let pod_dir = agent.config.data_dir.join("pods/u1");
+        std::fs::create_dir_all(&pod_dir).unwrap();
+        std::fs::write(
+            pod_dir.join("pod.json"),
+            json!({"metadata": {"uid": "u1"}, "spec": {
+                "initContainers": [{"name": "i", "image": "localhost/gone:1"}],
+                "containers": [{"name": "c", "image": "localhost/kept:1"}]}})
+            .to_string(),
+        )
+        .unwrap();
+        let in_use = images_on_disk(&agent);
+        assert!(in_use.contains(&kept), "{in_use:?}");
+        assert!(!in_use.contains(&other), "{in_use:?}");
+        assert_eq!(in_use.len(), 1);
     }
 }

@@ -237,6 +237,10 @@ struct AgentArgs {
     /// Disk usage (percent) image garbage collection frees down to.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     image_gc_low_threshold: u8,
+    /// How often the disk usage is checked for image garbage collection
+    /// (the first check comes one period after the start), e.g. 5m.
+    #[arg(long, default_value = "5m", value_parser = parse_dur)]
+    image_gc_period: Duration,
     /// OCI runtime binary (default: the first that works of runc, crun).
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -307,6 +311,7 @@ impl AgentArgs {
                 .image_gc_low_threshold
                 .min(self.image_gc_high_threshold),
         };
+        c.image_gc_period = self.image_gc_period.max(Duration::from_secs(1));
         if let Some(p) = &self.registry_config {
             c.registries = selur_image::registries::RegistrySettings::load(p)?;
         }

@@ -405,7 +405,14 @@ fn a_big_pod_torn_down_after_the_agent_was_away_never_holds_up_a_new_pod() {
     let _ = agent.0.wait();
     s.ok(&["delete", "pod", "slow", "--wait=false"]);
     drop(agent);
-    let _agent = ExtraAgent::start(&s, "n2", &[]);
+    // The disk counts as full for the restarted agent: its image GC must
+    // still leave the images of this node's pods alone while it takes
+    // them on again (it collected them all at start before).
+    let _agent = ExtraAgent::start(
+        &s,
+        "n2",
+        &["--image-gc-high-threshold", "1", "--image-gc-period", "1s"],
+    );
     let f = write_file(&s, "quick.yaml", &sleeper("quick", "n2", 1));
     s.ok(&["apply", "-f", &f]);
     wait_pod(&s, "quick", "running", |p| {
