@@ -1,10 +1,12 @@
 //! The per-container supervisor (the role conmon or containerd-shim play):
-//! it starts `runc run` for one container, holds its stdout and stderr,
+//! it starts one container with `runc create` and `runc start`, holds its stdout and stderr,
 //! writes them to the json-file log, and records the exit status in a file,
 //! so the agent can restart without touching running containers or losing a
 //! log line. `selur shim ...` runs it as its own process.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,13 +27,17 @@ pub struct ShimOptions {
     pub exit_file: PathBuf,
     /// The container's v1 memory cgroup, watched for OOM kills.
     pub memory_cgroup: Option<PathBuf>,
+    /// The container has a terminal (`tty: true`): runc sends its master.
+    pub tty: bool,
+    /// The container's stdin stays open (`stdin: true`).
+    pub stdin: bool,
 }
 
 impl ShimOptions {
     /// The options from `selur-shim`/`selur shim` arguments (a leading
     /// `shim` is skipped): `--id ID --bundle DIR --runtime BIN
     /// --runtime-root DIR --log FILE --exit-file FILE [--log-max-size N]
-    /// [--log-max-files N] [--memory-cgroup DIR]`.
+    /// [--log-max-files N] [--memory-cgroup DIR] [--tty BOOL] [--stdin BOOL]`.
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut args = args.into_iter().peekable();
         if args.peek().map(String::as_str) == Some("shim") {
@@ -67,6 +73,14 @@ impl ShimOptions {
         let max_size = num(get.remove("log-max-size"), 10 << 20, "log-max-size")?;
         let max_files = num(get.remove("log-max-files"), 5, "log-max-files")?;
         let memory_cgroup = get.remove("memory-cgroup").map(PathBuf::from);
+        let flag = |v: Option<String>, k: &str| -> Result<bool, String> {
+            v.map_or(Ok(false), |v| {
+                v.parse()
+                    .map_err(|_| format!("--{k}: expected true or false, got {v}"))
+            })
+        };
+        let tty = flag(get.remove("tty"), "tty")?;
+        let stdin = flag(get.remove("stdin"), "stdin")?;
         if let Some(k) = get.keys().next() {
             return Err(format!("unknown option --{k}"));
         }
@@ -81,6 +95,8 @@ impl ShimOptions {
             },
             exit_file,
             memory_cgroup,
+            tty,
+            stdin,
         })
     }
 }
@@ -131,7 +147,110 @@ fn write_exit(path: &Path, code: i32, signal: Option<i32>, oom: bool) -> Result<
     })
 }
 
-/// Run the container to completion; returns its exit code (128+signal when killed).
+/// Where runc sends the terminal master of a `tty: true` container: in the
+/// bundle when the path fits a socket address, else in the temp dir.
+fn console_socket_path(bundle: &Path) -> PathBuf {
+    let p = bundle.join("console.sock");
+    if p.as_os_str().len() < 100 {
+        p
+    } else {
+        std::env::temp_dir().join(format!("selur-console-{}.sock", std::process::id()))
+    }
+}
+
+/// Receive the terminal master runc sends over `listener` (one connection,
+/// one file descriptor in `SCM_RIGHTS`).
+fn receive_console(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let (stream, _) = listener.accept()?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 256];
+    rustix::net::recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
+            if let Some(fd) = fds.next() {
+                return Ok(fd);
+            }
+        }
+    }
+    Err(std::io::Error::other("runc sent no terminal"))
+}
+
+/// Run one `runc` verb to its end, its stdio the given pipes (its error
+/// messages land in the container's log).
+fn runc_step(
+    opts: &ShimOptions,
+    args: &[&std::ffi::OsStr],
+    stdin: Stdio,
+    out: &OwnedFd,
+    err: &OwnedFd,
+) -> Result<std::process::ExitStatus, ShimError> {
+    let io = |source| ShimError::Io {
+        what: "starting runtime",
+        path: opts.runtime.binary.clone(),
+        source,
+    };
+    Command::new(&opts.runtime.binary)
+        .arg("--root")
+        .arg(&opts.runtime.root)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::from(out.try_clone().map_err(io)?))
+        .stderr(Stdio::from(err.try_clone().map_err(io)?))
+        .status()
+        .map_err(io)
+}
+
+fn code_and_signal(status: rustix::process::WaitStatus) -> (i32, Option<i32>) {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(c), _) => (c, None),
+        (None, Some(s)) => (128 + s, Some(s)),
+        (None, None) => (255, None),
+    }
+}
+
+fn std_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(127))
+}
+
+/// Wait for the container's init process `pid` (this shim is its subreaper)
+/// and reap every other orphan that comes to it meanwhile.
+fn wait_for(pid: u32) -> Result<rustix::process::WaitStatus, ShimError> {
+    let io = |source: std::io::Error| ShimError::Io {
+        what: "waiting for the container",
+        path: PathBuf::from(format!("/proc/{pid}")),
+        source,
+    };
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((p, status))) if p.as_raw_nonzero().get() as u32 == pid => return Ok(status),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(io(e.into())),
+        }
+    }
+}
+
+/// Run the container to completion; returns its exit code (128+signal when
+/// killed).
+///
+/// The shim becomes a child subreaper, runs `runc create` and `runc start`
+/// (both exit at once, as with containerd-shim-runc-v2 and conmon: no
+/// `runc` process stays), then waits for the container's init process,
+/// which comes to it as an orphan. Its stdout and stderr are pipes the shim
+/// drains into the json-file log; a `tty: true` container's terminal
+/// master comes through runc's console socket and is logged as stdout. The
+/// shim keeps the terminal master, and with `stdin` the write end of the
+/// container's stdin, open for as long as the container runs.
 pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
     let log = Arc::new(Mutex::new(JsonLog::open(opts.log.clone()).map_err(
         |source| ShimError::Io {
@@ -140,55 +259,155 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
             source,
         },
     )?));
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| ShimError::Io { what, path, source }
+    };
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))
+        .map_err(|e| io("becoming the subreaper of", &opts.bundle)(e.into()))?;
     let oom = opts
         .memory_cgroup
         .clone()
         .map(|d| crate::cgroups::OomWatch::start(d, std::time::Duration::from_secs(10)));
-    let mut child = Command::new(&opts.runtime.binary)
-        .arg("--root")
-        .arg(&opts.runtime.root)
-        .arg("run")
-        .arg("--bundle")
-        .arg(&opts.bundle)
-        // Written once the container's process runs: the agent waits for it.
-        .arg("--pid-file")
-        .arg(opts.bundle.join("pid"))
-        .arg(&opts.id)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| ShimError::Io {
-            what: "starting runtime",
-            path: opts.runtime.binary.clone(),
-            source,
-        })?;
+    let pipe = || -> Result<(OwnedFd, OwnedFd), ShimError> {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| io("creating a pipe for", &opts.bundle)(e.into()))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
     let mut pumps = Vec::new();
-    if let Some(out) = child.stdout.take() {
+    for (reader, stream) in [(out_r, "stdout"), (err_r, "stderr")] {
         let l = log.clone();
-        pumps.push(std::thread::spawn(move || pump(out, "stdout", l)));
+        pumps.push(std::thread::spawn(move || {
+            pump(std::fs::File::from(reader), stream, l)
+        }));
     }
-    if let Some(err) = child.stderr.take() {
+    // The container's stdin: kept open (never written yet) with `stdin`.
+    let (stdin, _stdin_writer) = if opts.stdin && !opts.tty {
+        let (r, w) = pipe()?;
+        (Stdio::from(r), Some(w))
+    } else {
+        (Stdio::null(), None)
+    };
+    let console = if opts.tty {
+        let path = console_socket_path(&opts.bundle);
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).map_err(io("listening on", &path))?;
+        Some((path, listener))
+    } else {
+        None
+    };
+    let init_pid = opts.bundle.join("init.pid");
+    let mut create: Vec<&std::ffi::OsStr> = vec![
+        "create".as_ref(),
+        "--bundle".as_ref(),
+        opts.bundle.as_os_str(),
+        "--pid-file".as_ref(),
+        init_pid.as_os_str(),
+    ];
+    let console_path = console.as_ref().map(|(path, _)| path.clone());
+    if let Some(path) = &console_path {
+        create.extend(["--console-socket".as_ref(), path.as_os_str()]);
+    }
+    create.push(opts.id.as_ref());
+    // runc sends the terminal while `create` runs: receive it alongside.
+    let terminal = console.map(|(path, listener)| {
+        let t = std::thread::spawn(move || receive_console(&listener));
+        (path, t)
+    });
+    let created = runc_step(opts, &create, stdin, &out_w, &err_w);
+    let master = match terminal {
+        Some((path, t)) => {
+            if matches!(&created, Ok(s) if s.success()) {
+                let got = t
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("panicked")));
+                let _ = std::fs::remove_file(&path);
+                Some(got.map_err(io("receiving the terminal through", &path))?)
+            } else {
+                // Nobody connects: unblock the accepting thread.
+                let _ = std::os::unix::net::UnixStream::connect(&path);
+                let _ = t.join();
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+        None => None,
+    };
+    let created = created?;
+    let end = |code: i32, signal: Option<i32>, oom_killed: bool| -> Result<i32, ShimError> {
+        write_exit(&opts.exit_file, code, signal, oom_killed)?;
+        Ok(code)
+    };
+    if !created.success() {
+        drop((out_w, err_w));
+        for p in pumps {
+            let _ = p.join();
+        }
+        return end(std_code(created), None, false);
+    }
+    if let Some(m) = &master {
+        let reader = m
+            .try_clone()
+            .map_err(io("keeping the terminal of", &opts.bundle))?;
         let l = log.clone();
-        pumps.push(std::thread::spawn(move || pump(err, "stderr", l)));
+        pumps.push(std::thread::spawn(move || {
+            pump(TerminalReader(std::fs::File::from(reader)), "stdout", l)
+        }));
     }
-    let status = child.wait().map_err(|source| ShimError::Io {
-        what: "waiting for",
-        path: opts.runtime.binary.clone(),
-        source,
-    })?;
+    let pid = std::fs::read_to_string(&init_pid)
+        .map_err(io("reading", &init_pid))?
+        .trim()
+        .parse::<u32>()
+        .map_err(|e| io("reading", &init_pid)(std::io::Error::other(e)))?;
+    let started = runc_step(
+        opts,
+        &["start".as_ref(), opts.id.as_ref()],
+        Stdio::null(),
+        &out_w,
+        &err_w,
+    )?;
+    drop((out_w, err_w));
+    if !started.success() {
+        // Never started: its init waits in runc; remove it.
+        let _ = Command::new(&opts.runtime.binary)
+            .arg("--root")
+            .arg(&opts.runtime.root)
+            .args(["delete", "--force", &opts.id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = wait_for(pid);
+        for p in pumps {
+            let _ = p.join();
+        }
+        return end(std_code(started), None, false);
+    }
+    // Written once the container's process runs: the agent waits for it.
+    let pid_file = opts.bundle.join("pid");
+    std::fs::rename(&init_pid, &pid_file).map_err(io("renaming", &init_pid))?;
+    let status = wait_for(pid)?;
+    // The terminal's master is only closed now: the log has all it said.
+    drop(master);
     for p in pumps {
         let _ = p.join();
     }
-    use std::os::unix::process::ExitStatusExt;
-    let (code, signal) = match (status.code(), status.signal()) {
-        (Some(c), _) => (c, None),
-        (None, Some(s)) => (128 + s, Some(s)),
-        (None, None) => (255, None),
-    };
+    let (code, signal) = code_and_signal(status);
     let oom_killed = oom.is_some_and(|w| w.fired()) && code == 137;
-    write_exit(&opts.exit_file, code, signal, oom_killed)?;
-    Ok(code)
+    end(code, signal, oom_killed)
+}
+
+/// A terminal master as a reader: `EIO` (every slave closed) is its end.
+struct TerminalReader(std::fs::File);
+
+impl Read for TerminalReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.0.read(buf) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => Ok(0),
+            r => r,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -244,7 +244,10 @@ pub fn build_spec(input: &SpecInput) -> Result<Spec, SpecError> {
     security::check_container(&ctx)?;
 
     let mut proc = Process::default();
-    proc.set_terminal(Some(false)) // the supervisor holds stdio
+    // `tty: true`: the runtime makes a terminal whose master reaches the
+    // shim through its console socket; otherwise the shim holds pipes.
+    let tty = input.container.tty.unwrap_or(false);
+    proc.set_terminal(Some(tty))
         .set_console_size(None)
         .set_args(Some(process::args(input, &ctx)?))
         .set_env(Some(process::env(input)))
