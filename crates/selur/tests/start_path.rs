@@ -23,9 +23,7 @@ fn runc_processes(root: &Path) -> Vec<String> {
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect::<Vec<_>>()
         })
-        .filter(|args| {
-            args.first().is_some_and(|a| a.ends_with("runc")) && args.iter().any(|a| *a == root)
-        })
+        .filter(|args| args.first().is_some_and(|a| a.ends_with("runc")) && args.contains(&root))
         .map(|args| args.join(" "))
         .collect()
 }
