@@ -19,6 +19,7 @@ pub mod node_api;
 pub mod pods;
 pub mod portforward;
 pub mod reply;
+pub mod reset;
 pub mod runtime;
 pub mod tunnel;
 pub mod volumes;
@@ -48,6 +49,8 @@ pub enum AgentError {
     Client(#[from] selur_client::ClientError),
     #[error("image store: {0}")]
     Images(#[from] selur_image::StoreError),
+    #[error(transparent)]
+    Node(#[from] reset::ResetError),
 }
 
 /// Settings of one agent.
@@ -385,6 +388,17 @@ pub async fn run(
     config: AgentConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
+    // One agent per data dir; `node.json` tells `selur node reset` where
+    // this node's host state is.
+    let _lock = reset::lock(
+        &config.data_dir,
+        &reset::NodeRecord {
+            node_name: config.node_name.clone(),
+            cgroup_parent: runtime::cgroup_parent(&config.node_name),
+            runtime: config.runtime.clone(),
+            log_link_dir: config.log_link_dir.clone(),
+        },
+    )?;
     let images = Arc::new(ImageStore::open(&config.data_dir.join("images"))?);
     let agent = Arc::new(Agent::new(config, images)?);
     // The server may still be starting (in-process agent): retry registration.

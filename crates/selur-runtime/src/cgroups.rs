@@ -237,6 +237,11 @@ impl PodCgroup {
             .unwrap_or(0)
     }
 
+    /// Whether the pod cgroup exists in any hierarchy.
+    pub fn exists(&self) -> bool {
+        mounts().roots().iter().any(|r| r.join(&self.rel).is_dir())
+    }
+
     /// Remove the pod cgroup from every hierarchy (on cgroup v1 each
     /// controller's, and the named and unified ones the runtime may have
     /// used too), container cgroups below it first, retrying for a few

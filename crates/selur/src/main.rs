@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod image_cmd;
 mod manifest;
+mod node_cmd;
 mod print;
 mod rollout;
 mod stream_cmd;
@@ -71,6 +72,8 @@ enum Command {
     },
     /// Image commands on a node's store (through the API server and the node's tunnel).
     Image(image_cmd::ImageArgs),
+    /// Commands on this host's node state (`selur node reset`).
+    Node(node_cmd::NodeArgs),
     /// Run a node agent that joins a server.
     #[command(
         after_help = "Examples:\n  selur agent --server http://127.0.0.1:6443 --node-name n2 --data-dir /var/lib/selur-n2 \\\n      --node-label disk=ssd --node-taint dedicated=gpu:NoSchedule --capacity cpu=2,memory=4Gi,pods=50"
@@ -510,6 +513,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(a) => run_agent(a).await,
         Command::Image(a) => image_cmd::run(&g.client()?, a).await,
         Command::Shim { .. } => Ok(()),
+        Command::Node(a) => node_cmd::run(a),
         Command::Apply { files, dry_run } => {
             let dry = match dry_run.as_deref() {
                 None => false,

@@ -215,10 +215,15 @@ pub(crate) fn qos_of(pod: &Pod) -> String {
     format!("{:?}", selur_runtime::qos_class(pod))
 }
 
+/// The cgroup parent of the pods of node `node`.
+pub fn cgroup_parent(node: &str) -> String {
+    format!("selur-{node}")
+}
+
 /// The pod's cgroup (in its QoS class, under this agent's parent).
 fn cgroup_of(agent: &Agent, pod: &Pod) -> PodCgroup {
     PodCgroup::new(
-        &format!("selur-{}", agent.config.node_name),
+        &cgroup_parent(&agent.config.node_name),
         &qos_of(pod),
         uid_of(pod),
     )
