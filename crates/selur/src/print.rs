@@ -158,7 +158,7 @@ pub fn describe(kind: &ResourceKind, v: &Value, events: &[Value], now: DateTime<
         .cloned()
         .unwrap_or(Value::Null);
     if let Some(m) = ann.as_object_mut() {
-        m.remove(crate::apply::LAST_APPLIED);
+        m.remove(crate::cmd::apply::LAST_APPLIED);
     }
     let ann_text = ann
         .as_object()
