@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use selur_server::{CompactionPolicy, ServerConfig};
 
-use crate::cmd::Global;
+use crate::cmd::Verb;
 
 /// jemalloc with background threads: memory freed after a burst (a huge
 /// pod started and deleted, a big list) goes back to the system within
@@ -28,10 +28,15 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Selur: a minimal, secure container orchestrator for small static images.
 #[derive(Parser, Debug)]
-#[command(name = "selur", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "selur",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Client commands take --kubeconfig FILE (or SELUR_CONFIG, else the first file in KUBECONFIG),\n--server URL (or SELUR_SERVER) and -n NAMESPACE after the command name, e.g.\n  selur get pods -n prod --kubeconfig /var/lib/selur/kubeconfig"
+)]
 struct Cli {
-    #[command(flatten)]
-    global: Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +51,7 @@ enum Command {
         args: Vec<String>,
     },
     /// Image commands on a node's store (through the API server and the node's tunnel).
-    Image(cmd::image::ImageArgs),
+    Image(Verb<cmd::image::ImageArgs>),
     /// Run a node agent that joins a server.
     #[command(
         after_help = "Examples:\n  selur agent --server http://127.0.0.1:6443 --node-name n2 --data-dir /var/lib/selur-n2 \\\n      --node-label disk=ssd --node-taint dedicated=gpu:NoSchedule --capacity cpu=2,memory=4Gi,pods=50"
@@ -61,55 +66,55 @@ enum Command {
     #[command(
         after_help = "Examples:\n  selur apply -f examples/seed.yaml\n  selur apply -f manifests/\n  cat pod.yaml | selur apply -f -"
     )]
-    Apply(cmd::apply::ApplyArgs),
+    Apply(Verb<cmd::apply::ApplyArgs>),
     /// List objects or show one.
     #[command(
         after_help = "Examples:\n  selur get pods -A\n  selur get deploy web-service -o yaml\n  selur get po -l app=web -o wide\n  selur get deployments -w"
     )]
-    Get(cmd::get::GetArgs),
+    Get(Verb<cmd::get::GetArgs>),
     /// Show an object in detail, with its events.
     #[command(
         after_help = "Examples:\n  selur describe deployment web-service\n  selur describe po/mypod -n prod"
     )]
-    Describe(cmd::describe::DescribeArgs),
+    Describe(Verb<cmd::describe::DescribeArgs>),
     /// Delete objects by name or from files.
     #[command(
         after_help = "Examples:\n  selur delete deployment web-service\n  selur delete -f examples/seed.yaml\n  selur delete rs/web-abc --cascade=orphan"
     )]
-    Delete(cmd::delete::DeleteArgs),
+    Delete(Verb<cmd::delete::DeleteArgs>),
     /// Print a container's log (through the server and the node's tunnel).
     #[command(
         after_help = "Examples:\n  selur logs web\n  selur logs web -c side --tail 20 -f\n  selur logs web --since 5m --timestamps"
     )]
-    Logs(cmd::logs::LogsArgs),
+    Logs(Verb<cmd::logs::LogsArgs>),
     /// Each container's last Lago Grey health (`obli-pkg status`) as the node's probe parsed it.
     #[command(after_help = "Examples:\n  selur health web\n  selur health web -o json")]
-    Health(cmd::health::HealthArgs),
+    Health(Verb<cmd::health::HealthArgs>),
     /// Run a command in a container of a pod (through the server and the node's tunnel).
     #[command(
         after_help = "The command's exit code becomes selur's. With -t the command gets a terminal; with -i -t on a terminal\nthe local one goes into raw mode until the command ends.\n\nExamples:\n  selur exec web -- cat /etc/hostname\n  selur exec web -c side -- sh -c 'echo $HOSTNAME'\n  echo hello | selur exec -i web -- cat\n  selur exec -it web -- sh"
     )]
-    Exec(cmd::exec::ExecArgs),
+    Exec(Verb<cmd::exec::ExecArgs>),
     /// Forward local ports to a pod's ports (IPv6: listens on [::1], reaches the pod's [::1]).
     #[command(
         after_help = "Each accepted connection gets its own stream through the server; runs until Ctrl-C.\n\nExamples:\n  selur port-forward web 8080\n  selur port-forward pod/web 9000:80 9443:443\n  selur port-forward web :8080    # a free local port, printed"
     )]
-    PortForward(cmd::port_forward::PortForwardArgs),
+    PortForward(Verb<cmd::port_forward::PortForwardArgs>),
     /// Set the replicas of a Deployment or ReplicaSet (through the scale subresource).
     #[command(
         after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0"
     )]
-    Scale(cmd::scale::ScaleArgs),
+    Scale(Verb<cmd::scale::ScaleArgs>),
     /// Manage the rollout of a Deployment: status, history, undo, restart, pause, resume.
     #[command(
         after_help = "Examples:\n  selur rollout status deployment/web\n  selur rollout history deploy/web\n  selur rollout undo deploy/web --to-revision=1\n  selur rollout restart deploy/web\n  selur rollout pause deploy/web"
     )]
-    Rollout(cmd::rollout::RolloutArgs),
+    Rollout(Verb<cmd::rollout::RolloutArgs>),
     /// Wait for a condition on an object, or for its deletion.
     #[command(
         after_help = "Examples:\n  selur wait --for=condition=Available deployment/web-service --timeout=60s\n  selur wait --for=delete pod/mypod --timeout=30s"
     )]
-    Wait(cmd::wait::WaitArgs),
+    Wait(Verb<cmd::wait::WaitArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -453,24 +458,35 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = cli.global;
     match cli.command {
         Command::Server(a) => run_server(a).await,
         Command::Agent(a) => run_agent(a).await,
-        Command::Image(a) => cmd::image::run(&g.client()?, a).await,
         Command::Shim { .. } => Ok(()),
+        Command::Image(v) => cmd::image::run(&v.client.client()?, v.args).await,
         // Reads its files before looking for the server.
-        Command::Apply(a) => cmd::apply::run(&g, a).await,
-        Command::Get(a) => cmd::get::run(&g.client()?, &g.namespace, a).await,
-        Command::Logs(a) => cmd::logs::run(&g.client()?, &g.namespace, a).await,
-        Command::Health(a) => cmd::health::run(&g.client()?, &g.namespace, a).await,
-        Command::Exec(a) => cmd::exec::run(&g.client()?, &g.namespace, a).await,
-        Command::PortForward(a) => cmd::port_forward::run(&g.client()?, &g.namespace, a).await,
-        Command::Describe(a) => cmd::describe::run(&g.client()?, &g.namespace, a).await,
-        Command::Delete(a) => cmd::delete::run(&g.client()?, &g.namespace, a).await,
-        Command::Scale(a) => cmd::scale::run(&g.client()?, &g.namespace, a).await,
-        Command::Rollout(a) => cmd::rollout::run(&g.client()?, &g.namespace, a).await,
-        Command::Wait(a) => cmd::wait::run(&g.client()?, &g.namespace, a).await,
+        Command::Apply(v) => cmd::apply::run(&v.client, v.args).await,
+        Command::Get(v) => cmd::get::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::Logs(v) => cmd::logs::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::Health(v) => {
+            cmd::health::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Exec(v) => cmd::exec::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::PortForward(v) => {
+            cmd::port_forward::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Describe(v) => {
+            cmd::describe::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Delete(v) => {
+            cmd::delete::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Scale(v) => {
+            cmd::scale::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Rollout(v) => {
+            cmd::rollout::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Wait(v) => cmd::wait::run(&v.client.client()?, &v.client.namespace, v.args).await,
     }
 }
 

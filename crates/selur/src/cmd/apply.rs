@@ -21,7 +21,7 @@ use selur_api::decode;
 use selur_api::kinds::ResourceKind;
 use selur_api::patch::three_way_merge;
 
-use super::Global;
+use super::ClientArgs;
 use crate::client::{Client, ClientError};
 use crate::manifest::{self, Doc};
 
@@ -38,7 +38,7 @@ pub struct ApplyArgs {
 
 /// `selur apply -f ...`: read every file first (before looking for the
 /// server), then apply all or nothing.
-pub async fn run(g: &Global, a: ApplyArgs) -> anyhow::Result<()> {
+pub async fn run(g: &ClientArgs, a: ApplyArgs) -> anyhow::Result<()> {
     let dry = match a.dry_run.as_deref() {
         None => false,
         Some("All") | Some("server") => true,

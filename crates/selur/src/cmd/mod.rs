@@ -24,15 +24,18 @@ use clap::Args;
 
 use selur_api::kinds::{self, ResourceKind};
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 
-/// Options every client command takes.
+/// Where the API server is, and the namespace: options of every client verb
+/// (and of its subcommands, as `selur rollout status`), not of `selur server`
+/// or `selur agent`.
 #[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Client config (kubeconfig format) to read the API address from.
+pub struct ClientArgs {
+    /// Kubeconfig to read the API address from (default: the first file in
+    /// KUBECONFIG, else /var/lib/selur/kubeconfig).
     #[arg(long, global = true, env = "SELUR_CONFIG")]
-    config: Option<PathBuf>,
-    /// API server URL; overrides the config file.
+    kubeconfig: Option<PathBuf>,
+    /// API server URL; overrides the kubeconfig.
     #[arg(long, global = true, env = "SELUR_SERVER")]
     server: Option<String>,
     /// Namespace for namespaced objects.
@@ -40,11 +43,37 @@ pub struct Global {
     pub namespace: String,
 }
 
-impl Global {
+impl ClientArgs {
+    /// The kubeconfig to read: `--kubeconfig` (or SELUR_CONFIG), else the
+    /// first file named in KUBECONFIG (kubectl merges them all; Selur reads one).
+    fn kubeconfig(&self) -> Option<PathBuf> {
+        self.kubeconfig.clone().or_else(|| {
+            let list = std::env::var_os("KUBECONFIG")?;
+            std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
+        })
+    }
+
     /// The API client these options point at.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.server.as_deref(), self.config.as_deref())?)
+        match Client::new(self.server.as_deref(), self.kubeconfig().as_deref()) {
+            Ok(c) => Ok(c),
+            // selur-client's own hint names the flag as it was before `--kubeconfig`.
+            Err(ClientError::Config { path, reason }) => Err(anyhow!(
+                "cannot read client config {}: {reason} (start `selur server`, or pass --kubeconfig FILE / set SELUR_CONFIG)",
+                path.display()
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
+}
+
+/// A client verb's command line: its own arguments, then the [`ClientArgs`].
+#[derive(Args, Debug)]
+pub struct Verb<A: Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 pub(crate) fn kind_arg(word: &str) -> anyhow::Result<&'static ResourceKind> {
