@@ -2,14 +2,16 @@
 //! names ([`kinds`]), strict decoding of manifests ([`decode`]), Kubernetes
 //! defaults ([`defaults`]), field-path validation ([`validate`]), label and
 //! field selectors ([`selector`]), resource quantities ([`quantity`]) and the
-//! three patch formats including strategic merge ([`patch`]), and the framing
-//! of the exec/port-forward streams ([`stream`]).
+//! three patch formats including strategic merge ([`patch`]), the framing of
+//! the exec/port-forward streams ([`stream`]) and the columns of the tables
+//! `get` shows per kind ([`columns`]).
 //!
 //! The server, the CLI and later the agent share these so that a manifest is
 //! judged the same way wherever it is read.
 
 #![forbid(unsafe_code)]
 
+pub mod columns;
 pub mod cron;
 pub mod decode;
 pub mod defaults;

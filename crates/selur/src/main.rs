@@ -3,15 +3,10 @@
 
 #![forbid(unsafe_code)]
 
-mod apply;
 mod client;
-mod commands;
-mod image_cmd;
+mod cmd;
 mod manifest;
-mod node_cmd;
 mod print;
-mod rollout;
-mod stream_cmd;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -23,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use selur_server::{CompactionPolicy, ServerConfig};
 
-use crate::client::Client;
+use crate::cmd::Verb;
 
 /// jemalloc with background threads: memory freed after a burst (a huge
 /// pod started and deleted, a big list) goes back to the system within
@@ -33,32 +28,17 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Selur: a minimal, secure container orchestrator for small static images.
 #[derive(Parser, Debug)]
-#[command(name = "selur", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "selur",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Client commands take --kubeconfig FILE (or SELUR_CONFIG, else the first file in KUBECONFIG),\n--server URL (or SELUR_SERVER) and -n NAMESPACE after the command name, e.g.\n  selur get pods -n prod --kubeconfig /var/lib/selur/kubeconfig"
+)]
 struct Cli {
-    #[command(flatten)]
-    global: Global,
     #[command(subcommand)]
     command: Command,
-}
-
-/// Options every client command takes.
-#[derive(Args, Debug, Clone)]
-pub struct Global {
-    /// Client config (kubeconfig format) to read the API address from.
-    #[arg(long, global = true, env = "SELUR_CONFIG")]
-    config: Option<PathBuf>,
-    /// API server URL; overrides the config file.
-    #[arg(long, global = true, env = "SELUR_SERVER")]
-    server: Option<String>,
-    /// Namespace for namespaced objects.
-    #[arg(short = 'n', long, global = true, default_value = "default")]
-    namespace: String,
-}
-
-impl Global {
-    fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(self.server.as_deref(), self.config.as_deref())?)
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,9 +51,9 @@ enum Command {
         args: Vec<String>,
     },
     /// Image commands on a node's store (through the API server and the node's tunnel).
-    Image(image_cmd::ImageArgs),
+    Image(Verb<cmd::image::ImageArgs>),
     /// Commands on this host's node state (`selur node reset`).
-    Node(node_cmd::NodeArgs),
+    Node(cmd::node::NodeArgs),
     /// Run a node agent that joins a server.
     #[command(
         after_help = "Examples:\n  selur agent --server http://127.0.0.1:6443 --node-name n2 --data-dir /var/lib/selur-n2 \\\n      --node-label disk=ssd --node-taint dedicated=gpu:NoSchedule --capacity cpu=2,memory=4Gi,pods=50"
@@ -88,82 +68,55 @@ enum Command {
     #[command(
         after_help = "Examples:\n  selur apply -f examples/seed.yaml\n  selur apply -f manifests/\n  cat pod.yaml | selur apply -f -"
     )]
-    Apply {
-        /// File, directory or - for stdin (repeatable).
-        #[arg(short = 'f', long = "filename", required = true)]
-        files: Vec<String>,
-        /// Only check with the server (`All`); nothing is written.
-        #[arg(long, value_name = "All")]
-        dry_run: Option<String>,
-    },
+    Apply(Verb<cmd::apply::ApplyArgs>),
     /// List objects or show one.
     #[command(
         after_help = "Examples:\n  selur get pods -A\n  selur get deploy web-service -o yaml\n  selur get po -l app=web -o wide\n  selur get deployments -w"
     )]
-    Get(commands::GetArgs),
+    Get(Verb<cmd::get::GetArgs>),
     /// Show an object in detail, with its events.
     #[command(
         after_help = "Examples:\n  selur describe deployment web-service\n  selur describe po/mypod -n prod"
     )]
-    Describe {
-        /// KIND NAME or KIND/NAME.
-        #[arg(required = true)]
-        args: Vec<String>,
-    },
+    Describe(Verb<cmd::describe::DescribeArgs>),
     /// Delete objects by name or from files.
     #[command(
         after_help = "Examples:\n  selur delete deployment web-service\n  selur delete -f examples/seed.yaml\n  selur delete rs/web-abc --cascade=orphan"
     )]
-    Delete(commands::DeleteArgs),
+    Delete(Verb<cmd::delete::DeleteArgs>),
     /// Print a container's log (through the server and the node's tunnel).
     #[command(
         after_help = "Examples:\n  selur logs web\n  selur logs web -c side --tail 20 -f\n  selur logs web --since 5m --timestamps"
     )]
-    Logs(commands::LogsArgs),
+    Logs(Verb<cmd::logs::LogsArgs>),
     /// Each container's last Lago Grey health (`obli-pkg status`) as the node's probe parsed it.
     #[command(after_help = "Examples:\n  selur health web\n  selur health web -o json")]
-    Health(commands::HealthArgs),
+    Health(Verb<cmd::health::HealthArgs>),
     /// Run a command in a container of a pod (through the server and the node's tunnel).
     #[command(
         after_help = "The command's exit code becomes selur's. With -t the command gets a terminal; with -i -t on a terminal\nthe local one goes into raw mode until the command ends.\n\nExamples:\n  selur exec web -- cat /etc/hostname\n  selur exec web -c side -- sh -c 'echo $HOSTNAME'\n  echo hello | selur exec -i web -- cat\n  selur exec -it web -- sh"
     )]
-    Exec(stream_cmd::ExecArgs),
+    Exec(Verb<cmd::exec::ExecArgs>),
     /// Forward local ports to a pod's ports (IPv6: listens on [::1], reaches the pod's [::1]).
     #[command(
         after_help = "Each accepted connection gets its own stream through the server; runs until Ctrl-C.\n\nExamples:\n  selur port-forward web 8080\n  selur port-forward pod/web 9000:80 9443:443\n  selur port-forward web :8080    # a free local port, printed"
     )]
-    PortForward(stream_cmd::PortForwardArgs),
+    PortForward(Verb<cmd::port_forward::PortForwardArgs>),
     /// Set the replicas of a Deployment or ReplicaSet (through the scale subresource).
     #[command(
         after_help = "Examples:\n  selur scale deployment web-service --replicas=5\n  selur scale deploy/web-service --replicas 0"
     )]
-    Scale {
-        /// KIND NAME or KIND/NAME.
-        #[arg(required = true)]
-        args: Vec<String>,
-        #[arg(long)]
-        replicas: i64,
-    },
+    Scale(Verb<cmd::scale::ScaleArgs>),
     /// Manage the rollout of a Deployment: status, history, undo, restart, pause, resume.
     #[command(
         after_help = "Examples:\n  selur rollout status deployment/web\n  selur rollout history deploy/web\n  selur rollout undo deploy/web --to-revision=1\n  selur rollout restart deploy/web\n  selur rollout pause deploy/web"
     )]
-    Rollout(rollout::RolloutArgs),
+    Rollout(Verb<cmd::rollout::RolloutArgs>),
     /// Wait for a condition on an object, or for its deletion.
     #[command(
         after_help = "Examples:\n  selur wait --for=condition=Available deployment/web-service --timeout=60s\n  selur wait --for=delete pod/mypod --timeout=30s"
     )]
-    Wait {
-        /// KIND/NAME or KIND NAME.
-        #[arg(required = true)]
-        args: Vec<String>,
-        /// `condition=NAME[=VALUE]` or `delete`.
-        #[arg(long = "for")]
-        for_: String,
-        /// How long to wait (`30s`, `5m`).
-        #[arg(long, default_value = "30s")]
-        timeout: String,
-    },
+    Wait(Verb<cmd::wait::WaitArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -277,7 +230,7 @@ struct AgentArgs {
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
-    commands::parse_duration(s).map_err(|e| e.to_string())
+    cmd::parse_duration(s).map_err(|e| e.to_string())
 }
 
 fn parse_resources(
@@ -507,43 +460,36 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = cli.global;
     match cli.command {
         Command::Server(a) => run_server(a).await,
         Command::Agent(a) => run_agent(a).await,
-        Command::Image(a) => image_cmd::run(&g.client()?, a).await,
         Command::Shim { .. } => Ok(()),
-        Command::Node(a) => node_cmd::run(a),
-        Command::Apply { files, dry_run } => {
-            let dry = match dry_run.as_deref() {
-                None => false,
-                Some("All") | Some("server") => true,
-                Some(other) => {
-                    anyhow::bail!("--dry-run={other} is not supported: use --dry-run=All")
-                }
-            };
-            let docs = manifest::read_all(&files)
-                .map_err(|e| anyhow::anyhow!("error: {e}\nnothing was applied"))?;
-            let client = g.client()?;
-            apply::apply(&client, &docs, &g.namespace, dry).await?;
-            Ok(())
+        Command::Node(a) => cmd::node::run(a),
+        Command::Image(v) => cmd::image::run(&v.client.client()?, v.args).await,
+        // Reads its files before looking for the server.
+        Command::Apply(v) => cmd::apply::run(&v.client, v.args).await,
+        Command::Get(v) => cmd::get::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::Logs(v) => cmd::logs::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::Health(v) => {
+            cmd::health::run(&v.client.client()?, &v.client.namespace, v.args).await
         }
-        Command::Get(a) => commands::get(&g.client()?, &g.namespace, a).await,
-        Command::Logs(a) => commands::logs(&g.client()?, &g.namespace, a).await,
-        Command::Health(a) => commands::health(&g.client()?, &g.namespace, a).await,
-        Command::Exec(a) => stream_cmd::exec(&g.client()?, &g.namespace, a).await,
-        Command::PortForward(a) => stream_cmd::port_forward(&g.client()?, &g.namespace, a).await,
-        Command::Describe { args } => commands::describe(&g.client()?, &g.namespace, &args).await,
-        Command::Delete(a) => commands::delete(&g.client()?, &g.namespace, a).await,
-        Command::Scale { args, replicas } => {
-            commands::scale(&g.client()?, &g.namespace, &args, replicas).await
+        Command::Exec(v) => cmd::exec::run(&v.client.client()?, &v.client.namespace, v.args).await,
+        Command::PortForward(v) => {
+            cmd::port_forward::run(&v.client.client()?, &v.client.namespace, v.args).await
         }
-        Command::Rollout(a) => rollout::run(&g.client()?, &g.namespace, a).await,
-        Command::Wait {
-            args,
-            for_,
-            timeout,
-        } => commands::wait(&g.client()?, &g.namespace, &args, &for_, &timeout).await,
+        Command::Describe(v) => {
+            cmd::describe::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Delete(v) => {
+            cmd::delete::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Scale(v) => {
+            cmd::scale::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Rollout(v) => {
+            cmd::rollout::run(&v.client.client()?, &v.client.namespace, v.args).await
+        }
+        Command::Wait(v) => cmd::wait::run(&v.client.client()?, &v.client.namespace, v.args).await,
     }
 }
 
@@ -599,7 +545,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if let Some(stream_cmd::RemoteExit(code)) = e.downcast_ref() {
+            if let Some(cmd::exec::RemoteExit(code)) = e.downcast_ref() {
                 // As kubectl: say so, and pass the code on.
                 eprintln!("{e}");
                 return ExitCode::from((*code).clamp(1, 255) as u8);

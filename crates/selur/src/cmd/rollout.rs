@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use selur_api::kinds::ResourceKind;
 
+use super::{object_path, parse_duration, targets};
 use crate::client::Client;
-use crate::commands::{object_path, parse_duration, targets};
 use crate::print;
 
 const REVISION: &str = "deployment.kubernetes.io/revision";

@@ -13,6 +13,7 @@
 
 use std::collections::HashSet;
 
+use clap::Args;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -20,8 +21,36 @@ use selur_api::decode;
 use selur_api::kinds::ResourceKind;
 use selur_api::patch::three_way_merge;
 
+use super::ClientArgs;
 use crate::client::{Client, ClientError};
-use crate::manifest::Doc;
+use crate::manifest::{self, Doc};
+
+/// `selur apply`.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// File, directory or - for stdin (repeatable).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// Only check with the server (`All`); nothing is written.
+    #[arg(long, value_name = "All")]
+    dry_run: Option<String>,
+}
+
+/// `selur apply -f ...`: read every file first (before looking for the
+/// server), then apply all or nothing.
+pub async fn run(g: &ClientArgs, a: ApplyArgs) -> anyhow::Result<()> {
+    let dry = match a.dry_run.as_deref() {
+        None => false,
+        Some("All") | Some("server") => true,
+        Some(other) => {
+            anyhow::bail!("--dry-run={other} is not supported: use --dry-run=All")
+        }
+    };
+    let docs = manifest::read_all(&a.files)
+        .map_err(|e| anyhow::anyhow!("error: {e}\nnothing was applied"))?;
+    apply(&g.client()?, &docs, &g.namespace, dry).await?;
+    Ok(())
+}
 
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 

@@ -1,10 +1,9 @@
-//! `selur exec` and `selur port-forward`: the pods' streaming subresources,
-//! spoken over an upgraded HTTP/1.1 connection to the server
+//! `selur exec`: run a command in a container, over the pod's `exec`
+//! streaming subresource: an upgraded HTTP/1.1 connection to the server
 //! ([`crate::upgrade`]), which splices it through the node's tunnel to the
 //! agent.
 
 use std::io::Write;
-use std::net::{Ipv6Addr, SocketAddr};
 
 use anyhow::Context;
 use clap::Args;
@@ -50,23 +49,16 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-#[derive(Args, Debug)]
-pub struct PortForwardArgs {
-    /// The pod: NAME or pod/NAME.
-    pub pod: String,
-    /// `[LOCAL:]REMOTE` port pairs; LOCAL 0 or empty (`:8080`) picks a free port.
-    #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
-    pub ports: Vec<String>,
-}
-
-fn pod_name(arg: &str) -> &str {
+/// The pod's name in `NAME`, `pod/NAME`, `pods/NAME` or `po/NAME`.
+pub(super) fn pod_name(arg: &str) -> &str {
     arg.strip_prefix("pod/")
         .or_else(|| arg.strip_prefix("pods/"))
         .or_else(|| arg.strip_prefix("po/"))
         .unwrap_or(arg)
 }
 
-fn pod_path(ns: &str, name: &str) -> String {
+/// The REST path of pod `name` in `ns`.
+pub(super) fn pod_path(ns: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{ns}/pods/{name}")
 }
 
@@ -99,7 +91,7 @@ fn choose_container(pod: &Value, wanted: Option<&str>) -> anyhow::Result<String>
 
 /// `selur exec`: run a command in a container; returns once it exited
 /// ([`RemoteExit`] carries a nonzero code).
-pub async fn exec(client: &Client, ns: &str, a: ExecArgs) -> anyhow::Result<()> {
+pub async fn run(client: &Client, ns: &str, a: ExecArgs) -> anyhow::Result<()> {
     let name = pod_name(&a.pod);
     let pod = client.get(&pod_path(ns, name)).await?;
     let container = choose_container(&pod, a.container.as_deref())?;
@@ -226,100 +218,9 @@ fn spawn_stdin(tx: mpsc::Sender<Vec<u8>>) {
     });
 }
 
-/// `LOCAL:REMOTE`, `:REMOTE` or `REMOTE`.
-fn parse_port_pair(s: &str) -> anyhow::Result<(u16, u16)> {
-    let port = |p: &str| {
-        p.parse::<u16>()
-            .with_context(|| format!("{s:?}: {p:?} is not a port number"))
-    };
-    let (local, remote) = match s.split_once(':') {
-        Some(("", r)) => (0, port(r)?),
-        Some((l, r)) => (port(l)?, port(r)?),
-        None => (port(s)?, port(s)?),
-    };
-    anyhow::ensure!(remote != 0, "{s:?}: the remote port cannot be 0");
-    Ok((local, remote))
-}
-
-/// `selur port-forward`: listen on `[::1]:LOCAL` and forward each accepted
-/// connection to the pod's `[::1]:REMOTE` over its own server connection,
-/// until Ctrl-C.
-pub async fn port_forward(client: &Client, ns: &str, a: PortForwardArgs) -> anyhow::Result<()> {
-    let pairs = a
-        .ports
-        .iter()
-        .map(|p| parse_port_pair(p))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let name = pod_name(&a.pod).to_string();
-    let pod = client.get(&pod_path(ns, &name)).await?;
-    let phase = pod
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or("Pending");
-    anyhow::ensure!(
-        phase == "Running",
-        "unable to forward port because pod is not running. Current status={phase}"
-    );
-    let mut listeners = Vec::new();
-    for (local, remote) in pairs {
-        let l = tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, local)))
-            .await
-            .with_context(|| format!("listening on [::1]:{local}"))?;
-        let port = l.local_addr()?.port();
-        println!("Forwarding from [::1]:{port} -> {remote}");
-        listeners.push((l, port, remote));
-    }
-    let _ = std::io::stdout().flush();
-    let path = format!("{}/portforward", pod_path(ns, &name));
-    for (l, local, remote) in listeners {
-        let (client, path) = (client.clone(), path.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((conn, _)) = l.accept().await else {
-                    continue;
-                };
-                println!("Handling connection for {local}");
-                let (client, path) = (client.clone(), path.clone());
-                tokio::spawn(async move { forward_one(&client, &path, conn, remote).await });
-            }
-        });
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    Ok(())
-}
-
-/// Forward one accepted connection; errors are reported before it is closed.
-async fn forward_one(client: &Client, path: &str, mut conn: tokio::net::TcpStream, remote: u16) {
-    let mut up = match upgrade::open(client, path, &[("ports", remote.to_string())]).await {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("error: forwarding port {remote}: {e}");
-            return;
-        }
-    };
-    let _ = conn.set_nodelay(true);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut conn, &mut up).await {
-        eprintln!("error: forwarding port {remote}: {e}");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn port_pairs() {
-        assert_eq!(parse_port_pair("8080").unwrap(), (8080, 8080));
-        assert_eq!(parse_port_pair("0:80").unwrap(), (0, 80));
-        assert_eq!(parse_port_pair(":80").unwrap(), (0, 80));
-        assert_eq!(parse_port_pair("9000:80").unwrap(), (9000, 80));
-        assert!(parse_port_pair("x").is_err());
-        assert!(parse_port_pair("80:0").is_err());
-    }
 
     #[test]
     fn default_container_follows_the_annotation() {
