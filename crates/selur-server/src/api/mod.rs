@@ -8,6 +8,7 @@
 
 mod discovery;
 mod handlers;
+mod images;
 mod paths;
 mod subresources;
 
@@ -45,7 +46,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/nodes/{name}/tunnel", get(crate::tunnel::accept))
         .route(
             "/apis/images.selur.io/v1/resolve",
-            axum::routing::post(crate::controllers::catalog::resolve),
+            axum::routing::post(images::resolve),
         )
         .route(
             "/api/v1/nodes/{name}/proxy/{*path}",
