@@ -6,10 +6,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{json, Value};
 
-use super::filter::{self, Reason};
-use super::pod::PodInfo;
-use super::schedule;
-use super::snapshot::Snapshot;
+use crate::filter::{self, Reason};
+use crate::pod::PodInfo;
+use crate::schedule;
+use crate::snapshot::Snapshot;
 
 mod scoring;
 

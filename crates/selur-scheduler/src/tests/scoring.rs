@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{merge, node, pod, requesting, snap};
-use crate::scheduler::pod::short_id;
-use crate::scheduler::queue::{self, Priorities};
-use crate::scheduler::score;
-use crate::scheduler::snapshot::{CatalogImage, Snapshot};
-use crate::scheduler::{feasible_nodes_to_find, schedule};
+use crate::pod::short_id;
+use crate::queue::{self, Priorities};
+use crate::score;
+use crate::snapshot::{CatalogImage, Snapshot};
+use crate::{feasible_nodes_to_find, schedule};
 
 fn image(digest: &str, name: &str, layers: &[(&str, u64)], nodes: &[&str]) -> CatalogImage {
     CatalogImage {
