@@ -19,7 +19,7 @@ pub enum ClientError {
     },
     #[error("cannot reach the Selur API at {url}: {reason}")]
     Transport { url: String, reason: String },
-    #[error("cannot read client config {path}: {reason} (start `selur server`, or pass --config FILE / set SELUR_CONFIG)")]
+    #[error("cannot read client config {path}: {reason} (start `selur server`, or pass --kubeconfig FILE / set SELUR_CONFIG)")]
     Config { path: PathBuf, reason: String },
     /// A 2xx answer whose body is not the object asked for.
     #[error("unexpected answer from {url}: {reason}")]

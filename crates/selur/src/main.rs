@@ -34,7 +34,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about,
     long_about = None,
     propagate_version = true,
-    after_help = "Client commands take --kubeconfig FILE (or SELUR_CONFIG, else the first file in KUBECONFIG),\n--server URL (or SELUR_SERVER) and -n NAMESPACE after the command name, e.g.\n  selur get pods -n prod --kubeconfig /var/lib/selur/kubeconfig"
+    after_help = "Client commands take --kubeconfig FILE (or SELUR_CONFIG),\n--server URL (or SELUR_SERVER) and -n NAMESPACE after the command name, e.g.\n  selur get pods -n prod --kubeconfig /var/lib/selur/kubeconfig"
 )]
 struct Cli {
     #[command(subcommand)]

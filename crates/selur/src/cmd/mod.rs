@@ -25,15 +25,16 @@ use clap::Args;
 
 use selur_api::kinds::{self, ResourceKind};
 
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 
 /// Where the API server is, and the namespace: options of every client verb
 /// (and of its subcommands, as `selur rollout status`), not of `selur server`
 /// or `selur agent`.
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
-    /// Kubeconfig to read the API address from (default: the first file in
-    /// KUBECONFIG, else /var/lib/selur/kubeconfig).
+    /// Kubeconfig to read the API address from (default:
+    /// /var/lib/selur/kubeconfig). KUBECONFIG is not read: it usually names
+    /// another cluster.
     #[arg(long, global = true, env = "SELUR_CONFIG")]
     kubeconfig: Option<PathBuf>,
     /// API server URL; overrides the kubeconfig.
@@ -45,26 +46,12 @@ pub struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// The kubeconfig to read: `--kubeconfig` (or SELUR_CONFIG), else the
-    /// first file named in KUBECONFIG (kubectl merges them all; Selur reads one).
-    fn kubeconfig(&self) -> Option<PathBuf> {
-        self.kubeconfig.clone().or_else(|| {
-            let list = std::env::var_os("KUBECONFIG")?;
-            std::env::split_paths(&list).find(|p| !p.as_os_str().is_empty())
-        })
-    }
-
     /// The API client these options point at.
     pub fn client(&self) -> anyhow::Result<Client> {
-        match Client::new(self.server.as_deref(), self.kubeconfig().as_deref()) {
-            Ok(c) => Ok(c),
-            // selur-client's own hint names the flag as it was before `--kubeconfig`.
-            Err(ClientError::Config { path, reason }) => Err(anyhow!(
-                "cannot read client config {}: {reason} (start `selur server`, or pass --kubeconfig FILE / set SELUR_CONFIG)",
-                path.display()
-            )),
-            Err(e) => Err(e.into()),
-        }
+        Ok(Client::new(
+            self.server.as_deref(),
+            self.kubeconfig.as_deref(),
+        )?)
     }
 }
 
