@@ -8,4 +8,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The static demo program the stand-in images hold (tests that run the
 # seed's manifests build the stand-ins from it).
 bash scripts/build-demo.sh >/dev/null
-cargo test --workspace -- --test-threads=4
+# Every test binary runs even when one fails (the summary at the end
+# lists each failure).
+cargo test --workspace --no-fail-fast -- --test-threads=4
