@@ -181,7 +181,7 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
         match runtime.containers_under(&dir) {
             Ok(ids) => {
                 for id in ids {
-                    let _ = runtime.kill(&id, "KILL");
+                    // `delete --force` kills what still runs first.
                     match runtime.delete(&id) {
                         Ok(()) => report.containers += 1,
                         Err(e) => report.failures.push(format!("container {id}: {e}")),
@@ -196,13 +196,13 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
     // Mounts under the data dir, deepest first; again while some remain
     // (a lazy unmount can reveal a mount below).
     for _ in 0..5 {
-        let left = mounts_under(&dir);
+        let left = selur_runtime::rootfs::mounts_under(&dir);
         if left.is_empty() {
             break;
         }
         let failed = selur_runtime::rootfs::unmount_under(&dir);
         report.mounts += left.len().saturating_sub(failed.len());
-        if !failed.is_empty() && mounts_under(&dir).len() == left.len() {
+        if !failed.is_empty() && selur_runtime::rootfs::mounts_under(&dir).len() == left.len() {
             for (path, e) in failed {
                 report
                     .failures
@@ -256,7 +256,7 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
     }
 
     // Runtime state, pods, logs: only once nothing is mounted there.
-    if mounts_under(&dir).is_empty() {
+    if selur_runtime::rootfs::mounts_under(&dir).is_empty() {
         for d in [runtime_root, pods_dir, logs] {
             if !d.exists() {
                 continue;
@@ -270,17 +270,6 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
         }
     }
     Ok(report)
-}
-
-/// Mount points at or below `dir`.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| m.starts_with(dir))
-        .collect()
 }
 
 /// SIGKILL every process whose command line names `root` (a shim's

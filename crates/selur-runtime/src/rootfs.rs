@@ -134,19 +134,23 @@ pub fn unmount_all(path: &Path) -> std::io::Result<()> {
     Err(std::io::Error::other("still mounted after 64 unmounts"))
 }
 
+/// The mount points at or below `dir` (as this process sees them).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|mp| PathBuf::from(unescape_mountinfo(mp)))
+        .filter(|mp| mp.starts_with(&dir))
+        .collect()
+}
+
 /// Lazily unmount every mount at or below `dir` (deepest first), e.g. what
 /// a killed attempt left under a pod's directory: namespace files, root
 /// file systems, volumes. Returns the mount points that could not be
 /// unmounted, with why.
 pub fn unmount_under(dir: &Path) -> Vec<(PathBuf, std::io::Error)> {
-    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|mp| PathBuf::from(unescape_mountinfo(mp)))
-        .filter(|mp| mp.starts_with(&dir))
-        .collect();
+    let mut points = mounts_under(dir);
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     points.dedup();
     let mut failed = Vec::new();

@@ -370,14 +370,9 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
     drop((out_w, err_w));
     if !started.success() {
         // Never started: its init waits in runc; remove it.
-        let _ = Command::new(&opts.runtime.binary)
-            .arg("--root")
-            .arg(&opts.runtime.root)
-            .args(["delete", "--force", &opts.id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        if let Err(e) = opts.runtime.delete(&opts.id) {
+            tracing::warn!(container = %opts.id, error = %e, "cannot remove a container that never started");
+        }
         let _ = wait_for(pid);
         for p in pumps {
             let _ = p.join();
