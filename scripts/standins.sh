@@ -8,6 +8,10 @@
 # Usage: SELUR_CONFIG=<kubeconfig> scripts/standins.sh [SELUR_DEMO_BINARY]
 #   SELUR           the selur binary (default: selur on PATH)
 #   SELUR_NODE      build on this node (default: the only node)
+#   SELUR_MIRROR    host:port of a plain-HTTP registry (Debian's
+#                   docker-registry) to push each image to as well, under
+#                   its repository path (hyperpolymath/NAME:TAG), for a
+#                   node whose registry settings mirror ghcr.io there
 #   the binary      default: built with scripts/build-demo.sh
 # Prints the names of the images built, one a line, on stdout.
 set -euo pipefail
@@ -47,6 +51,13 @@ done
 build() { # TAG CONTAINERFILE
   echo "standins: building $1" >&2
   "$SELUR" image build "${NODE_ARGS[@]}" -f "$IMAGES/$2" -t "$1" "$CTX" >&2
+  if [ -n "${SELUR_MIRROR:-}" ]; then
+    echo "standins: pushing $1 to $SELUR_MIRROR" >&2
+    "$SELUR" image save "${NODE_ARGS[@]}" "$1" -o "$CTX/image.tar" >&2
+    skopeo copy -q --dest-tls-verify=false "oci-archive:$CTX/image.tar" \
+      "docker://$SELUR_MIRROR/${1#ghcr.io/}" >&2
+    rm -f "$CTX/image.tar"
+  fi
   echo "$1"
 }
 # The base first: svalinn and vordr are built FROM it.

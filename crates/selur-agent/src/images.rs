@@ -1,5 +1,5 @@
-//! The node-local image API (list, inspect, remove, prune, import, build,
-//! lint, pull), routed by [`crate::node_api`] and reached through the
+//! The node-local image API (list, inspect, remove, prune, import, save,
+//! build, lint, pull), routed by [`crate::node_api`] and reached through the
 //! server at `/api/v1/nodes/{node}/proxy/images...`.
 
 use std::sync::Arc;
@@ -62,6 +62,67 @@ pub(crate) async fn prune(State(a): State<Arc<Agent>>) -> Response {
         }
         Err(e) => store_failure(e),
     }
+}
+
+/// A `Write` that hands what is written to an async body stream in chunks.
+struct ChannelWriter {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+}
+
+impl ChannelWriter {
+    const CHUNK: usize = 256 << 10;
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        if self.buf.len() >= Self::CHUNK {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The image as an oci-archive (a tar of an OCI layout), streamed.
+pub(crate) async fn save(State(a): State<Arc<Agent>>, Query(q): Query<NameQuery>) -> Response {
+    // Unknown names answer 404 before anything is streamed.
+    if let Err(e) = a.images.resolve(&q.name) {
+        return store_failure(e);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let agent = a.clone();
+    tokio::task::spawn_blocking(move || {
+        let err_tx = tx.clone();
+        let w = ChannelWriter {
+            buf: Vec::with_capacity(ChannelWriter::CHUNK),
+            tx,
+        };
+        if let Err(e) = selur_image::export::export_oci_archive(&agent.images, &q.name, w) {
+            tracing::warn!(image = %q.name, error = %e, "image save failed");
+            // Ends the response with an error: the client sees a cut-off body.
+            let _ = err_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-tar")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// Write a request body to a temp file in the image store (same file system).

@@ -18,6 +18,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .route("/images/remove", post(images::remove))
         .route("/images/prune", post(images::prune))
         .route("/images/import", post(images::import))
+        .route("/images/save", get(images::save))
         .route("/images/build", post(images::build))
         .route("/images/lint", get(images::lint))
         .route("/images/pull", post(images::pull))

@@ -1,6 +1,7 @@
 //! A node's image store: content-addressed OCI blobs (manifests, configs,
 //! layers) verified on write and written atomically, names pointing at
-//! manifests, import of OCI layouts and oci-/docker-archives, builds from
+//! manifests, import of OCI layouts and oci-/docker-archives, export as an
+//! oci-archive, builds from
 //! distroless Containerfiles, safe layer unpacking and an ELF-reading lint.
 //!
 //! Not here: talking to registries (pull) and to the API server.
@@ -9,6 +10,7 @@
 
 pub mod build;
 pub mod digest;
+pub mod export;
 pub mod gc;
 pub mod import;
 pub mod lint;

@@ -156,3 +156,89 @@ fn pull_resolves_ghcr_through_a_local_mirror() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
 }
+
+/// `selur image save` writes an oci-archive that skopeo pushes to a registry
+/// unchanged (same manifest digest), and that the node pulls back; an
+/// unknown name fails with a clear message and writes no file.
+#[test]
+fn save_writes_an_oci_archive_that_skopeo_pushes_and_the_node_pulls_back() {
+    let work = tempfile::tempdir().unwrap();
+    let registry = LocalRegistry::start(work.path());
+    let port = registry.port;
+    let settings = work.path().join("registries.yaml");
+    std::fs::write(
+        &settings,
+        format!("configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"),
+    )
+    .unwrap();
+    let s = Server::start(&[
+        "--node-name",
+        "main",
+        "--registry-config",
+        settings.to_str().unwrap(),
+    ]);
+    let ctx = work.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy("/bin/busybox", ctx.join("server")).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nCOPY server /usr/bin/web-server\nUSER 65532\nENTRYPOINT [\"/usr/bin/web-server\"]\n",
+    )
+    .unwrap();
+    let built = s.ok(&[
+        "image",
+        "build",
+        "-t",
+        "localhost/saved:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let digest = built.lines().next().unwrap().trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{built}");
+
+    let archive = work.path().join("saved.tar");
+    let a = archive.to_str().unwrap();
+    s.ok(&["image", "save", "localhost/saved:1", "-o", a]);
+    let pushed = format!("127.0.0.1:{port}/t/saved:1");
+    sh(
+        "skopeo",
+        &[
+            "copy",
+            "-q",
+            "--dest-tls-verify=false",
+            &format!("oci-archive:{a}"),
+            &format!("docker://{pushed}"),
+        ],
+    );
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{pushed}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        digest,
+        "skopeo kept the manifest digest"
+    );
+
+    let out = s.selur(&["image", "pull", &pushed]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let i: serde_json::Value = serde_json::from_str(&s.ok(&["image", "inspect", &pushed])).unwrap();
+    assert_eq!(i["digest"], digest.as_str(), "{i}");
+
+    let missing = work.path().join("missing.tar");
+    let out = s.selur(&[
+        "image",
+        "save",
+        "localhost/nope:1",
+        "-o",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("localhost/nope:1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!missing.exists(), "a failed save left a file");
+}

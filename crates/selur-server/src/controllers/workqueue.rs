@@ -7,7 +7,12 @@
 //!   meanwhile it is queued again when the first reconcile ends, so the latest
 //!   state is always seen;
 //! * a failed reconcile is retried with exponential back-off per key, and a
-//!   reconcile may ask to be run again after a delay (deadlines, minReadySeconds).
+//!   reconcile may ask to be run again after a delay (deadlines, minReadySeconds);
+//! * a key has at most one pending delayed add (the earliest wins), and a key
+//!   backing off after a failure is not run again by a plain add (a watch
+//!   event, often caused by the failing reconcile's own event or status
+//!   write, or a resync) before its back-off ends, so a persistent refusal
+//!   costs one reconcile, one event and one log line per back-off step.
 //!
 //! Keys come from a store watch (a controller maps each event to the keys it
 //! affects) and from a full resync at start, after a broken watch and
@@ -20,6 +25,7 @@ use std::time::Duration;
 
 use selur_store::Event;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::registry::{Registry, ROOT};
 use crate::status::ApiResult;
@@ -37,6 +43,8 @@ struct State {
     /// Added while being processed: queue again when done.
     dirty: HashSet<String>,
     failures: HashMap<String, u32>,
+    /// Keys with a pending delayed add, and when it fires.
+    delayed: HashMap<String, Instant>,
 }
 
 /// A deduplicating queue of keys.
@@ -55,8 +63,19 @@ impl WorkQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue `key` unless it is already waiting.
+    /// Queue `key` unless it is already waiting, or backing off after a
+    /// failure (its retry is already scheduled and will see the latest state).
     pub fn add(&self, key: String) {
+        {
+            let s = self.lock();
+            if s.failures.contains_key(&key) && s.delayed.contains_key(&key) {
+                return;
+            }
+        }
+        self.enqueue(key);
+    }
+
+    fn enqueue(&self, key: String) {
         let mut s = self.lock();
         if s.processing.contains(&key) {
             s.dirty.insert(key);
@@ -69,12 +88,31 @@ impl WorkQueue {
         }
     }
 
-    /// Queue `key` after `delay`.
+    /// Queue `key` after `delay`, unless an earlier delayed add of it is
+    /// already pending.
     pub fn add_after(self: &Arc<Self>, key: String, delay: Duration) {
+        let at = Instant::now() + delay;
+        {
+            let mut s = self.lock();
+            match s.delayed.get(&key) {
+                Some(pending) if *pending <= at => return,
+                _ => {
+                    s.delayed.insert(key.clone(), at);
+                }
+            }
+        }
         let q = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            q.add(key);
+            tokio::time::sleep_until(at).await;
+            {
+                let mut s = q.lock();
+                // Superseded by an earlier add_after: that one queued it.
+                if s.delayed.get(&key) != Some(&at) {
+                    return;
+                }
+                s.delayed.remove(&key);
+            }
+            q.enqueue(key);
         });
     }
 
@@ -123,6 +161,11 @@ impl WorkQueue {
     /// `key` succeeded: its next failure starts the back-off afresh.
     pub fn forget(&self, key: &str) {
         self.lock().failures.remove(key);
+    }
+
+    /// Keys with a pending delayed add (tests).
+    pub fn delayed_len(&self) -> usize {
+        self.lock().delayed.len()
     }
 
     /// Keys waiting (tests).
@@ -287,6 +330,51 @@ mod tests {
         q.done("ns/a");
         q.done("ns/b");
         assert!(q.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_backing_off_is_not_run_again_by_plain_adds_before_its_retry() {
+        let q = WorkQueue::new();
+        q.add("ns/job".into());
+        let k = q.next().await;
+        // The reconcile failed: back off, as run_workers does.
+        let d = q.backoff(&k);
+        q.add_after(k.clone(), d);
+        q.done(&k);
+        // Watch events and resyncs during the back-off change nothing, and
+        // a second failure path asking again does not start a second timer.
+        for _ in 0..5 {
+            q.add("ns/job".into());
+            q.add_after("ns/job".into(), Duration::from_secs(30));
+        }
+        assert!(q.is_empty());
+        assert_eq!(q.delayed_len(), 1);
+        tokio::time::sleep(d + Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.delayed_len(), 0);
+        assert_eq!(q.next().await, "ns/job");
+        q.done("ns/job");
+        assert!(q.is_empty());
+        // Once it succeeds, plain adds run it at once again.
+        q.forget("ns/job");
+        q.add("ns/job".into());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_earlier_delayed_add_supersedes_a_later_one() {
+        let q = WorkQueue::new();
+        q.add_after("ns/a".into(), Duration::from_secs(60));
+        q.add_after("ns/a".into(), Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(1001)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.next().await, "ns/a");
+        q.done("ns/a");
+        tokio::time::sleep(Duration::from_secs(61)).await;
+        tokio::task::yield_now().await;
+        assert!(q.is_empty(), "the superseded timer queued the key again");
     }
 
     #[test]

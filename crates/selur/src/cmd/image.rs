@@ -40,6 +40,18 @@ enum ImageCmd {
         #[arg(long, short = 't')]
         tag: Option<String>,
     },
+    /// Write an image as an oci-archive (an OCI layout in a tar), for
+    /// `skopeo copy oci-archive:FILE docker://...`, `podman load` or
+    /// `selur image import` on another node.
+    #[command(
+        after_help = "Examples:\n  selur image save ghcr.io/hyperpolymath/vordr:latest -o vordr.tar\n  skopeo copy --dest-tls-verify=false oci-archive:vordr.tar docker://127.0.0.1:5000/hyperpolymath/vordr:latest"
+    )]
+    Save {
+        name: String,
+        /// The file to write (default: standard output, if it is not a terminal).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
     /// Build an image from a distroless Containerfile (no RUN).
     #[command(after_help = "Examples:\n  selur image build -f Containerfile -t localhost/web:1 .")]
     Build {
@@ -128,6 +140,54 @@ async fn send(
     let resp = client.execute(req).await?;
     let raw = resp.bytes().await.unwrap_or_default();
     Ok(serde_json::from_slice(&raw).unwrap_or(Value::Null))
+}
+
+/// Stream `name` as an oci-archive into `output` (written to a temp file
+/// next to it and renamed, so a failed save leaves no partial archive).
+async fn save(
+    client: &Client,
+    base: &str,
+    name: String,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    use std::io::{IsTerminal, Write};
+    if output.is_none() && std::io::stdout().is_terminal() {
+        bail!("refusing to write an image archive to a terminal: give -o FILE or redirect stdout");
+    }
+    let req = client
+        .builder(Method::GET, &format!("{base}/save"))
+        .query(&[("name", name.as_str())]);
+    let resp = client.execute(req).await?;
+    let mut stream = resp.bytes_stream();
+    match output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("cannot write in {}", dir.display()))?;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.with_context(|| format!("saving {name} was cut off"))?;
+                tmp.write_all(&chunk)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            tmp.persist(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("Saved {name} to {}", path.display());
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.with_context(|| format!("saving {name} was cut off"))?;
+                out.write_all(&chunk)
+                    .context("cannot write to standard output")?;
+            }
+            out.flush().context("cannot write to standard output")?;
+        }
+    }
+    Ok(())
 }
 
 /// Tar the build context (and the Containerfile as `.selur/Containerfile`).
@@ -263,6 +323,7 @@ pub async fn run(client: &Client, a: ImageArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        ImageCmd::Save { name, output } => save(client, &base, name, output).await?,
         ImageCmd::Build {
             file,
             tags,
