@@ -4,6 +4,15 @@
 //! `successThreshold` and `failureThreshold`. Everything reaches the pod
 //! through its own network namespace at `[::1]` (pods are IPv6-only).
 //!
+//! A fresh container's readiness: a readiness probe that has never
+//! succeeded is, for its first period, retried quickly after a failure
+//! (25 ms, doubling) rather than a whole period later, and those early
+//! failures are not counted (no `Unhealthy` event): a container is marked
+//! ready as soon as it answers, typically a few milliseconds after it
+//! starts, where the kubelet would wait `periodSeconds` after a first probe
+//! that raced the program's `listen`. After that first period (or the first
+//! success) the probe runs every `periodSeconds` as in Kubernetes.
+//!
 //! The Lago Grey health check: an exec probe whose command is
 //! `obli-pkg status` is judged by its JSON output, healthy only when
 //! `status` is `healthy` and `integrity` is `ok`. A container whose image
@@ -68,6 +77,23 @@ pub struct Probe {
     next: Option<Instant>,
     /// The current verdict once thresholds were reached (`None`: not yet).
     pub verdict: Option<bool>,
+    /// Whether this run of the container ever passed this probe.
+    ever_ok: bool,
+    /// A fresh readiness probe's quick retries: when they end, and the next
+    /// retry delay.
+    warmup: Option<(Instant, Duration)>,
+}
+
+/// The first quick retry of a fresh readiness probe.
+const WARMUP_FIRST_RETRY: Duration = Duration::from_millis(25);
+
+/// What one probe result did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    /// The verdict changed.
+    pub changed: bool,
+    /// A failure that counts (not a fresh readiness probe's quick retry).
+    pub counted_failure: bool,
 }
 
 fn secs(v: &Value, default: u64) -> Duration {
@@ -100,6 +126,8 @@ impl Probe {
             failures: 0,
             next: None,
             verdict: None,
+            ever_ok: false,
+            warmup: None,
         }
     }
 
@@ -121,8 +149,27 @@ impl Probe {
         }
     }
 
-    /// Count one result; returns whether the verdict changed.
-    pub fn record(&mut self, ok: bool, now: Instant) -> bool {
+    /// When the probe is due next (`None`: at `started` + initial delay).
+    pub fn next_due(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Count one result.
+    pub fn record(&mut self, ok: bool, now: Instant) -> Recorded {
+        if self.kind == Kind::Readiness && !self.ever_ok && !ok {
+            let (end, delay) = *self
+                .warmup
+                .get_or_insert((now + self.period, WARMUP_FIRST_RETRY));
+            if now < end {
+                self.next = Some((now + delay).min(end));
+                self.warmup = Some((end, delay.saturating_mul(2)));
+                return Recorded {
+                    changed: false,
+                    counted_failure: false,
+                };
+            }
+        }
+        self.ever_ok |= ok;
         self.next = Some(now + self.period);
         if ok {
             self.successes += 1;
@@ -140,7 +187,10 @@ impl Probe {
         };
         let changed = verdict != self.verdict;
         self.verdict = verdict;
-        changed
+        Recorded {
+            changed,
+            counted_failure: !ok,
+        }
     }
 
     /// Start over (a new run of the container).
@@ -149,6 +199,8 @@ impl Probe {
         self.failures = 0;
         self.next = None;
         self.verdict = None;
+        self.ever_ok = false;
+        self.warmup = None;
     }
 }
 
@@ -217,18 +269,68 @@ mod tests {
         );
         let t = Instant::now();
         assert!(p.due(t, t));
-        assert!(!p.record(true, t));
+        assert!(!p.record(true, t).changed);
         assert_eq!(p.verdict, None);
-        assert!(p.record(true, t));
+        assert!(p.record(true, t).changed);
         assert_eq!(p.verdict, Some(true));
         assert!(!p.due(t, t), "next run one period later");
-        assert!(!p.record(false, t));
-        assert!(p.record(false, t));
+        let r = p.record(false, t);
+        assert!(!r.changed && r.counted_failure);
+        assert!(p.record(false, t).changed);
         assert_eq!(p.verdict, Some(false));
         let live = Probe::from_spec(Kind::Liveness, &json!({"successThreshold": 5}));
         assert_eq!(live.success_threshold, 1);
         assert_eq!(live.failure_threshold, 3);
         assert_eq!(live.timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_fresh_readiness_probe_retries_quickly_for_its_first_period_only() {
+        let mut p = Probe::from_spec(
+            Kind::Readiness,
+            &json!({"httpGet": {"port": 8080}, "periodSeconds": 1, "failureThreshold": 1}),
+        );
+        let t = Instant::now();
+        // Failures in the first period: retried after 25, 50, 100 ms ...,
+        // not counted.
+        let r = p.record(false, t);
+        assert_eq!(
+            r,
+            Recorded {
+                changed: false,
+                counted_failure: false
+            }
+        );
+        assert_eq!(p.next_due(), Some(t + Duration::from_millis(25)));
+        let t1 = t + Duration::from_millis(25);
+        assert!(!p.record(false, t1).counted_failure);
+        assert_eq!(p.next_due(), Some(t1 + Duration::from_millis(50)));
+        assert_eq!(p.verdict, None);
+        // Retries never go past the end of the first period ...
+        let t2 = t + Duration::from_millis(990);
+        p.record(false, t2);
+        assert_eq!(p.next_due(), Some(t + Duration::from_secs(1)));
+        // ... where a failure counts as usual.
+        let t3 = t + Duration::from_secs(1);
+        let r = p.record(false, t3);
+        assert!(r.counted_failure && r.changed);
+        assert_eq!(p.verdict, Some(false));
+        assert_eq!(p.next_due(), Some(t3 + Duration::from_secs(1)));
+
+        // A success ends the quick retries for this run of the container.
+        let mut p = Probe::from_spec(Kind::Readiness, &json!({"periodSeconds": 5}));
+        p.record(false, t);
+        assert!(p.record(true, t1).changed);
+        let r = p.record(false, t2);
+        assert!(r.counted_failure);
+        assert_eq!(p.next_due(), Some(t2 + Duration::from_secs(5)));
+        // A restarted container starts afresh.
+        p.reset();
+        assert!(!p.record(false, t3).counted_failure);
+
+        // Liveness failures always count.
+        let mut l = Probe::from_spec(Kind::Liveness, &json!({"periodSeconds": 5}));
+        assert!(l.record(false, t).counted_failure);
     }
 
     #[test]

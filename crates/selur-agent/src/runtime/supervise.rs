@@ -132,7 +132,7 @@ impl PodRun {
                 self.step().await;
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep_until(self.next_wake()) => {}
                 _ = stop.changed() => return,
             }
         }
@@ -161,7 +161,28 @@ impl PodRun {
             }
             break;
         }
+        // Containers started by this pass get their first probes now
+        // (initialDelaySeconds 0), not a pass later.
+        self.probe_step().await;
         self.report().await;
+    }
+
+    /// When the next pass is needed: in 200 ms at the latest (exits,
+    /// restarts and deadlines are looked at then), sooner when a probe of a
+    /// running container is due.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + Duration::from_millis(200);
+        for s in &self.slots {
+            if !s.running() || s.kill_at.is_some() || s.st.stopping {
+                continue;
+            }
+            for p in &s.probes {
+                let due = p.next_due().unwrap_or(s.run_started + p.initial_delay);
+                wake = wake.min(due.max(now));
+            }
+        }
+        wake
     }
 
     /// The pod as the planner sees it.
@@ -525,8 +546,8 @@ impl PodRun {
             if out.obli.is_some() {
                 s.obli = out.obli.clone();
             }
-            s.probes[j].record(out.ok, now);
-            if !out.ok {
+            let recorded = s.probes[j].record(out.ok, now);
+            if recorded.counted_failure {
                 crate::events::event_later(
                     &self.agent,
                     &self.pod,
