@@ -51,7 +51,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Index {
     images: BTreeMap<String, Digest>,
 }
@@ -87,10 +87,28 @@ pub struct LayerInfo {
 }
 
 /// One node's image store.
+///
+/// Manifests and configs are parsed once per digest and kept (blobs are
+/// immutable: a digest always names the same bytes); `index.json` is
+/// parsed again only when its size or modification time changed. So a
+/// container start costs a `stat` of the index, not a read and parse of the
+/// index, the manifest (twice) and the config.
 pub struct ImageStore {
     root: PathBuf,
     index: Mutex<()>,
+    cache: Mutex<Cache>,
 }
+
+#[derive(Default)]
+struct Cache {
+    /// `index.json` as last read, with the (len, mtime) it had.
+    index: Option<((u64, std::time::SystemTime), Index)>,
+    manifests: std::collections::HashMap<Digest, ImageManifest>,
+    configs: std::collections::HashMap<Digest, ImageConfiguration>,
+}
+
+/// Most manifests and configs kept parsed (a node rarely holds more images).
+const CACHE_MAX: usize = 1024;
 
 impl ImageStore {
     /// Open or create the store at `root`.
@@ -102,6 +120,7 @@ impl ImageStore {
         Ok(Self {
             root: root.to_path_buf(),
             index: Mutex::new(()),
+            cache: Mutex::new(Cache::default()),
         })
     }
 
@@ -194,16 +213,32 @@ impl ImageStore {
         })
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn read_index(&self) -> Result<Index, StoreError> {
         let p = self.root.join("index.json");
-        match fs::read(&p) {
+        let stamp = match fs::metadata(&p) {
+            Ok(m) => (m.len(), m.modified().map_err(io_err(&p))?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Index::default()),
+            Err(e) => return Err(StoreError::Io { path: p, source: e }),
+        };
+        if let Some((at, idx)) = &self.cache().index {
+            if *at == stamp {
+                return Ok(idx.clone());
+            }
+        }
+        let idx: Index = match fs::read(&p) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Invalid {
                 what: p.display().to_string(),
                 reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(StoreError::Io { path: p, source: e }),
-        }
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Index::default()),
+            Err(e) => return Err(StoreError::Io { path: p, source: e }),
+        };
+        self.cache().index = Some((stamp, idx.clone()));
+        Ok(idx)
     }
 
     fn write_index(&self, idx: &Index) -> Result<(), StoreError> {
@@ -220,6 +255,9 @@ impl ImageStore {
             source: e.error,
         })?;
         sync_dir(&self.root);
+        // Same size within the file system's time granularity would look
+        // unchanged: forget the cached copy.
+        self.cache().index = None;
         Ok(())
     }
 
@@ -271,20 +309,37 @@ impl ImageStore {
     }
 
     pub fn manifest(&self, d: &Digest) -> Result<ImageManifest, StoreError> {
+        if let Some(m) = self.cache().manifests.get(d) {
+            return Ok(m.clone());
+        }
         let bytes = self.read_blob(d)?;
-        ImageManifest::from_reader(&bytes[..]).map_err(|e| StoreError::Invalid {
+        let m = ImageManifest::from_reader(&bytes[..]).map_err(|e| StoreError::Invalid {
             what: format!("manifest {d}"),
             reason: e.to_string(),
-        })
+        })?;
+        let mut c = self.cache();
+        if c.manifests.len() >= CACHE_MAX {
+            c.manifests.clear();
+        }
+        c.manifests.insert(d.clone(), m.clone());
+        Ok(m)
     }
 
     pub fn config(&self, m: &ImageManifest) -> Result<(Digest, ImageConfiguration), StoreError> {
         let d = desc_digest(m.config().digest().to_string())?;
+        if let Some(c) = self.cache().configs.get(&d) {
+            return Ok((d, c.clone()));
+        }
         let bytes = self.read_blob(&d)?;
         let c = ImageConfiguration::from_reader(&bytes[..]).map_err(|e| StoreError::Invalid {
             what: format!("config {d}"),
             reason: e.to_string(),
         })?;
+        let mut cache = self.cache();
+        if cache.configs.len() >= CACHE_MAX {
+            cache.configs.clear();
+        }
+        cache.configs.insert(d.clone(), c.clone());
         Ok((d, c))
     }
 
@@ -407,6 +462,9 @@ impl ImageStore {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
+        let mut c = self.cache();
+        c.manifests.retain(|d, _| live.contains(d));
+        c.configs.retain(|d, _| live.contains(d));
         Ok(freed)
     }
 
@@ -453,6 +511,29 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cached_index_follows_every_change_of_names() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ImageStore::open(d.path()).unwrap();
+        let a = s.put_blob_bytes(b"a").unwrap();
+        let b = s.put_blob_bytes(b"b").unwrap();
+        s.tag("localhost/x:1", &a).unwrap();
+        assert_eq!(s.resolve("localhost/x:1").unwrap(), a);
+        // Retagged to a digest of the same length: the index has the same
+        // size, and may have the same mtime.
+        s.tag("localhost/x:1", &b).unwrap();
+        assert_eq!(s.resolve("localhost/x:1").unwrap(), b);
+        s.remove("localhost/x:1").unwrap();
+        assert!(matches!(
+            s.resolve("localhost/x:1"),
+            Err(StoreError::NotFound(_))
+        ));
+        // Another process rewriting the file (a second store on the same root).
+        let other = ImageStore::open(d.path()).unwrap();
+        other.tag("localhost/y:1", &a).unwrap();
+        assert_eq!(s.resolve("localhost/y:1").unwrap(), a);
+    }
 
     #[test]
     fn blobs_are_verified_and_atomic() {
