@@ -1,12 +1,23 @@
-//! Time as controllers see it: a trait so tests can drive it instead of sleeping.
+//! Time as controllers see it: a trait so tests can drive it instead of
+//! sleeping. A server started with a [`ManualClock`] (through
+//! [`crate::ServerConfig::clock`]) runs its CronJobs, Job deadlines and TTLs
+//! at the times the test sets: each [`ManualClock::advance`] makes every
+//! controller look at all its objects again.
 
 use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use tokio::sync::watch;
 
 /// A source of the current time.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: std::fmt::Debug + Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// Told when the time jumps (a manual clock moved); `None` for a clock
+    /// that only runs forward with real time.
+    fn jumps(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// The real wall clock.
@@ -21,25 +32,36 @@ impl Clock for SystemClock {
 
 /// A clock that only moves when told to (tests).
 #[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+    jumps: watch::Sender<u64>,
+}
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Self {
-        Self(Mutex::new(start))
+        Self {
+            now: Mutex::new(start),
+            jumps: watch::Sender::new(0),
+        }
     }
+
+    /// Move the time forward by `by` and tell the controllers.
     pub fn advance(&self, by: Duration) {
-        if let Ok(mut t) = self.0.lock() {
+        {
+            let mut t = self.now.lock().unwrap_or_else(|p| p.into_inner());
             *t += by;
         }
+        self.jumps.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
-        self.0
-            .lock()
-            .map(|t| *t)
-            .unwrap_or_else(|p| *p.into_inner())
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn jumps(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.jumps.subscribe())
     }
 }
 

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// agents' tunnels, requests in flight) may take to finish before the
     /// server stops waiting for them and drops them.
     pub shutdown_timeout: Duration,
+    /// The time controllers go by: the system clock, or a test's
+    /// [`clock::ManualClock`].
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerConfig {
@@ -71,6 +74,7 @@ impl ServerConfig {
             scheduler: Some(scheduler::SchedulerConfig::default()),
             job_backoff: Default::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -128,7 +132,7 @@ pub async fn serve_with(
             }
         })?,
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock = config.clock.clone();
     let admission = Admission {
         store_mutators: vec![Arc::new(quota::limitrange::LimitRanger::new(store.clone()))],
         quotas: vec![Arc::new(quota::ResourceQuotas::new(store.clone()))],

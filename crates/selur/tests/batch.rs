@@ -1,4 +1,6 @@
 //! Jobs and CronJobs end to end: real pods run by the in-process agent.
+//! (CronJob minute boundaries, Forbid, Job deadlines and TTLs run on a
+//! manual clock in `crates/selur-server/tests/clock.rs`.)
 
 mod common;
 
@@ -204,91 +206,6 @@ fn seed_cronjob_shows_its_next_schedule() {
         "{}",
         cj["status"]
     );
-}
-
-/// One real minute boundary, two with Forbid: a Job at each minute; with a
-/// Job still running, Forbid skips the next run.
-#[test]
-fn cronjob_every_minute_creates_a_job_and_forbid_skips_while_one_runs() {
-    let s = busybox_node("batch-cj");
-    let y = |name: &str, policy: &str, args: &str| {
-        format!(
-            "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {name}\nspec:\n  schedule: \"*/1 * * * *\"\n  concurrencyPolicy: {policy}\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n          - name: c\n            image: localhost/rt:1\n            args: {args}\n"
-        )
-    };
-    s.ok(&[
-        "apply",
-        "-f",
-        &write_file(&s, "quick.yaml", &y("quick", "Allow", "[\"true\"]")),
-    ]);
-    s.ok(&[
-        "apply",
-        "-f",
-        &write_file(&s, "slow.yaml", &y("slow", "Forbid", "[sleep, \"600\"]")),
-    ]);
-    let jobs_of = |cj: &str| -> Vec<Value> {
-        let v = s.get_json(&["jobs"]);
-        v["items"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|j| j["metadata"]["ownerReferences"][0]["name"] == cj)
-            .collect()
-    };
-    // The first minute boundary: both create a Job named for the minute.
-    let start = Instant::now();
-    let first = loop {
-        let q = jobs_of("quick");
-        if !q.is_empty() && !jobs_of("slow").is_empty() {
-            break q[0].clone();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(75),
-            "no Job within a minute"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    let scheduled = first["metadata"]["annotations"]
-        ["batch.kubernetes.io/cronjob-scheduled-timestamp"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let t = chrono::DateTime::parse_from_rfc3339(&scheduled).unwrap();
-    assert_eq!(t.timestamp() % 60, 0, "on the minute");
-    assert_eq!(
-        first["metadata"]["name"],
-        format!("quick-{}", t.timestamp() / 60)
-    );
-    let quick = wait_for(
-        &s,
-        &["job", first["metadata"]["name"].as_str().unwrap()],
-        30,
-        |_| {},
-        |j| condition(j, "Complete").is_some(),
-    );
-    assert_eq!(quick["status"]["succeeded"], 1);
-    let cj = wait_for(
-        &s,
-        &["cronjob", "quick"],
-        10,
-        |_| {},
-        |c| c["status"]["lastSuccessfulTime"].is_string(),
-    );
-    assert_eq!(cj["status"]["lastScheduleTime"], scheduled.as_str());
-    // The next boundary: quick runs again, slow (Forbid, still running) does not.
-    let start = Instant::now();
-    while jobs_of("quick").len() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(75), "no second Job");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(jobs_of("slow").len(), 1, "Forbid skipped the run");
-    let slow = s.get_json(&["cronjob", "slow"]);
-    assert_eq!(slow["status"]["active"].as_array().map(Vec::len), Some(1));
-    assert_eq!(slow["status"]["lastScheduleTime"], scheduled.as_str());
-    let ev = s.ok(&["get", "events", "-o", "json"]);
-    assert!(ev.contains("JobAlreadyActive"), "no JobAlreadyActive event");
 }
 
 #[test]

@@ -259,8 +259,8 @@ pub async fn run_workers<R, F>(
 }
 
 /// Feed `queue` from the store: every key listed under `resync_prefix` at
-/// start, after a broken watch and every `period`; and `keys_of(event)` for
-/// every change.
+/// start, after a broken watch, every `period` and when the registry's
+/// clock jumps (tests' manual clock); and `keys_of(event)` for every change.
 pub async fn feed(
     name: &'static str,
     reg: Registry,
@@ -269,6 +269,7 @@ pub async fn feed(
     period: Duration,
     keys_of: fn(&Event) -> Vec<String>,
 ) {
+    let mut jumps = reg.clock.jumps();
     loop {
         let from = reg.store.revision();
         match reg.list_all(&resync_prefix).await {
@@ -303,6 +304,12 @@ pub async fn feed(
                     _ => break,
                 },
                 _ = ticker.tick() => break,
+                Some(Ok(())) = async {
+                    match jumps.as_mut() {
+                        Some(j) => Some(j.changed().await),
+                        None => None,
+                    }
+                } => break,
             }
         }
     }
