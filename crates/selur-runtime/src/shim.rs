@@ -131,9 +131,27 @@ fn pump(reader: impl Read, stream: &'static str, log: Arc<Mutex<JsonLog>>) {
     }
 }
 
+/// The exit code recorded when the shim itself fails (Kubernetes reports a
+/// container that could not be started with 128 and reason `StartError`).
+pub const START_ERROR_CODE: i32 = 128;
+
 fn write_exit(path: &Path, code: i32, signal: Option<i32>, oom: bool) -> Result<(), ShimError> {
-    let v = serde_json::json!({"exitCode": code, "signal": signal, "oomKilled": oom,
+    write_exit_file(path, code, signal, oom, None)
+}
+
+fn write_exit_file(
+    path: &Path,
+    code: i32,
+    signal: Option<i32>,
+    oom: bool,
+    start_error: Option<&str>,
+) -> Result<(), ShimError> {
+    let mut v = serde_json::json!({"exitCode": code, "signal": signal, "oomKilled": oom,
         "finishedAt": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)});
+    if let Some(message) = start_error {
+        v["reason"] = "StartError".into();
+        v["message"] = message.into();
+    }
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, v.to_string()).map_err(|source| ShimError::Io {
         what: "writing",
@@ -251,7 +269,37 @@ fn wait_for(pid: u32) -> Result<rustix::process::WaitStatus, ShimError> {
 /// master comes through runc's console socket and is logged as stdout. The
 /// shim keeps the terminal master, and with `stdin` the write end of the
 /// container's stdin, open for as long as the container runs.
+///
+/// When the shim itself fails (a log it cannot open, a terminal it cannot
+/// receive, a pid file it cannot read, ...), the container it may have
+/// created is removed (`delete --force`) and the exit file records exit code
+/// 128 with reason `StartError` and the error, so the agent learns at once
+/// instead of waiting out its start timeout.
 pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
+    let result = run_container(opts);
+    if let Err(e) = &result {
+        if !opts.exit_file.exists() {
+            if opts.runtime.knows(&opts.id) {
+                if let Err(d) = opts.runtime.delete(&opts.id) {
+                    tracing::warn!(container = %opts.id, error = %d, "cannot remove the container after a shim failure");
+                }
+            }
+            let message = e.to_string();
+            if let Err(w) = write_exit_file(
+                &opts.exit_file,
+                START_ERROR_CODE,
+                None,
+                false,
+                Some(&message),
+            ) {
+                tracing::warn!(container = %opts.id, error = %w, "cannot record the shim failure");
+            }
+        }
+    }
+    result
+}
+
+fn run_container(opts: &ShimOptions) -> Result<i32, ShimError> {
     let log = Arc::new(Mutex::new(JsonLog::open(opts.log.clone()).map_err(
         |source| ShimError::Io {
             what: "opening log",
@@ -411,6 +459,46 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn a_shim_failing_after_create_removes_the_container_and_records_a_start_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let bundle = d.path().join("bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        let calls = d.path().join("calls");
+        // A runtime whose `create` succeeds but writes no pid file.
+        let fake = d.path().join("fake-runc");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho \"$3\" >> {calls}\ncase \"$3\" in\n  create) mkdir -p \"$2/c1\" ;;\n  delete) rm -rf \"$2/c1\" ;;\nesac\nexit 0\n",
+                calls = calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exit = bundle.join("exit.json");
+        let o = ShimOptions::parse(args(&format!(
+            "--id c1 --runtime {} --runtime-root {} --bundle {} --log {} --exit-file {}",
+            fake.display(),
+            root.display(),
+            bundle.display(),
+            d.path().join("0.log").display(),
+            exit.display()
+        )))
+        .unwrap();
+        let e = run(&o).unwrap_err();
+        assert!(e.to_string().contains("init.pid"), "{e}");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&exit).unwrap()).unwrap();
+        assert_eq!(v["exitCode"], START_ERROR_CODE);
+        assert_eq!(v["reason"], "StartError");
+        assert!(v["message"].as_str().unwrap().contains("init.pid"), "{v}");
+        let calls = std::fs::read_to_string(&calls).unwrap();
+        assert_eq!(calls.lines().collect::<Vec<_>>(), ["create", "delete"]);
+        assert!(!root.join("c1").exists(), "the created container is gone");
     }
 
     #[test]

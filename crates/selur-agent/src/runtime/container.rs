@@ -125,11 +125,13 @@ pub struct Ctr {
 }
 
 /// How a run ended, from the shim's exit file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Exit {
     pub code: i64,
     pub finished_at: String,
     pub oom: bool,
+    /// `StartError` and why, when the shim could not run the container.
+    pub start_error: Option<String>,
 }
 
 impl Ctr {
@@ -152,6 +154,8 @@ impl Ctr {
             code: v["exitCode"].as_i64().unwrap_or(255),
             finished_at: v["finishedAt"].as_str().unwrap_or("").to_string(),
             oom: v["oomKilled"].as_bool().unwrap_or(false),
+            start_error: (v["reason"] == "StartError")
+                .then(|| v["message"].as_str().unwrap_or("").to_string()),
         })
     }
 

@@ -215,8 +215,7 @@ pub mod fake {
                 id.to_string(),
                 Exit {
                     code,
-                    finished_at: String::new(),
-                    oom: false,
+                    ..Default::default()
                 },
             );
         }

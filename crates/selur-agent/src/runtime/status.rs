@@ -82,13 +82,19 @@ impl Slot {
 pub fn terminated(c: &Ctr, started_at: &str, e: &Exit) -> Value {
     let reason = if e.oom {
         "OOMKilled"
+    } else if e.start_error.is_some() {
+        "StartError"
     } else if e.code == 0 {
         "Completed"
     } else {
         "Error"
     };
-    json!({"terminated": {"exitCode": e.code, "reason": reason, "startedAt": started_at,
-        "finishedAt": e.finished_at, "containerID": format!("runc://{}", c.id)}})
+    let mut t = json!({"exitCode": e.code, "reason": reason, "startedAt": started_at,
+        "finishedAt": e.finished_at, "containerID": format!("runc://{}", c.id)});
+    if let Some(m) = &e.start_error {
+        t["message"] = json!(m);
+    }
+    json!({ "terminated": t })
 }
 
 fn container_status(s: &Slot, initializing: bool) -> Value {
@@ -232,6 +238,31 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    #[test]
+    fn a_start_error_is_reported_with_its_message() {
+        let s = slot("a", Kind::App, true, None);
+        let e = Exit {
+            code: 128,
+            finished_at: "t1".into(),
+            start_error: Some("reading init.pid: no such file".into()),
+            ..Default::default()
+        };
+        let t = terminated(&s.ctr, "t0", &e);
+        assert_eq!(t["terminated"]["reason"], "StartError");
+        assert_eq!(t["terminated"]["exitCode"], 128);
+        assert_eq!(t["terminated"]["message"], "reading init.pid: no such file");
+        let t = terminated(
+            &s.ctr,
+            "t0",
+            &Exit {
+                code: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(t["terminated"]["reason"], "Error");
+        assert!(t["terminated"].get("message").is_none());
+    }
+
     fn slot(name: &str, kind: Kind, started: bool, exit: Option<i64>) -> Slot {
         let mut s = Slot::new(
             Ctr {
@@ -255,6 +286,7 @@ mod tests {
             code,
             finished_at: "t1".into(),
             oom: code == 137,
+            start_error: None,
         });
         s
     }
