@@ -198,12 +198,7 @@ fn graceful_deletion_shows_terminating_kills_at_the_grace_end_and_force_is_immed
 fn a_pull_from_an_unreachable_registry_backs_off_and_succeeds_once_it_appears() {
     let work = tempfile::tempdir().unwrap();
     let port = common::free_port();
-    let settings = work.path().join("registries.yaml");
-    std::fs::write(
-        &settings,
-        format!("configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"),
-    )
-    .unwrap();
+    let settings = common::insecure_registry_settings(work.path(), port);
     let s = Server::start(&[
         "--node-name",
         "main",

@@ -165,12 +165,7 @@ fn save_writes_an_oci_archive_that_skopeo_pushes_and_the_node_pulls_back() {
     let work = tempfile::tempdir().unwrap();
     let registry = LocalRegistry::start(work.path());
     let port = registry.port;
-    let settings = work.path().join("registries.yaml");
-    std::fs::write(
-        &settings,
-        format!("configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"),
-    )
-    .unwrap();
+    let settings = common::insecure_registry_settings(work.path(), port);
     let s = Server::start(&[
         "--node-name",
         "main",

@@ -398,6 +398,18 @@ pub struct LocalRegistry {
     pub port: u16,
 }
 
+/// Registry settings in `dir` marking the registry on 127.0.0.1:`port` as
+/// plain HTTP; returns the file's path.
+pub fn insecure_registry_settings(dir: &Path, port: u16) -> PathBuf {
+    let settings = dir.join("registries.yaml");
+    std::fs::write(
+        &settings,
+        format!("configs:\n  \"127.0.0.1:{port}\":\n    insecure: true\n"),
+    )
+    .expect("registry settings");
+    settings
+}
+
 /// A free loopback port (for a registry that appears later).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
