@@ -6,7 +6,7 @@
 //!
 //! Image references, digests and registry settings come from
 //! `selur-registry` and are re-exported here under their old paths
-//! ([`reference`], [`digest`], [`registries`], [`Digest`]).
+//! ([`reference`](mod@reference), [`digest`], [`registries`], [`Digest`]).
 //!
 //! Not here: talking to the API server.
 

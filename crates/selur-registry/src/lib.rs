@@ -14,7 +14,7 @@
 //!
 //! Both belong to the node and live in `selur-image`, whose `pull` streams
 //! layers into its store through [`remote::Remote`], and which re-exports
-//! [`digest`], [`reference`] and [`registries`] under its own paths.
+//! [`digest`], [`reference`](mod@reference) and [`registries`] under its own paths.
 
 #![forbid(unsafe_code)]
 
