@@ -4,21 +4,23 @@
 //! oci-archive, builds from
 //! distroless Containerfiles, safe layer unpacking and an ELF-reading lint.
 //!
-//! Not here: talking to registries (pull) and to the API server.
+//! Image references, digests and registry settings come from
+//! `selur-registry` and are re-exported here under their old paths
+//! ([`reference`](mod@reference), [`digest`], [`registries`], [`Digest`]).
+//!
+//! Not here: talking to the API server.
 
 #![forbid(unsafe_code)]
 
 pub mod build;
-pub mod digest;
 pub mod export;
 pub mod gc;
 pub mod import;
 pub mod lint;
 pub mod pull;
-pub mod reference;
-pub mod registries;
 pub mod store;
 pub mod unpack;
 
-pub use digest::Digest;
+pub use selur_registry::Digest;
+pub use selur_registry::{digest, reference, registries};
 pub use store::{ImageInfo, ImageStore, StoreError};

@@ -468,23 +468,10 @@ impl ImageStore {
         Ok(freed)
     }
 
-    /// From an image index, the linux/amd64 manifest's digest.
+    /// From an image index, the linux/amd64 manifest's digest (or its only
+    /// manifest's); the same choice a pull makes.
     pub fn pick_platform(index: &ImageIndex) -> Option<Digest> {
-        index
-            .manifests()
-            .iter()
-            .find(|m| {
-                m.platform().as_ref().is_some_and(|p| {
-                    p.os().to_string() == "linux" && p.architecture().to_string() == "amd64"
-                })
-            })
-            .or_else(|| {
-                index
-                    .manifests()
-                    .first()
-                    .filter(|_| index.manifests().len() == 1)
-            })
-            .and_then(|m| Digest::parse(m.digest().as_ref()).ok())
+        selur_registry::remote::pick_platform(index)
     }
 }
 

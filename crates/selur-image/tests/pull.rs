@@ -10,7 +10,7 @@ mod support;
 use std::fs;
 use std::sync::Mutex;
 
-use selur_image::pull::{pull, resolve_remote, PullError, PullProgress};
+use selur_image::pull::{pull, resolve_remote, PullError, PullProgress, RemoteError};
 use selur_image::registries::RegistrySettings;
 use selur_image::ImageStore;
 use support::{free_port, Options, Registry, TestImage, PASS, USER};
@@ -118,7 +118,10 @@ async fn wrong_or_missing_credentials_are_reported() {
         .unwrap_err();
     let msg = err.to_string();
     eprintln!("{msg}");
-    assert!(matches!(err, PullError::Unauthorized { .. }), "{msg}");
+    assert!(
+        matches!(err, PullError::Remote(RemoteError::Unauthorized { .. })),
+        "{msg}"
+    );
     assert_eq!(
         msg,
         format!(
@@ -272,7 +275,10 @@ async fn tampered_layer_is_refused_and_not_stored() {
     let err = pull(&store, &s, &name, &no_progress).await.unwrap_err();
     let msg = err.to_string();
     eprintln!("{msg}");
-    assert!(matches!(err, PullError::DigestMismatch { .. }), "{msg}");
+    assert!(
+        matches!(err, PullError::Remote(RemoteError::DigestMismatch { .. })),
+        "{msg}"
+    );
     assert!(
         msg.contains("digest mismatch") && msg.contains(bad.as_str()),
         "{msg}"

@@ -53,7 +53,7 @@ pub fn image_needs(pod: &PodInfo, catalog: &Catalog) -> Vec<ImageNeed> {
             names: vec![reference.clone()],
             layers: Vec::new(),
         };
-        if let Ok(n) = selur_image::reference::normalize(reference) {
+        if let Ok(n) = selur_registry::reference::normalize(reference) {
             need.names.push(n);
         }
         if let Some(img) = catalog.resolve(reference) {

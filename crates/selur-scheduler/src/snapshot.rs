@@ -215,7 +215,7 @@ impl Catalog {
         if let Some((_, digest)) = reference.split_once('@') {
             return self.images.get(digest);
         }
-        let name = selur_image::reference::normalize(reference).ok()?;
+        let name = selur_registry::reference::normalize(reference).ok()?;
         self.by_name
             .get(&name)
             .or_else(|| self.by_name.get(reference))

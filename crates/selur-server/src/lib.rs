@@ -46,7 +46,7 @@ pub struct ServerConfig {
     /// How long a node may miss heartbeats before it is marked unreachable.
     pub node_grace: Duration,
     /// Registry settings the server uses to resolve images it has not seen (manifest and config only).
-    pub registries: selur_image::registries::RegistrySettings,
+    pub registries: selur_registry::registries::RegistrySettings,
     /// The in-process scheduler's settings; `None` runs without one (`--disable-scheduler`).
     pub scheduler: Option<scheduler::SchedulerConfig>,
     /// Back-off between re-creations of a Job's failed pods (first delay, doubling to the cap).

@@ -33,15 +33,15 @@ pub async fn resolve(
 
 async fn resolve_into_catalog(
     reg: &Registry,
-    settings: &selur_image::registries::RegistrySettings,
+    settings: &selur_registry::registries::RegistrySettings,
     reference: Option<&str>,
 ) -> ApiResult<Value> {
     let reference = reference
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_request("give the image reference as ?ref=NAME"))?;
-    let name = selur_image::reference::normalize(reference)
+    let name = selur_registry::reference::normalize(reference)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let (digest, manifest, config) = selur_image::pull::resolve_remote(settings, reference)
+    let (digest, manifest, config) = selur_registry::resolve_remote(settings, reference)
         .await
         .map_err(|e| {
             ApiError::new(

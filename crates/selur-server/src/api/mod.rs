@@ -31,7 +31,7 @@ pub struct ApiState {
     pub registry: Registry,
     pub bookmark_interval: Duration,
     pub tunnels: crate::tunnel::Tunnels,
-    pub registries: Arc<selur_image::registries::RegistrySettings>,
+    pub registries: Arc<selur_registry::registries::RegistrySettings>,
 }
 
 /// The router for the whole API.

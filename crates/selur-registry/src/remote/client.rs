@@ -16,7 +16,7 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::Client;
 use sha2::{Digest as _, Sha256};
 
-use super::PullError;
+use super::RemoteError;
 use crate::registries::{Endpoint, Protocol};
 use crate::Digest;
 
@@ -29,21 +29,21 @@ const MANIFEST_TYPES: &[&str] = &[
 ];
 
 /// Why a request failed.
-pub(super) enum Failure {
+pub enum Failure {
     /// The endpoint is unreachable or lacks the content: try the next one.
     Retry(String),
     /// A failure another endpoint would not cure (credentials, tampering).
-    Fatal(PullError),
+    Fatal(RemoteError),
 }
 
-impl From<PullError> for Failure {
-    fn from(e: PullError) -> Self {
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
         Failure::Fatal(e)
     }
 }
 
 /// A client for one endpoint.
-pub(super) struct Remote {
+pub struct Remote {
     pub endpoint: Endpoint,
     client: Client,
     auth: RegistryAuth,
@@ -51,10 +51,10 @@ pub(super) struct Remote {
 
 impl Remote {
     /// Build the client; a CA file that cannot be read or parsed is an error.
-    pub fn new(endpoint: &Endpoint) -> Result<Self, PullError> {
+    pub fn new(endpoint: &Endpoint) -> Result<Self, RemoteError> {
         let mut extra_root_certificates = Vec::new();
         if let Some(path) = &endpoint.ca_file {
-            let data = std::fs::read(path).map_err(|e| PullError::Settings {
+            let data = std::fs::read(path).map_err(|e| RemoteError::Settings {
                 host: endpoint.host.clone(),
                 message: format!("CA file {}: {e}", path.display()),
             })?;
@@ -75,7 +75,7 @@ impl Remote {
             read_timeout: Some(Duration::from_secs(60)),
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config).map_err(|e| PullError::Settings {
+        let client = Client::try_from(config).map_err(|e| RemoteError::Settings {
             host: endpoint.host.clone(),
             message: error_chain(&e),
         })?;
@@ -121,7 +121,7 @@ impl Remote {
         let actual = Digest::of(&body);
         if let Some(expected) = digest {
             if actual.as_str() != expected {
-                return Err(Failure::Fatal(PullError::DigestMismatch {
+                return Err(Failure::Fatal(RemoteError::DigestMismatch {
                     what,
                     endpoint: self.endpoint.to_string(),
                     expected: expected.to_string(),
@@ -152,7 +152,7 @@ impl Remote {
         let mut hasher = Sha256::new();
         let mut done = 0u64;
         let mismatch = |hasher: Sha256| {
-            Failure::Fatal(PullError::DigestMismatch {
+            Failure::Fatal(RemoteError::DigestMismatch {
                 what: what.clone(),
                 endpoint: self.endpoint.to_string(),
                 expected: digest.to_string(),
@@ -176,7 +176,7 @@ impl Remote {
             };
             done += chunk.len() as u64;
             if done > size {
-                return Err(Failure::Fatal(PullError::SizeMismatch {
+                return Err(Failure::Fatal(RemoteError::SizeMismatch {
                     what,
                     endpoint: self.endpoint.to_string(),
                     expected: size,
@@ -185,7 +185,7 @@ impl Remote {
             }
             hasher.update(&chunk);
             out.write_all(&chunk).map_err(|e| {
-                Failure::Fatal(PullError::Write {
+                Failure::Fatal(RemoteError::Write {
                     what: what.clone(),
                     source: e,
                 })
@@ -193,7 +193,7 @@ impl Remote {
             progress(done);
         }
         if done != size {
-            return Err(Failure::Fatal(PullError::SizeMismatch {
+            return Err(Failure::Fatal(RemoteError::SizeMismatch {
                 what,
                 endpoint: self.endpoint.to_string(),
                 expected: size,
@@ -212,7 +212,7 @@ impl Remote {
     fn classify(&self, what: &str, e: OciDistributionError) -> Failure {
         use OciDistributionError as E;
         let unauthorized = || {
-            Failure::Fatal(PullError::Unauthorized {
+            Failure::Fatal(RemoteError::Unauthorized {
                 host: self.endpoint.host.clone(),
                 had_credentials: self.endpoint.auth.is_some(),
             })
@@ -230,7 +230,7 @@ impl Remote {
                 unauthorized()
             }
             E::DigestError(DigestError::VerificationError { expected, actual }) => {
-                Failure::Fatal(PullError::DigestMismatch {
+                Failure::Fatal(RemoteError::DigestMismatch {
                     what: what.to_string(),
                     endpoint: self.endpoint.to_string(),
                     expected: expected.clone(),
@@ -251,7 +251,7 @@ impl Remote {
 }
 
 /// An error and its sources, joined by `: ` (repeats left out).
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
