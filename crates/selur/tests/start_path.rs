@@ -1,5 +1,5 @@
-//! The container start path: the shim runs `runc create` and `runc start`
-//! and is the container's subreaper, so no `runc` process stays per
+//! The container start path: the shim runs `runc run --detach` and is the
+//! container's subreaper, so no `runc` process stays per
 //! container; a `tty: true` container gets its terminal through runc's
 //! console socket, and exec still works.
 
