@@ -555,11 +555,12 @@ fn print_report(args: &Args, r: &Report) {
         );
         println!();
         println!(
-            "Note: the shims run the same `selur` executable as the server, so PSS moves the shared \
-             pages' cost from the server to the shims as they start (the server's PSS delta can be \
-             negative); only the sum is meaningful. Idle readings: 1 s after the node registered; \
-             the others {} s after the last change. Each shim keeps a foreground `runc run` \
-             process, listed but not counted as Selur's.",
+            "Note: the shims (`selur-shim`, or `selur shim` when that is missing) share pages with \
+             the server, so PSS moves some shared pages' cost from the server to the shims as they \
+             start (the server's PSS delta can be negative); only the sum is meaningful. Idle \
+             readings: 1 s after the node registered; the others {} s after the last change. The \
+             shims start containers with `runc run --detach` and keep no runc process; any \
+             `runc` process found under a shim is listed but not counted as Selur's.",
             SETTLE.as_secs()
         );
     }
