@@ -3,8 +3,9 @@
 //! defaults ([`defaults`]), field-path validation ([`validate`]), label and
 //! field selectors ([`selector`]), resource quantities ([`quantity`]) and the
 //! three patch formats including strategic merge ([`patch`]), the framing of
-//! the exec/port-forward streams ([`stream`]) and the columns of the tables
-//! `get` shows per kind ([`columns`]).
+//! the exec/port-forward streams ([`stream`]), the columns of the tables
+//! `get` shows per kind ([`columns`]) and the cluster's IPv6 network
+//! settings ([`network`]).
 //!
 //! The server, the CLI and later the agent share these so that a manifest is
 //! judged the same way wherever it is read.
@@ -17,6 +18,7 @@ pub mod decode;
 pub mod defaults;
 pub mod error;
 pub mod kinds;
+pub mod network;
 pub mod object;
 pub mod patch;
 pub mod quantity;

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     /// The time controllers go by: the system clock, or a test's
     /// [`clock::ManualClock`].
     pub clock: Arc<dyn Clock>,
+    /// Pod and Service ranges and the DNS domain (checked at start).
+    pub network: selur_api::network::ClusterNetwork,
 }
 
 impl ServerConfig {
@@ -75,6 +77,7 @@ impl ServerConfig {
             job_backoff: Default::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
+            network: Default::default(),
         }
     }
 }

@@ -145,6 +145,25 @@ struct ServerArgs {
     /// First delay before a Job re-creates a failed pod (doubles per failure, capped at 6 minutes).
     #[arg(long, default_value = "10s", value_parser = parse_dur)]
     job_backoff: Duration,
+    /// Cluster settings file: Selur's `networking: {ipFamily: IPv6, podCIDR,
+    /// serviceCIDR, clusterDomain, nodeCIDRMaskSize}` or a kubeadm
+    /// ClusterConfiguration (`networking: {podSubnet, serviceSubnet,
+    /// dnsDomain}`). Flags given here win over the file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The pod range, IPv6 only (default fd00::/48); each node gets a
+    /// /--node-cidr-mask slice of it.
+    #[arg(long, value_name = "CIDR")]
+    cluster_cidr: Option<String>,
+    /// The Service (ClusterIP) range, IPv6 only, /108 to /124 (default fd01::/112).
+    #[arg(long, value_name = "CIDR")]
+    service_cidr: Option<String>,
+    /// The cluster's DNS domain (default cluster.local).
+    #[arg(long, value_name = "DOMAIN")]
+    cluster_domain: Option<String>,
+    /// Prefix length of each node's pod range (default 64).
+    #[arg(long, value_name = "BITS")]
+    node_cidr_mask: Option<u8>,
     /// Do not run a node agent inside the server (control plane only).
     #[arg(long)]
     disable_agent: bool,
@@ -416,9 +435,38 @@ async fn run_agent(a: AgentCmdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster's network settings: the `--config` file's, with the flags
+/// given on top; refused (naming the setting) when unusable.
+fn cluster_network(a: &ServerArgs) -> anyhow::Result<selur_api::network::ClusterNetwork> {
+    use selur_api::network::{parse_config, NetworkInput};
+    let mut input = NetworkInput::default();
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read --config {}: {e}", path.display()))?;
+        let (from_file, skipped) = parse_config(&path.display().to_string(), &text)?;
+        if !skipped.is_empty() {
+            tracing::info!(file = %path.display(), kinds = %skipped.join(", "), "config documents that are not Selur's skipped");
+        }
+        input = from_file;
+    }
+    let flag = |name: &str, v: &Option<String>| v.clone().map(|v| (name.to_string(), v));
+    let flags = NetworkInput {
+        cluster_cidr: flag("--cluster-cidr", &a.cluster_cidr),
+        service_cidr: flag("--service-cidr", &a.service_cidr),
+        cluster_domain: flag("--cluster-domain", &a.cluster_domain),
+        node_cidr_mask: a
+            .node_cidr_mask
+            .map(|m| ("--node-cidr-mask".to_string(), m)),
+    };
+    Ok(input.overridden_by(flags).resolve()?)
+}
+
 async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     init_logging(&a.log_format);
     let mut config = ServerConfig::new(a.data_dir.clone(), a.listen);
+    config.network = cluster_network(&a)?;
+    tracing::info!(pods = %config.network.cluster_cidr, node_mask = config.network.node_cidr_mask,
+        services = %config.network.service_cidr, domain = %config.network.cluster_domain, "cluster network");
     config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
     config.job_backoff.base = a.job_backoff;
     config.shutdown_timeout = a.shutdown_timeout;
