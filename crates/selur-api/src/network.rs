@@ -71,6 +71,33 @@ impl Ipv6Cidr {
         self.first() <= v && v <= self.last()
     }
 
+    /// The `index`-th sub-network of length `prefix` (`None` when `prefix` is
+    /// not longer than this network's or `index` is past its end).
+    pub fn subnet(&self, prefix: u8, index: u128) -> Option<Ipv6Cidr> {
+        if prefix <= self.prefix || prefix > 128 {
+            return None;
+        }
+        let bits = u32::from(prefix - self.prefix);
+        if bits < 128 && index >> bits != 0 {
+            return None;
+        }
+        let step = 1u128.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+        let addr = self.first().checked_add(index.checked_mul(step)?)?;
+        Some(Ipv6Cidr {
+            addr: Ipv6Addr::from(addr),
+            prefix,
+        })
+    }
+
+    /// Which sub-network of length `prefix` `inner` is (`None` when it is
+    /// not one of them).
+    pub fn subnet_index(&self, prefix: u8, inner: &Ipv6Cidr) -> Option<u128> {
+        if inner.prefix != prefix || prefix <= self.prefix || !self.contains(inner.addr) {
+            return None;
+        }
+        Some((inner.first() - self.first()) >> (128 - u32::from(prefix)))
+    }
+
     /// The address `n` places after the network address (`None` past its end).
     pub fn nth(&self, n: u128) -> Option<Ipv6Addr> {
         let v = self.first().checked_add(n)?;
@@ -430,6 +457,23 @@ mod tests {
 
     fn flag(name: &str, v: &str) -> Option<(String, String)> {
         Some((name.to_string(), v.to_string()))
+    }
+
+    #[test]
+    fn subnets_are_numbered_from_the_start_of_the_range() {
+        let c: Ipv6Cidr = "fd00::/48".parse().unwrap();
+        assert_eq!(c.subnet(64, 0).unwrap().to_string(), "fd00::/64");
+        assert_eq!(c.subnet(64, 1).unwrap().to_string(), "fd00:0:0:1::/64");
+        assert_eq!(
+            c.subnet(64, 65535).unwrap().to_string(),
+            "fd00:0:0:ffff::/64"
+        );
+        assert_eq!(c.subnet(64, 65536), None);
+        assert_eq!(c.subnet(48, 0), None);
+        let s: Ipv6Cidr = "fd00:0:0:2a::/64".parse().unwrap();
+        assert_eq!(c.subnet_index(64, &s), Some(42));
+        let outside: Ipv6Cidr = "fd05::/64".parse().unwrap();
+        assert_eq!(c.subnet_index(64, &outside), None);
     }
 
     #[test]

@@ -203,6 +203,14 @@ pub async fn serve_with(
         (grace / 4).max(Duration::from_millis(250)),
         move |reg| controllers::node_lifecycle::pass(reg, grace),
     ));
+    let network = config.network.clone();
+    tasks.spawn(controllers::run_loop(
+        "node-ipam",
+        registry.clone(),
+        controllers::node_ipam::relevant,
+        config.gc_period,
+        move |reg| controllers::node_ipam::pass(reg, network.clone()),
+    ));
     controllers::spawn_workloads(&mut tasks, &registry, config.gc_period, config.job_backoff);
     if let Some(sc) = config.scheduler.clone() {
         tasks.spawn(scheduler::run(registry.clone(), sc));

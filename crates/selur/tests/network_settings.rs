@@ -115,3 +115,46 @@ fn the_seeds_config_forms_are_accepted_and_flags_win() {
     assert!(log.contains("cluster network"), "{log}");
     assert!(log.contains("fd01::/112"), "{log}");
 }
+
+/// Each node gets its own /64 of the cluster range as spec.podCIDR(s); a
+/// deleted node's range goes to the next node that joins.
+#[test]
+fn every_node_gets_its_own_pod_range_and_a_deleted_nodes_range_is_reused() {
+    use std::time::{Duration, Instant};
+    let s = common::Server::start(&["--node-name", "ipam-main"]);
+    let a = common::ExtraAgent::start(&s, "ipam-a", &[]);
+    let ranges = |want: usize| -> std::collections::BTreeMap<String, String> {
+        let start = Instant::now();
+        loop {
+            let v = s.get_json(&["nodes"]);
+            let m: std::collections::BTreeMap<String, String> = v["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| {
+                    let cidr = n["spec"]["podCIDR"].as_str()?;
+                    assert_eq!(n["spec"]["podCIDRs"], serde_json::json!([cidr]), "{n}");
+                    Some((
+                        n["metadata"]["name"].as_str()?.to_string(),
+                        cidr.to_string(),
+                    ))
+                })
+                .collect();
+            if m.len() == want {
+                return m;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "ranges: {v}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let m = ranges(2);
+    let mut got: Vec<&String> = m.values().collect();
+    got.sort();
+    assert_eq!(got, ["fd00:0:0:1::/64", "fd00::/64"], "{m:?}");
+    let freed = m["ipam-a"].clone();
+    drop(a);
+    s.ok(&["delete", "node", "ipam-a"]);
+    let _b = common::ExtraAgent::start(&s, "ipam-b", &[]);
+    let m = ranges(2);
+    assert_eq!(m.get("ipam-b"), Some(&freed), "{m:?}");
+}

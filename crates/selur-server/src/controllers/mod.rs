@@ -17,6 +17,7 @@ pub mod job;
 pub mod job_logic;
 mod job_status;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod podstate;
 pub mod replicaset;

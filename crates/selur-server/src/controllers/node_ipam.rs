@@ -1,0 +1,154 @@
+//! Node IPAM: every Node gets its own slice of the cluster's pod range
+//! (`--cluster-cidr`, a `/--node-cidr-mask` each, `fd00::/64`,
+//! `fd00:0:0:1::/64`, ... with the defaults) as `spec.podCIDR` and
+//! `spec.podCIDRs`, the lowest free one first, as kube-controller-manager's
+//! node IPAM does. A range is free again once its Node is deleted. Passes
+//! never overlap (one task), so two nodes never get the same range. A node
+//! that already has a `podCIDR` keeps it; one outside the cluster range, or
+//! taken by another node, is left alone and logged.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use selur_api::kinds;
+use selur_api::network::{ClusterNetwork, Ipv6Cidr};
+use selur_store::Event;
+
+use crate::registry::{decode_kv, prefix, Registry, Subresource};
+use crate::status::{ApiError, ApiResult};
+
+/// Nodes are what this controller looks at.
+pub fn relevant(ev: &Event) -> bool {
+    ev.kv.key.starts_with("/registry/core/nodes/")
+}
+
+/// The ranges to hand out: for each node without one (in name order), the
+/// lowest range no node holds. Nodes that cannot get one (the range is
+/// used up) are left out.
+pub fn plan(net: &ClusterNetwork, nodes: &[(String, Option<String>)]) -> Vec<(String, Ipv6Cidr)> {
+    let mask = net.node_cidr_mask;
+    let mut used: BTreeSet<u128> = BTreeSet::new();
+    for (name, cidr) in nodes {
+        let Some(text) = cidr else { continue };
+        match text
+            .parse::<Ipv6Cidr>()
+            .ok()
+            .and_then(|c| net.cluster_cidr.subnet_index(mask, &c))
+        {
+            Some(i) => {
+                if !used.insert(i) {
+                    tracing::warn!(node = %name, pod_cidr = %text, "node's podCIDR is also another node's");
+                }
+            }
+            None => {
+                tracing::warn!(node = %name, pod_cidr = %text, cluster_cidr = %net.cluster_cidr,
+                    node_mask = mask, "node's podCIDR is not one of the cluster's node ranges; left as it is")
+            }
+        }
+    }
+    let mut want: Vec<&String> = nodes
+        .iter()
+        .filter(|(_, c)| c.is_none())
+        .map(|(n, _)| n)
+        .collect();
+    want.sort();
+    let mut out = Vec::new();
+    let mut next: u128 = 0;
+    for name in want {
+        while used.contains(&next) {
+            next += 1;
+        }
+        let Some(c) = net.cluster_cidr.subnet(mask, next) else {
+            tracing::warn!(node = %name, cluster_cidr = %net.cluster_cidr, node_mask = mask,
+                "no free node range left for this node's pods");
+            break;
+        };
+        used.insert(next);
+        out.push((name.clone(), c));
+    }
+    out
+}
+
+/// One pass over all nodes.
+pub async fn pass(reg: Registry, net: ClusterNetwork) -> ApiResult<()> {
+    let node_kind = kinds::by_cli_name("nodes")
+        .ok_or_else(|| ApiError::internal("kind nodes missing".to_string()))?;
+    let (items, _) = reg.list_all(&prefix(node_kind, None)).await?;
+    let mut nodes = Vec::new();
+    for kv in &items {
+        let n = decode_kv(kv)?;
+        let Some(name) = n.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        if n.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let cidr = n
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+        nodes.push((name.to_string(), cidr));
+    }
+    for (name, cidr) in plan(&net, &nodes) {
+        let c = cidr.to_string();
+        let patch = json!({"spec": {"podCIDR": c, "podCIDRs": [c]}});
+        match reg
+            .merge(node_kind, None, &name, &patch, Subresource::Main)
+            .await
+        {
+            Ok(_) => tracing::info!(node = %name, pod_cidr = %c, "node range assigned"),
+            // Deleted meanwhile: nothing to do.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(name: &str, cidr: Option<&str>) -> (String, Option<String>) {
+        (name.to_string(), cidr.map(String::from))
+    }
+
+    #[test]
+    fn the_lowest_free_ranges_go_to_nodes_without_one() {
+        let net = ClusterNetwork::default();
+        let got = plan(
+            &net,
+            &[
+                n("b", None),
+                n("a", Some("fd00::/64")),
+                n("c", None),
+                n("d", Some("fd00:0:0:2::/64")),
+                // Not one of the cluster's ranges: kept, nothing reserved.
+                n("e", Some("fd09::/64")),
+            ],
+        );
+        let got: Vec<(String, String)> = got.into_iter().map(|(a, c)| (a, c.to_string())).collect();
+        assert_eq!(
+            got,
+            [
+                ("b".to_string(), "fd00:0:0:1::/64".to_string()),
+                ("c".to_string(), "fd00:0:0:3::/64".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_cluster_range_leaves_the_rest_without_one() {
+        let net = selur_api::network::NetworkInput {
+            cluster_cidr: Some(("--cluster-cidr".into(), "fd00::/63".into())),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let got = plan(&net, &[n("a", None), n("b", None), n("c", None)]);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1].1.to_string(), "fd00:0:0:1::/64");
+    }
+}
