@@ -141,17 +141,14 @@ impl Probe {
         p
     }
 
-    /// Whether the probe should run now (`started`: when the container started).
-    pub fn due(&self, now: Instant, started: Instant) -> bool {
-        match self.next {
-            Some(t) => now >= t,
-            None => now >= started + self.initial_delay,
-        }
+    /// When the probe should run next (`started`: when the container started).
+    pub fn due_at(&self, started: Instant) -> Instant {
+        self.next.unwrap_or(started + self.initial_delay)
     }
 
-    /// When the probe is due next (`None`: at `started` + initial delay).
-    pub fn next_due(&self) -> Option<Instant> {
-        self.next
+    /// Whether the probe should run now (`started`: when the container started).
+    pub fn due(&self, now: Instant, started: Instant) -> bool {
+        now >= self.due_at(started)
     }
 
     /// Count one result.
@@ -301,21 +298,21 @@ mod tests {
                 counted_failure: false
             }
         );
-        assert_eq!(p.next_due(), Some(t + Duration::from_millis(25)));
+        assert_eq!(p.due_at(t), t + Duration::from_millis(25));
         let t1 = t + Duration::from_millis(25);
         assert!(!p.record(false, t1).counted_failure);
-        assert_eq!(p.next_due(), Some(t1 + Duration::from_millis(50)));
+        assert_eq!(p.due_at(t), t1 + Duration::from_millis(50));
         assert_eq!(p.verdict, None);
         // Retries never go past the end of the first period ...
         let t2 = t + Duration::from_millis(990);
         p.record(false, t2);
-        assert_eq!(p.next_due(), Some(t + Duration::from_secs(1)));
+        assert_eq!(p.due_at(t), t + Duration::from_secs(1));
         // ... where a failure counts as usual.
         let t3 = t + Duration::from_secs(1);
         let r = p.record(false, t3);
         assert!(r.counted_failure && r.changed);
         assert_eq!(p.verdict, Some(false));
-        assert_eq!(p.next_due(), Some(t3 + Duration::from_secs(1)));
+        assert_eq!(p.due_at(t), t3 + Duration::from_secs(1));
 
         // A success ends the quick retries for this run of the container.
         let mut p = Probe::from_spec(Kind::Readiness, &json!({"periodSeconds": 5}));
@@ -323,7 +320,7 @@ mod tests {
         assert!(p.record(true, t1).changed);
         let r = p.record(false, t2);
         assert!(r.counted_failure);
-        assert_eq!(p.next_due(), Some(t2 + Duration::from_secs(5)));
+        assert_eq!(p.due_at(t), t2 + Duration::from_secs(5));
         // A restarted container starts afresh.
         p.reset();
         assert!(!p.record(false, t3).counted_failure);

@@ -172,17 +172,29 @@ impl PodRun {
     /// running container is due.
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
-        let mut wake = now + Duration::from_millis(200);
-        for s in &self.slots {
-            if !s.running() || s.kill_at.is_some() || s.st.stopping {
-                continue;
-            }
-            for p in &s.probes {
-                let due = p.next_due().unwrap_or(s.run_started + p.initial_delay);
-                wake = wake.min(due.max(now));
-            }
-        }
-        wake
+        let wake = self
+            .armed_probes()
+            .map(|(i, j)| self.slots[i].probes[j].due_at(self.slots[i].run_started))
+            .fold(now + Duration::from_millis(200), Instant::min);
+        // Never a busy loop, whatever a probe's state.
+        wake.max(now + Duration::from_millis(5))
+    }
+
+    /// The probes that may run (slot, probe): those of running containers
+    /// not being stopped; only the startup probe until it passed.
+    fn armed_probes(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.running() && s.kill_at.is_none() && !s.st.stopping)
+            .flat_map(|(i, s)| {
+                let startup_pending = !s.started_ok();
+                s.probes
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, p)| !startup_pending || p.kind == probes::Kind::Startup)
+                    .map(move |(j, _)| (i, j))
+            })
     }
 
     /// The pod as the planner sees it.
@@ -513,21 +525,10 @@ impl PodRun {
     /// (the planner acts on the verdicts).
     async fn probe_step(&mut self) {
         let now = Instant::now();
-        let mut jobs: Vec<(usize, usize)> = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if !s.running() || s.kill_at.is_some() || s.st.stopping {
-                continue;
-            }
-            let startup_pending = !s.started_ok();
-            for (j, p) in s.probes.iter().enumerate() {
-                if startup_pending && p.kind != probes::Kind::Startup {
-                    continue;
-                }
-                if p.due(now, s.run_started) {
-                    jobs.push((i, j));
-                }
-            }
-        }
+        let jobs: Vec<(usize, usize)> = self
+            .armed_probes()
+            .filter(|&(i, j)| self.slots[i].probes[j].due(now, self.slots[i].run_started))
+            .collect();
         if jobs.is_empty() {
             return;
         }
@@ -668,6 +669,38 @@ mod tests {
         );
         run.step().await;
         assert_eq!(starts(&ops).len(), 5);
+    }
+
+    #[tokio::test]
+    async fn probes_held_back_by_a_pending_startup_probe_do_not_wake_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let ops = Arc::new(Fake::default());
+        let exec = json!({"command": ["true"]});
+        let v = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+            "spec": {"containers": [{"name": "c0", "image": "busybox",
+                "startupProbe": {"exec": exec, "initialDelaySeconds": 30},
+                "readinessProbe": {"exec": exec}}]}});
+        let mut run = PodRun::with_ops(
+            agent(dir.path()),
+            Arc::new(serde_json::from_value(v).unwrap()),
+            PodState::default(),
+            ops.clone(),
+            rx,
+        );
+        run.step().await;
+        assert_eq!(starts(&ops).len(), 1);
+        // Only the startup probe is armed, due in 30 s: the readiness probe
+        // (due at once) must not make the loop spin until startup passes.
+        let armed: Vec<_> = run.armed_probes().collect();
+        assert_eq!(armed.len(), 1);
+        assert_eq!(run.slots[0].probes[armed[0].1].kind, probes::Kind::Startup);
+        let wake = run.next_wake();
+        assert!(
+            wake >= Instant::now() + Duration::from_millis(150),
+            "the loop would wake in {:?}",
+            wake - Instant::now()
+        );
     }
 
     #[tokio::test]
