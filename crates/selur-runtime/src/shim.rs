@@ -138,11 +138,8 @@ fn pump(reader: impl Read, stream: &'static str, log: Arc<Mutex<JsonLog>>) {
 /// container that could not be started with 128 and reason `StartError`).
 pub const START_ERROR_CODE: i32 = 128;
 
-fn write_exit(path: &Path, code: i32, signal: Option<i32>, oom: bool) -> Result<(), ShimError> {
-    write_exit_file(path, code, signal, oom, None)
-}
-
-fn write_exit_file(
+/// Record how the run ended; `start_error` when the shim itself failed.
+fn write_exit(
     path: &Path,
     code: i32,
     signal: Option<i32>,
@@ -282,13 +279,9 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
     let result = run_container(opts);
     if let Err(e) = &result {
         if !opts.exit_file.exists() {
-            if opts.runtime.knows(&opts.id) {
-                if let Err(d) = opts.runtime.delete(&opts.id) {
-                    tracing::warn!(container = %opts.id, error = %d, "cannot remove the container after a shim failure");
-                }
-            }
+            remove_if_created(opts, "after a shim failure");
             let message = e.to_string();
-            if let Err(w) = write_exit_file(
+            if let Err(w) = write_exit(
                 &opts.exit_file,
                 START_ERROR_CODE,
                 None,
@@ -300,6 +293,16 @@ pub fn run(opts: &ShimOptions) -> Result<i32, ShimError> {
         }
     }
     result
+}
+
+/// Remove the container if the runtime still knows it (`when` says why, in
+/// the warning if that fails).
+fn remove_if_created(opts: &ShimOptions, when: &str) {
+    if opts.runtime.knows(&opts.id) {
+        if let Err(e) = opts.runtime.delete(&opts.id) {
+            tracing::warn!(container = %opts.id, error = %e, "cannot remove the container {when}");
+        }
+    }
 }
 
 fn run_container(opts: &ShimOptions) -> Result<i32, ShimError> {
@@ -395,16 +398,12 @@ fn run_container(opts: &ShimOptions) -> Result<i32, ShimError> {
     let started = started?;
     drop((out_w, err_w));
     let end = |code: i32, signal: Option<i32>, oom_killed: bool| -> Result<i32, ShimError> {
-        write_exit(&opts.exit_file, code, signal, oom_killed)?;
+        write_exit(&opts.exit_file, code, signal, oom_killed, None)?;
         Ok(code)
     };
     if !started.success() {
         // runc removes what it created when `run` fails; make sure.
-        if opts.runtime.knows(&opts.id) {
-            if let Err(e) = opts.runtime.delete(&opts.id) {
-                tracing::warn!(container = %opts.id, error = %e, "cannot remove a container that never started");
-            }
-        }
+        remove_if_created(opts, "that never started");
         for p in pumps {
             let _ = p.join();
         }
@@ -464,7 +463,7 @@ mod tests {
         let bundle = d.path().join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
         let calls = d.path().join("calls");
-        // A runtime whose `create` succeeds but writes no pid file.
+        // A runtime whose `run` succeeds but writes no pid file.
         let fake = d.path().join("fake-runc");
         std::fs::write(
             &fake,
