@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::digest::Digest;
 use crate::reference::Reference;
-use crate::store::{ImageStore, StoreError};
+use crate::store::{desc_digest, ImageStore, StoreError};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
@@ -60,50 +60,65 @@ pub fn export_oci_archive(
         "manifests": [desc],
     });
 
-    let io = |path: &str| {
-        let path = std::path::PathBuf::from(path);
-        move |source| StoreError::Io { path, source }
-    };
     let mut tar = tar::Builder::new(out);
-    let put = |tar: &mut tar::Builder<_>, path: &str, bytes: &[u8]| {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(bytes.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, path, bytes).map_err(io(path))
-    };
-    put(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
+    append(&mut tar, "oci-layout", layout.len() as u64, &layout[..])?;
     let index_bytes = serde_json::to_vec(&index).map_err(|e| StoreError::Invalid {
         what: "index.json".into(),
         reason: e.to_string(),
     })?;
-    put(&mut tar, "index.json", &index_bytes)?;
-    let path = format!("blobs/sha256/{}", manifest_digest.hex());
-    put(&mut tar, &path, &manifest_bytes)?;
+    append(
+        &mut tar,
+        "index.json",
+        index_bytes.len() as u64,
+        &index_bytes[..],
+    )?;
+    let blob_path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    let manifest_len = manifest_bytes.len() as u64;
+    append(
+        &mut tar,
+        &blob_path(&manifest_digest),
+        manifest_len,
+        &manifest_bytes[..],
+    )?;
     let mut seen = std::collections::HashSet::new();
     for b in blobs {
-        let d = Digest::parse(&b).map_err(|e| StoreError::Invalid {
-            what: format!("descriptor {b}"),
-            reason: e.to_string(),
-        })?;
-        if !seen.insert(d.clone()) {
-            continue;
+        let d = desc_digest(b)?;
+        if seen.insert(d.clone()) {
+            let path = blob_path(&d);
+            let f = store.open_blob(&d)?;
+            let len = f.metadata().map_err(|e| io_err(&path, e))?.len();
+            append(&mut tar, &path, len, f)?;
         }
-        let f = store.open_blob(&d)?;
-        let path = format!("blobs/sha256/{}", d.hex());
-        let len = f.metadata().map_err(io(&path))?.len();
-        let mut h = tar::Header::new_ustar();
-        h.set_size(len);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, &path, f).map_err(io(&path))?;
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())
-        .map_err(io("archive"))?;
+        .map_err(|e| io_err("archive", e))?;
     Ok(manifest_digest)
+}
+
+/// Append a regular file of `len` bytes with fixed mode and time (so the
+/// same image gives the same archive).
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    len: u64,
+    data: impl std::io::Read,
+) -> Result<(), StoreError> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, path, data)
+        .map_err(|source| io_err(path, source))
+}
+
+fn io_err(path: &str, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.into(),
+        source,
+    }
 }
 
 #[cfg(test)]

@@ -482,7 +482,7 @@ fn poisoned() -> StoreError {
     }
 }
 
-fn desc_digest(s: String) -> Result<Digest, StoreError> {
+pub(crate) fn desc_digest(s: String) -> Result<Digest, StoreError> {
     Digest::parse(&s).map_err(|e| StoreError::Invalid {
         what: "descriptor digest".into(),
         reason: e.to_string(),
