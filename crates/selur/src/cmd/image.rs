@@ -150,8 +150,7 @@ async fn save(
     name: String,
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
     if output.is_none() && std::io::stdout().is_terminal() {
         bail!("refusing to write an image archive to a terminal: give -o FILE or redirect stdout");
     }
@@ -159,7 +158,6 @@ async fn save(
         .builder(Method::GET, &format!("{base}/save"))
         .query(&[("name", name.as_str())]);
     let resp = client.execute(req).await?;
-    let mut stream = resp.bytes_stream();
     match output {
         Some(path) => {
             let dir = path
@@ -168,26 +166,40 @@ async fn save(
                 .unwrap_or(Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot write in {}", dir.display()))?;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.with_context(|| format!("saving {name} was cut off"))?;
-                tmp.write_all(&chunk)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-            }
+            copy_body(resp, tmp.as_file_mut(), &name, &path.display().to_string()).await?;
             tmp.persist(&path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("Saved {name} to {}", path.display());
         }
         None => {
-            let mut out = std::io::stdout().lock();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.with_context(|| format!("saving {name} was cut off"))?;
-                out.write_all(&chunk)
-                    .context("cannot write to standard output")?;
-            }
-            out.flush().context("cannot write to standard output")?;
+            copy_body(
+                resp,
+                &mut std::io::stdout().lock(),
+                &name,
+                "to standard output",
+            )
+            .await?
         }
     }
     Ok(())
+}
+
+/// The body of `resp` (the archive of image `name`) into `out` (`what`
+/// names it in errors); a cut-off stream is an error.
+async fn copy_body(
+    resp: reqwest::Response,
+    out: &mut dyn std::io::Write,
+    name: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("saving {name} was cut off"))?;
+        out.write_all(&chunk)
+            .with_context(|| format!("cannot write {what}"))?;
+    }
+    out.flush().with_context(|| format!("cannot write {what}"))
 }
 
 /// Tar the build context (and the Containerfile as `.selur/Containerfile`).
