@@ -23,7 +23,7 @@
 mod inflight;
 
 use futures::{StreamExt, TryStreamExt};
-use selur_registry::remote::{descriptor_digest, remotes, resolve, Failure, Remote};
+use selur_registry::remote::{descriptor_digest, remotes, resolve, Attempts, Failure, Remote};
 pub use selur_registry::remote::{resolve_remote, RemoteError};
 
 use crate::reference::Reference;
@@ -165,7 +165,7 @@ async fn fetch_layer(
         })
     };
     report(0);
-    let mut attempts = Vec::new();
+    let mut attempts = Attempts::default();
     for remote in remotes {
         let mut tmp = store.temp_file()?;
         match remote.blob(d, size, &mut tmp, &report).await {
@@ -174,15 +174,8 @@ async fn fetch_layer(
                 return Ok(true);
             }
             Err(Failure::Fatal(e)) => return Err(e.into()),
-            Err(Failure::Retry(msg)) => {
-                tracing::debug!(endpoint = %remote.endpoint, "{msg}; trying the next endpoint");
-                attempts.push(format!("{}: {msg}", remote.endpoint));
-            }
+            Err(Failure::Retry(msg)) => attempts.failed(remote, msg),
         }
     }
-    Err(RemoteError::Unavailable {
-        reference: r.to_string(),
-        attempts: attempts.join("; "),
-    }
-    .into())
+    Err(attempts.unavailable(r).into())
 }

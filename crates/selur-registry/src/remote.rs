@@ -112,21 +112,35 @@ pub fn remotes(settings: &RegistrySettings, r: &Reference) -> Result<Vec<Remote>
 
 /// Resolve on the first endpoint that answers; returns its index.
 pub async fn resolve(remotes: &[Remote], r: &Reference) -> Result<(usize, Resolved), RemoteError> {
-    let mut attempts = Vec::new();
+    let mut attempts = Attempts::default();
     for (i, remote) in remotes.iter().enumerate() {
         match resolve_on(remote, r).await {
             Ok(res) => return Ok((i, res)),
             Err(Failure::Fatal(e)) => return Err(e),
-            Err(Failure::Retry(msg)) => {
-                tracing::debug!(endpoint = %remote.endpoint, "{msg}; trying the next endpoint");
-                attempts.push(format!("{}: {msg}", remote.endpoint));
-            }
+            Err(Failure::Retry(msg)) => attempts.failed(remote, msg),
         }
     }
-    Err(RemoteError::Unavailable {
-        reference: r.to_string(),
-        attempts: attempts.join("; "),
-    })
+    Err(attempts.unavailable(r))
+}
+
+/// The endpoints tried so far and why each gave way to the next.
+#[derive(Debug, Default)]
+pub struct Attempts(Vec<String>);
+
+impl Attempts {
+    /// `remote` failed in a way the next endpoint may not (`msg`).
+    pub fn failed(&mut self, remote: &Remote, msg: String) {
+        tracing::debug!(endpoint = %remote.endpoint, "{msg}; trying the next endpoint");
+        self.0.push(format!("{}: {msg}", remote.endpoint));
+    }
+
+    /// Every endpoint failed: the error listing them.
+    pub fn unavailable(self, r: &Reference) -> RemoteError {
+        RemoteError::Unavailable {
+            reference: r.to_string(),
+            attempts: self.0.join("; "),
+        }
+    }
 }
 
 async fn resolve_on(remote: &Remote, r: &Reference) -> Result<Resolved, Failure> {
