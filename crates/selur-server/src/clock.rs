@@ -20,6 +20,17 @@ pub trait Clock: std::fmt::Debug + Send + Sync + 'static {
     }
 }
 
+/// Wait for the next jump of a clock's [`Clock::jumps`]; never returns
+/// for a clock that does not jump (or once its sender is gone).
+pub async fn next_jump(jumps: &mut Option<watch::Receiver<u64>>) {
+    if let Some(j) = jumps {
+        if j.changed().await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}
+
 /// The real wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -1,7 +1,8 @@
 //! CronJob and Job timing on a real server (store, API, controllers) whose
 //! clock the test drives (`ServerConfig::clock` = `ManualClock`): minute
 //! boundaries, `concurrencyPolicy: Forbid`, a Job's `activeDeadlineSeconds`
-//! and `ttlSecondsAfterFinished`, without waiting wall-clock minutes. There
+//! and `ttlSecondsAfterFinished`, a node's heartbeat grace, without waiting
+//! wall-clock minutes. There
 //! is no node: the test plays the kubelet by setting pod phases through the
 //! status subresource.
 
@@ -24,6 +25,10 @@ struct TestServer {
 
 impl TestServer {
     async fn start(at: &str) -> TestServer {
+        Self::start_with(at, |_| {}).await
+    }
+
+    async fn start_with(at: &str, tune: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let start = chrono::DateTime::parse_from_rfc3339(at)
             .expect("start time")
@@ -35,6 +40,7 @@ impl TestServer {
         );
         config.clock = clock.clone();
         config.scheduler = None;
+        tune(&mut config);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
@@ -299,5 +305,44 @@ async fn a_jobs_active_deadline_and_ttl_run_out_on_the_servers_clock() {
             .then_some(())
     })
     .await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_heartbeats_turns_unreachable_when_the_servers_clock_passes_its_grace() {
+    // A grace of 400 s: the lifecycle pass's own period (a quarter of it) is
+    // far beyond this test's bounds, so only the clock's jump can trigger it.
+    let s = TestServer::start_with("2030-01-01T00:00:00Z", |c| {
+        c.node_grace = Duration::from_secs(400);
+    })
+    .await;
+    s.create(
+        "/api/v1/nodes",
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "quiet"}}),
+    )
+    .await;
+    let unreachable = |n: &Value| {
+        n["spec"]["taints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable")
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = s.client.get("/api/v1/nodes/quiet").await.expect("node");
+    assert!(!unreachable(&n), "unreachable within its grace: {n}");
+    s.advance(401);
+    let n = eventually("the unreachable taint", || async {
+        let n = s.client.get("/api/v1/nodes/quiet").await.ok()?;
+        unreachable(&n).then_some(n)
+    })
+    .await;
+    let ready = n["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"].clone());
+    assert_eq!(ready, Some(json!("Unknown")), "{n}");
     s.stop().await;
 }

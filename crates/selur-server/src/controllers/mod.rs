@@ -141,8 +141,9 @@ pub(crate) async fn list_containing(
 }
 
 /// Run `pass` once now, then again after every watched change for which
-/// `relevant` holds (changes arriving together share one pass), and every
-/// `period`. Passes never overlap, so one object is never reconciled twice at once.
+/// `relevant` holds (changes arriving together share one pass), every
+/// `period` and when the registry's clock jumps (tests' manual clock).
+/// Passes never overlap, so one object is never reconciled twice at once.
 pub async fn run_loop<P, F>(
     name: &'static str,
     reg: Registry,
@@ -153,6 +154,7 @@ pub async fn run_loop<P, F>(
     P: Fn(Registry) -> F,
     F: Future<Output = Result<(), crate::status::ApiError>>,
 {
+    let mut jumps = reg.clock.jumps();
     loop {
         let from = reg.store.revision();
         if let Err(e) = pass(reg.clone()).await {
@@ -176,6 +178,7 @@ pub async fn run_loop<P, F>(
                     _ => break,
                 },
                 _ = ticker.tick() => true,
+                _ = crate::clock::next_jump(&mut jumps) => true,
             };
             if !run {
                 continue;

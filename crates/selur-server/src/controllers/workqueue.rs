@@ -304,12 +304,7 @@ pub async fn feed(
                     _ => break,
                 },
                 _ = ticker.tick() => break,
-                Some(Ok(())) = async {
-                    match jumps.as_mut() {
-                        Some(j) => Some(j.changed().await),
-                        None => None,
-                    }
-                } => break,
+                _ = crate::clock::next_jump(&mut jumps) => break,
             }
         }
     }
