@@ -18,9 +18,10 @@ use selur_store::Event;
 use crate::registry::{decode_kv, prefix, Registry, Subresource};
 use crate::status::{ApiError, ApiResult};
 
-/// Nodes are what this controller looks at.
+/// A node without a range is what this controller acts on; heartbeats of
+/// nodes that have one (most node writes) do not start a pass.
 pub fn relevant(ev: &Event) -> bool {
-    ev.kv.key.starts_with("/registry/core/nodes/")
+    ev.kv.key.starts_with("/registry/core/nodes/") && !super::contains(&ev.kv.value, b"\"podCIDR\"")
 }
 
 /// The ranges to hand out: for each node without one (in name order), the
