@@ -14,6 +14,7 @@ pub mod exec;
 pub mod images;
 pub mod layout;
 pub mod logs;
+pub mod network;
 pub mod node;
 pub mod node_api;
 pub mod pods;
@@ -51,6 +52,8 @@ pub enum AgentError {
     Images(#[from] selur_image::StoreError),
     #[error(transparent)]
     Node(#[from] reset::ResetError),
+    #[error("pod network: {0}")]
+    Network(#[from] network::NetworkError),
 }
 
 /// Settings of one agent.
@@ -91,6 +94,8 @@ pub struct AgentConfig {
     pub obli_health: runtime::probes::ObliSettings,
     /// How many pods may be starting (sandbox + first containers) at once.
     pub pod_start_concurrency: usize,
+    /// The pod network.
+    pub network: network::NetworkConfig,
 }
 
 /// Kubernetes' container restart back-off: the first restart is immediate,
@@ -148,6 +153,7 @@ impl AgentConfig {
             log_max_files: 5,
             obli_health: Default::default(),
             pod_start_concurrency: 4,
+            network: Default::default(),
         }
     }
 }
@@ -166,6 +172,8 @@ pub struct Agent {
     pub running: Arc<runtime::Running>,
     /// Pod starts in progress at once (`AgentConfig::pod_start_concurrency`).
     pub(crate) start_permits: Arc<tokio::sync::Semaphore>,
+    /// The node's pod network, once set up (never with `PodNetworkMode::None`).
+    pub net: std::sync::OnceLock<Arc<network::NodeNetwork>>,
 }
 
 /// How long one API request of the agent may take (a server that stopped
@@ -192,6 +200,7 @@ impl Agent {
             changed: Notify::new(),
             running: Arc::default(),
             start_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            net: std::sync::OnceLock::new(),
         })
     }
 
@@ -223,7 +232,7 @@ impl Agent {
         Ok((code, v))
     }
 
-    fn node_path(&self) -> String {
+    pub(crate) fn node_path(&self) -> String {
         format!("/api/v1/nodes/{}", self.config.node_name)
     }
 
@@ -331,6 +340,11 @@ impl Agent {
         alloc: &BTreeMap<String, Quantity>,
     ) -> Result<(), AgentError> {
         let mut patch = json!({"status": node::status(cap, alloc, self.images_status())});
+        let mut addresses = vec![json!({"type": "Hostname", "address": self.config.node_name})];
+        if let Some(ip) = self.config.network.node_ip {
+            addresses.insert(0, json!({"type": "InternalIP", "address": ip.to_string()}));
+        }
+        patch["status"]["addresses"] = Value::Array(addresses);
         patch["status"]["nodeInfo"]["containerRuntimeVersion"] = json!(self.config.runtime_version);
         let (c, v) = self
             .call(
@@ -397,8 +411,18 @@ pub async fn run(
             cgroup_parent: runtime::cgroup_parent(&config.node_name),
             runtime: config.runtime.clone(),
             log_link_dir: config.log_link_dir.clone(),
+            network: (config.network.mode == network::PodNetworkMode::Bridge).then(|| {
+                reset::NetworkRecord {
+                    bridge: config.network.bridge.clone(),
+                    nft_table: Some(network::proxy::TABLE.to_string()),
+                }
+            }),
         },
     )?;
+    let mut config = config;
+    if config.network.mode == network::PodNetworkMode::Bridge && config.network.node_ip.is_none() {
+        config.network.node_ip = network::bridge::detect_node_ip(&config.network.bridge);
+    }
     let images = Arc::new(ImageStore::open(&config.data_dir.join("images"))?);
     let agent = Arc::new(Agent::new(config, images)?);
     // The server may still be starting (in-process agent): retry registration.
@@ -414,6 +438,14 @@ pub async fn run(
         }
     }
     tracing::info!(node = %agent.config.node_name, "node registered");
+    let mut routes = None;
+    if let Some(net) = network::set_up(&agent).await? {
+        routes = Some(tokio::spawn(network::routes::run(
+            agent.clone(),
+            net.clone(),
+        )));
+        let _ = agent.net.set(net);
+    }
     let tunnel = tokio::spawn(tunnel::maintain(agent.clone()));
     let beat = tokio::spawn(heartbeat(agent.clone()));
     let gc = tokio::spawn(image_gc(agent.clone()));
@@ -423,6 +455,9 @@ pub async fn run(
     tunnel.abort();
     beat.abort();
     gc.abort();
+    if let Some(r) = routes {
+        r.abort();
+    }
     Ok(())
 }
 

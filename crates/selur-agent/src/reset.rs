@@ -30,6 +30,19 @@ pub struct NodeRecord {
     pub cgroup_parent: String,
     pub runtime: PathBuf,
     pub log_link_dir: PathBuf,
+    /// The node's pod network in its network namespace (none for
+    /// `--pod-network none`).
+    #[serde(default)]
+    pub network: Option<NetworkRecord>,
+}
+
+/// What the node's pod network made: its bridge, and its nftables table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkRecord {
+    pub bridge: String,
+    #[serde(default)]
+    pub nft_table: Option<String>,
 }
 
 /// Errors of taking a node's data dir or of resetting it.
@@ -128,6 +141,8 @@ pub struct ResetReport {
     pub cgroups: usize,
     pub log_links: usize,
     pub dirs: usize,
+    /// The bridge, routes and nftables table of the pod network.
+    pub network: usize,
     /// What could not be removed (each with its path and reason).
     pub failures: Vec<String>,
 }
@@ -135,8 +150,40 @@ pub struct ResetReport {
 impl ResetReport {
     /// Whether the host was already clean.
     pub fn nothing_done(&self) -> bool {
-        self.containers + self.processes + self.mounts + self.cgroups + self.log_links + self.dirs
+        self.containers
+            + self.processes
+            + self.mounts
+            + self.cgroups
+            + self.log_links
+            + self.dirs
+            + self.network
             == 0
+    }
+}
+
+/// Remove the node's routes to other nodes, its nftables table and its
+/// bridge (the pods' veth pairs went with their namespaces).
+fn remove_network(n: &NetworkRecord, report: &mut ResetReport) {
+    match crate::network::routes::current() {
+        Ok(r) if !r.is_empty() => match crate::network::routes::remove_all() {
+            Ok(()) => report.network += r.len(),
+            Err(e) => report.failures.push(format!("routes: {e}")),
+        },
+        Ok(_) => {}
+        Err(e) => report.failures.push(format!("listing routes: {e}")),
+    }
+    if let Some(t) = &n.nft_table {
+        match crate::network::proxy::remove_table(t) {
+            Ok(true) => report.network += 1,
+            Ok(false) => {}
+            Err(e) => report.failures.push(format!("nftables table {t}: {e}")),
+        }
+    }
+    if selur_runtime::sandbox::link_exists(&n.bridge) {
+        match crate::network::bridge::remove(&n.bridge) {
+            Ok(()) => report.network += 1,
+            Err(e) => report.failures.push(format!("bridge {}: {e}", n.bridge)),
+        }
     }
 }
 
@@ -236,6 +283,11 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
         }
     }
 
+    // The pod network, in the caller's network namespace (the node's).
+    if let Some(n) = record.as_ref().and_then(|r| r.network.as_ref()) {
+        remove_network(n, &mut report);
+    }
+
     // The node's links in the log link dir.
     let logs = dir.join("logs");
     if let Some(r) = &record {
@@ -316,6 +368,7 @@ mod tests {
             cgroup_parent: "selur-n1".into(),
             runtime: "runc".into(),
             log_link_dir: "/nonexistent".into(),
+            network: None,
         }
     }
 

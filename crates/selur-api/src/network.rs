@@ -195,6 +195,70 @@ impl Default for ClusterNetwork {
     }
 }
 
+/// Where the server publishes the cluster's network settings for agents
+/// (as kubeadm keeps its ClusterConfiguration in `kube-system/kubeadm-config`).
+pub const CLUSTER_NETWORK_CONFIGMAP: (&str, &str) = ("kube-system", "selur-cluster-network");
+
+impl ClusterNetwork {
+    /// The `default/kubernetes` Service's address: the service range's first.
+    pub fn kubernetes_service_ip(&self) -> Option<Ipv6Addr> {
+        self.service_cidr.nth(1)
+    }
+
+    /// The cluster DNS Service's address: base + 10, as kube-dns' 10.96.0.10.
+    pub fn dns_service_ip(&self) -> Option<Ipv6Addr> {
+        self.service_cidr.nth(10)
+    }
+
+    /// The settings as the published ConfigMap's `data`.
+    pub fn to_config_data(&self) -> std::collections::BTreeMap<String, String> {
+        let mut m = std::collections::BTreeMap::from([
+            ("clusterCIDR".to_string(), self.cluster_cidr.to_string()),
+            ("serviceCIDR".to_string(), self.service_cidr.to_string()),
+            ("clusterDomain".to_string(), self.cluster_domain.clone()),
+            ("nodeCIDRMask".to_string(), self.node_cidr_mask.to_string()),
+        ]);
+        if let Some(ip) = self.dns_service_ip() {
+            m.insert("dnsServiceIP".into(), ip.to_string());
+        }
+        if let Some(ip) = self.kubernetes_service_ip() {
+            m.insert("kubernetesServiceIP".into(), ip.to_string());
+        }
+        m
+    }
+
+    /// The settings back from the published ConfigMap's `data`.
+    pub fn from_config_data(
+        data: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self, NetworkSettingError> {
+        let get = |k: &str| {
+            data.get(k).cloned().ok_or_else(|| {
+                bad(
+                    &format!(
+                        "ConfigMap {}/{} data.{k}",
+                        CLUSTER_NETWORK_CONFIGMAP.0, CLUSTER_NETWORK_CONFIGMAP.1
+                    ),
+                    "missing; restart the server so it publishes its settings again",
+                )
+            })
+        };
+        let mask_text = get("nodeCIDRMask")?;
+        let mask = mask_text.parse::<u8>().map_err(|_| {
+            bad(
+                "nodeCIDRMask",
+                format!("{mask_text:?} is not a prefix length"),
+            )
+        })?;
+        NetworkInput {
+            cluster_cidr: Some(("clusterCIDR".into(), get("clusterCIDR")?)),
+            service_cidr: Some(("serviceCIDR".into(), get("serviceCIDR")?)),
+            cluster_domain: Some(("clusterDomain".into(), get("clusterDomain")?)),
+            node_cidr_mask: Some(("nodeCIDRMask".into(), mask)),
+        }
+        .resolve()
+    }
+}
+
 /// Settings as given, each with the name it was given under; unset ones
 /// take the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -457,6 +521,19 @@ mod tests {
 
     fn flag(name: &str, v: &str) -> Option<(String, String)> {
         Some((name.to_string(), v.to_string()))
+    }
+
+    #[test]
+    fn published_settings_read_back_the_same() {
+        let n = ClusterNetwork::default();
+        let data = n.to_config_data();
+        assert_eq!(data["dnsServiceIP"], "fd01::a");
+        assert_eq!(data["kubernetesServiceIP"], "fd01::1");
+        assert_eq!(ClusterNetwork::from_config_data(&data).unwrap(), n);
+        let mut broken = data.clone();
+        broken.remove("serviceCIDR");
+        let e = ClusterNetwork::from_config_data(&broken).unwrap_err();
+        assert!(e.to_string().contains("serviceCIDR"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,15 @@
 //! `unshare --net=FILE --ipc=FILE --uts=FILE`, which sets up exactly those
 //! persistent bind mounts; loopback is brought up with iproute2 inside.
 //!
+//! With a [`PodInterface`] the same `ip -batch` process also gives the pod
+//! its one IPv6 interface: a veth pair made inside the new namespace
+//! (`eth0`, no link-local address, its address added without duplicate
+//! address detection so it is usable at once, a default route via the
+//! node's bridge) whose other end is moved to the agent's namespace, where
+//! one more `ip` puts it on the bridge. No IPv4 address is left in the pod
+//! (loopback's `127.0.0.1` is removed) and there is no IPv4 route. The
+//! veth pair goes away with the namespace.
+//!
 //! Every step is safe to repeat after the caller was killed at any point:
 //! [`Sandbox::begin`] over a directory left by an earlier attempt first
 //! unmounts whatever is still bound on the namespace files (also several
@@ -51,6 +60,43 @@ pub enum SandboxError {
     },
 }
 
+/// The pod's network interface, made while the sandbox is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodInterface {
+    /// The host end's name (at most 15 bytes), in the agent's namespace.
+    pub host_name: String,
+    /// The node's bridge the host end joins.
+    pub bridge: String,
+    /// The pod's address and prefix length on `eth0`.
+    pub addr: std::net::Ipv6Addr,
+    pub prefix: u8,
+    /// The default route's next hop (the bridge's address).
+    pub gateway: std::net::Ipv6Addr,
+    /// A process in the namespace the host end goes to (the agent itself).
+    pub host_pid: u32,
+}
+
+impl PodInterface {
+    /// The `ip -batch` lines run inside the new namespace.
+    fn batch(&self) -> String {
+        format!(
+            "link add eth0 type veth peer name {host} netns {pid}\n\
+             link set eth0 addrgenmode none\n\
+             addr add {addr}/{prefix} dev eth0 nodad\n\
+             link set eth0 up\n\
+             route add default via {gw} dev eth0\n",
+            host = self.host_name,
+            pid = self.host_pid,
+            addr = self.addr,
+            prefix = self.prefix,
+            gw = self.gateway,
+        )
+    }
+}
+
+/// The `ip -batch` lines for loopback: up, and IPv6 only.
+const LOOPBACK_BATCH: &str = "link set lo up\naddr del 127.0.0.1/8 dev lo\n";
+
 /// The namespaces of one pod.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -64,14 +110,29 @@ pub struct Pending {
     sb: Sandbox,
     child: std::process::Child,
     shown: String,
+    iface: Option<PodInterface>,
 }
 
 impl Pending {
     /// Wait for the namespaces; on failure they are removed again.
     pub fn finish(self) -> Result<Sandbox, SandboxError> {
-        let Pending { sb, child, shown } = self;
+        let Pending {
+            sb,
+            child,
+            shown,
+            iface,
+        } = self;
         match child.wait_with_output() {
-            Ok(out) if out.status.success() => Ok(sb),
+            Ok(out) if out.status.success() => match iface {
+                None => Ok(sb),
+                Some(i) => match attach_host_end(&i) {
+                    Ok(()) => Ok(sb),
+                    Err(e) => {
+                        sb.destroy_logged();
+                        Err(e)
+                    }
+                },
+            },
             Ok(out) => {
                 sb.destroy_logged();
                 Err(SandboxError::Command {
@@ -96,7 +157,7 @@ impl Sandbox {
     /// by the runtime from each container's spec. Partial work is undone on
     /// failure.
     pub fn create(dir: &Path) -> Result<Self, SandboxError> {
-        Self::begin(dir)?.finish()
+        Self::begin(dir, None)?.finish()
     }
 
     /// Start creating the sandbox under `dir` and return at once, so the
@@ -107,7 +168,7 @@ impl Sandbox {
     /// files present, still bind-mounted, maybe several times) is cleaned
     /// first: the old mounts go (the old namespaces live on only while
     /// something still uses them) and fresh namespaces are made.
-    pub fn begin(dir: &Path) -> Result<Pending, SandboxError> {
+    pub fn begin(dir: &Path, iface: Option<&PodInterface>) -> Result<Pending, SandboxError> {
         std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
             what: "creating",
             path: dir.to_path_buf(),
@@ -131,20 +192,52 @@ impl Sandbox {
                 source,
             })?;
         }
-        // One process: `ip` brings loopback up inside the new namespaces;
-        // the hostname is set in the UTS namespace by the runtime from
-        // each container's spec.
+        if let Some(i) = iface {
+            // The host end of an earlier attempt's pair lingers while the
+            // old namespace is being freed: a new pair of that name would
+            // fail to be made.
+            remove_link(&i.host_name)?;
+        }
+        // One process: `ip` sets up loopback (and the pod's interface)
+        // inside the new namespaces; the hostname is set in the UTS
+        // namespace by the runtime from each container's spec.
+        let mut batch = LOOPBACK_BATCH.to_string();
+        if let Some(i) = iface {
+            batch.push_str(&i.batch());
+        }
         let mut cmd = Command::new("unshare");
         cmd.arg(format!("--net={}", sb.path("net").display()))
             .arg(format!("--ipc={}", sb.path("ipc").display()))
             .arg(format!("--uts={}", sb.path("uts").display()))
-            .args(["ip", "link", "set", "lo", "up"])
-            .stdin(std::process::Stdio::null())
+            .args(["ip", "-batch", "-"])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let shown = format!("{cmd:?}");
+        let shown = format!("{cmd:?} <<< {batch:?}");
         match cmd.spawn() {
-            Ok(child) => Ok(Pending { sb, child, shown }),
+            Ok(mut child) => {
+                use std::io::Write;
+                // A few hundred bytes: the pipe takes them without blocking.
+                let written = match child.stdin.take() {
+                    Some(mut stdin) => stdin.write_all(batch.as_bytes()),
+                    None => Err(std::io::Error::other("no stdin pipe")),
+                };
+                if let Err(e) = written {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    sb.destroy_logged();
+                    return Err(SandboxError::Command {
+                        command: shown,
+                        stderr: e.to_string(),
+                    });
+                }
+                Ok(Pending {
+                    sb,
+                    child,
+                    shown,
+                    iface: iface.cloned(),
+                })
+            }
             Err(e) => {
                 sb.destroy_logged();
                 Err(SandboxError::Command {
@@ -214,6 +307,93 @@ impl Sandbox {
         if let Err(e) = self.destroy() {
             tracing::warn!(sandbox = %self.dir.display(), error = %e, "cannot remove a half-created sandbox");
         }
+    }
+}
+
+/// Run `ip` with `args` in the caller's network namespace.
+pub fn ip(args: &[&str]) -> Result<(), SandboxError> {
+    ip_output(args).map(|_| ())
+}
+
+/// Run `ip` with `args` in the caller's network namespace; its output.
+pub fn ip_output(args: &[&str]) -> Result<Vec<u8>, SandboxError> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output();
+    let shown = || format!("ip {}", args.join(" "));
+    match out {
+        Ok(o) if o.status.success() => Ok(o.stdout),
+        Ok(o) => Err(SandboxError::Command {
+            command: shown(),
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        }),
+        Err(e) => Err(SandboxError::Command {
+            command: shown(),
+            stderr: e.to_string(),
+        }),
+    }
+}
+
+/// Whether a link named `name` exists in the caller's network namespace.
+pub fn link_exists(name: &str) -> bool {
+    let Ok(sock) = rustix::net::socket(
+        rustix::net::AddressFamily::INET6,
+        rustix::net::SocketType::DGRAM,
+        None,
+    ) else {
+        return false;
+    };
+    rustix::net::netdevice::name_to_index(&sock, name).is_ok()
+}
+
+/// Delete the link `name` if it exists (its veth peer goes with it).
+pub fn remove_link(name: &str) -> Result<(), SandboxError> {
+    if !link_exists(name) {
+        return Ok(());
+    }
+    match ip(&["link", "del", name]) {
+        // Gone meanwhile (its namespace was freed): fine.
+        Err(_) if !link_exists(name) => Ok(()),
+        r => r,
+    }
+}
+
+/// Put the host end of the pod's pair on the bridge and bring it up, in
+/// hairpin mode: where br_netfilter is loaded, a pod's packet to its own
+/// Service is DNATed on the bridge and must go back out of the port it came
+/// in by.
+fn attach_host_end(i: &PodInterface) -> Result<(), SandboxError> {
+    use std::io::Write;
+    let batch = format!(
+        "link set {h} master {b} up\nlink set {h} type bridge_slave hairpin on\n",
+        h = i.host_name,
+        b = i.bridge
+    );
+    let shown = format!("ip -batch - <<< {batch:?}");
+    let fail = |stderr: String| SandboxError::Command {
+        command: shown.clone(),
+        stderr,
+    };
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| fail(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(batch.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
     }
 }
 

@@ -57,12 +57,12 @@ fn sandbox_begins_again_over_a_killed_attempt() {
     let _holder = std::fs::File::open(first.net_path()).expect("hold the old namespace");
     // An attempt killed before `finish`: its unshare stacks a second set of
     // bind mounts on the same files.
-    let pending = Sandbox::begin(&dir).expect("second begin over a mounted sandbox");
+    let pending = Sandbox::begin(&dir, None).expect("second begin over a mounted sandbox");
     drop(pending);
     // Let that orphaned unshare finish binding, as a real one would.
     std::thread::sleep(Duration::from_millis(300));
     // The restarted agent starts the pod afresh on the same dir.
-    let sb = Sandbox::begin(&dir)
+    let sb = Sandbox::begin(&dir, None)
         .expect("begin over a half-done sandbox")
         .finish()
         .expect("finish over a half-done sandbox");

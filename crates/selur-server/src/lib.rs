@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod api;
 pub mod clock;
+pub mod cluster_network;
 pub mod compaction;
 pub mod controllers;
 pub mod events;
@@ -148,6 +149,9 @@ pub async fn serve_with(
             .await
             .map_err(|e| ServerError::Startup(format!("creating namespace {ns}: {e}")))?;
     }
+    cluster_network::publish(&registry, &config.network)
+        .await
+        .map_err(|e| ServerError::Startup(format!("publishing the network settings: {e}")))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Listen {

@@ -246,6 +246,17 @@ struct AgentArgs {
     /// Time limit of one obli-pkg check.
     #[arg(long, default_value = "2s", value_parser = parse_dur)]
     obli_health_timeout: Duration,
+    /// Pod network: "bridge" (a veth pair per pod on a node bridge, IPv6
+    /// only) or "none" (pods get only loopback).
+    #[arg(long, env = "SELUR_POD_NETWORK", default_value = "bridge")]
+    pod_network: selur_agent::network::PodNetworkMode,
+    /// Name of the node bridge pods are attached to.
+    #[arg(long, default_value = "selur0")]
+    bridge_name: String,
+    /// The node's IPv6 address for routes from other nodes and NodePorts
+    /// (default: the first global IPv6 address of another interface).
+    #[arg(long)]
+    node_ip: Option<std::net::Ipv6Addr>,
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -301,6 +312,17 @@ impl AgentArgs {
             failure_threshold: self.obli_health_failure_threshold.max(1),
         };
         c.pod_start_concurrency = self.pod_start_concurrency.max(1);
+        if self.bridge_name.is_empty() || self.bridge_name.len() > 15 {
+            anyhow::bail!(
+                "--bridge-name {:?}: an interface name has 1 to 15 characters",
+                self.bridge_name
+            );
+        }
+        c.network = selur_agent::network::NetworkConfig {
+            mode: self.pod_network,
+            bridge: self.bridge_name.clone(),
+            node_ip: self.node_ip,
+        };
         c.log_max_size = self.container_log_max_size.max(1024);
         c.log_max_files = self.container_log_max_files;
         let candidates = match &self.runtime {

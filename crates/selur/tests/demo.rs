@@ -7,10 +7,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{examples, standin_images, wait_pod, Server, SELUR};
+use common::{examples, standin_images, wait_pod, Server};
 use serde_json::Value;
 
 fn ready(p: &Value) -> bool {
@@ -48,7 +48,7 @@ fn seed_example_1_runs_on_the_standins() {
     assert_eq!(p["status"]["qosClass"], "Burstable");
 
     // Port-forward to the demo web server in the pod.
-    let mut pf = Command::new(SELUR)
+    let mut pf = common::selur_cmd()
         .args(["port-forward", "web", "0:8080"])
         .env("SELUR_CONFIG", s.kubeconfig())
         .stdout(Stdio::piped())

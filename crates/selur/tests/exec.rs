@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, write_file, Server, SELUR};
+use common::{stderr, stdout, write_file, Server};
 use serde_json::Value;
 
 /// An all-in-one server (node "main") whose store holds `localhost/sh:1`:
@@ -116,7 +116,7 @@ impl Drop for Running {
 
 fn spawn_cli(s: &Server, args: &[&str]) -> Running {
     Running(
-        Command::new(SELUR)
+        common::selur_cmd()
             .args(args)
             .env("SELUR_CONFIG", s.kubeconfig())
             .stdin(Stdio::null())
@@ -129,7 +129,7 @@ fn spawn_cli(s: &Server, args: &[&str]) -> Running {
 
 /// Run the CLI with `stdin` (or none) and a deadline, so a hung stream fails the test.
 fn cli(s: &Server, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(SELUR)
+    let mut child = common::selur_cmd()
         .args(args)
         .env("SELUR_CONFIG", s.kubeconfig())
         .stdin(if stdin.is_some() {

@@ -6,10 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{sh, stderr, stdout, umoci_busybox, Server, SELUR};
+use common::{sh, stderr, stdout, umoci_busybox, Server};
 use serde_json::Value;
 
 /// A busybox image made with umoci, exported by skopeo in both archive forms.
@@ -167,7 +167,7 @@ fn import_build_lint_and_catalog_through_the_tunnel() {
 
     // With a second node, image commands need --node.
     let log = std::fs::File::create(s.data_dir().join("agent2.log")).unwrap();
-    let mut agent = Command::new(SELUR)
+    let mut agent = common::selur_cmd()
         .args([
             "agent",
             "--server",

@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{stderr, SELUR};
+use common::stderr;
 
 fn server(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(SELUR)
+    common::selur_cmd()
         .arg("server")
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -87,7 +85,7 @@ fn the_seeds_config_forms_are_accepted_and_flags_win() {
         stderr(&out)
     );
     // The seed's Selur form, as written, starts a server.
-    let mut child = Command::new(SELUR)
+    let mut child = common::selur_cmd()
         .arg("server")
         .arg("--data-dir")
         .arg(t.path().join("data"))

@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{node_with_busybox_image, write_file, SELUR};
+use common::{node_with_busybox_image, write_file};
 
 /// Pids of processes whose command line names `needle` (this test's own
 /// data dir).
@@ -65,7 +64,7 @@ fn log_links(data_dir: &Path) -> Vec<String> {
 }
 
 fn reset(dir: &Path) -> std::process::Output {
-    Command::new(SELUR)
+    common::selur_cmd()
         .args(["node", "reset", "--data-dir"])
         .arg(dir)
         .output()

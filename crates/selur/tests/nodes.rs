@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Server, SELUR};
+use common::Server;
 use serde_json::Value;
 
 struct Agent(std::process::Child);
@@ -23,7 +23,7 @@ fn start_agent(s: &Server, name: &str, extra: &[&str]) -> Agent {
     let dir = s.data_dir().join(format!("agent-{name}"));
     let log = std::fs::File::create(s.data_dir().join(format!("agent-{name}.log"))).unwrap();
     Agent(
-        Command::new(SELUR)
+        common::selur_cmd()
             .args([
                 "agent",
                 "--server",

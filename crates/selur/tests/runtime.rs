@@ -8,7 +8,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::SELUR;
 use selur_runtime::rootfs::Rootfs;
 use serde_json::{json, Value};
 
@@ -150,7 +149,7 @@ fn prepare(
     .unwrap();
     let log = cdir.join("c.log");
     let exit = cdir.join("exit.json");
-    let mut shim = Command::new(SELUR);
+    let mut shim = common::selur_cmd();
     shim.args(["shim", "--id", &id, "--bundle"])
         .arg(&cdir)
         .arg("--runtime-root")

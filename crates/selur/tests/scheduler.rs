@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_pod, write_file, Server, SELUR};
+use common::{wait_pod, write_file, Server};
 use serde_json::Value;
 
 struct Agent(Child);
@@ -25,7 +25,7 @@ fn agent(s: &Server, name: &str, extra: &[&str]) -> Agent {
     let dir = s.data_dir().join(format!("agent-{name}"));
     let log = std::fs::File::create(s.data_dir().join(format!("agent-{name}.log"))).unwrap();
     let a = Agent(
-        Command::new(SELUR)
+        common::selur_cmd()
             .args(["agent", "--server", &s.url, "--node-name", name])
             .arg("--data-dir")
             .arg(&dir)

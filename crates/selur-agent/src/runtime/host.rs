@@ -14,7 +14,7 @@ use selur_runtime::cgroups::{CgroupError, PodCgroup, PodLimits};
 use selur_runtime::restart::DiscardError;
 use selur_runtime::rootfs::{Rootfs, RootfsError};
 use selur_runtime::runc::Runtime;
-use selur_runtime::sandbox::{Sandbox, SandboxError};
+use selur_runtime::sandbox::{PodInterface, Sandbox, SandboxError};
 
 use crate::volumes::files::Fetched;
 use crate::volumes::{Sources, VolumeError};
@@ -24,7 +24,11 @@ pub trait SandboxOps: Send + Sync {
     /// Start creating the sandbox under `dir` and return at once (the
     /// caller prepares other things meanwhile); the result's
     /// [`PendingSandbox::finish`] waits for it.
-    fn begin_sandbox(&self, dir: &Path) -> Result<Box<dyn PendingSandbox>, SandboxError>;
+    fn begin_sandbox(
+        &self,
+        dir: &Path,
+        iface: Option<&PodInterface>,
+    ) -> Result<Box<dyn PendingSandbox>, SandboxError>;
     /// Remove the sandbox's namespaces. Safe to repeat.
     fn destroy_sandbox(&self, sandbox: &Sandbox) -> Result<(), SandboxError>;
 }
@@ -101,8 +105,12 @@ impl PendingSandbox for selur_runtime::sandbox::Pending {
 }
 
 impl SandboxOps for Os {
-    fn begin_sandbox(&self, dir: &Path) -> Result<Box<dyn PendingSandbox>, SandboxError> {
-        Ok(Box::new(Sandbox::begin(dir)?))
+    fn begin_sandbox(
+        &self,
+        dir: &Path,
+        iface: Option<&PodInterface>,
+    ) -> Result<Box<dyn PendingSandbox>, SandboxError> {
+        Ok(Box::new(Sandbox::begin(dir, iface)?))
     }
 
     fn destroy_sandbox(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
@@ -357,7 +365,11 @@ pub mod fake {
     }
 
     impl SandboxOps for Fake {
-        fn begin_sandbox(&self, dir: &Path) -> Result<Box<dyn PendingSandbox>, SandboxError> {
+        fn begin_sandbox(
+            &self,
+            dir: &Path,
+            _iface: Option<&PodInterface>,
+        ) -> Result<Box<dyn PendingSandbox>, SandboxError> {
             self.record(Call::BeginSandbox(dir.into()), Step::BeginSandbox)
                 .map_err(sandbox_err(dir))?;
             self.state().held.insert(Held::Sandbox(dir.into()));

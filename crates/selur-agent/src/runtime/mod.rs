@@ -179,6 +179,8 @@ pub enum SetUpError {
     },
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    #[error("pod network: {0}")]
+    Network(#[from] crate::network::NetworkError),
     #[error("the set-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     /// A failure, and removing the sandbox made for it failed too.
@@ -277,8 +279,12 @@ fn set_up(
         uid: uid.to_string(),
         source,
     };
+    let net = agent.net.get();
+    let iface = net.map(|n| n.interface(uid, &dir)).transpose()?;
     // unshare runs while the rest is prepared.
-    let pending = host.begin_sandbox(&dir.join("ns")).map_err(sandbox_err)?;
+    let pending = host
+        .begin_sandbox(&dir.join("ns"), iface.as_ref())
+        .map_err(sandbox_err)?;
     let rest = (|| -> Result<crate::volumes::Sources, SetUpError> {
         let etc = dir.join("etc");
         std::fs::create_dir_all(&etc).map_err(io_err("creating", &etc))?;
@@ -290,7 +296,10 @@ fn set_up(
             "hosts",
             format!("::1\tlocalhost ip6-localhost ip6-loopback\n::1\t{name}\n"),
         )?;
-        write("resolv.conf", "options ndots:5\n".to_string())?;
+        write(
+            "resolv.conf",
+            crate::network::resolv::resolv_conf(pod, net.map(|n| n.as_ref())),
+        )?;
         write("hostname", format!("{name}\n"))?;
         host.create_cgroup(
             &cgroup_of(agent, pod),
@@ -411,10 +420,27 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
             return;
         }
     };
-    let state = remembered.unwrap_or_else(|| PodState {
+    let mut state = remembered.unwrap_or_else(|| PodState {
         start_time: crate::node::now_secs(),
         ..Default::default()
     });
+    // The pod's address: in its status, and for the downward API.
+    let pod_ip = crate::network::ipam::recorded(&pod_dir(&agent, &uid));
+    state.pod_ip = pod_ip.map(|ip| ip.to_string());
+    state.host_ip = agent.config.network.node_ip.map(|ip| ip.to_string());
+    let pod = match pod_ip {
+        Some(ip) => {
+            let mut p = (*pod).clone();
+            let st = p.status.get_or_insert_with(Default::default);
+            st.pod_ip = Some(ip.to_string());
+            st.pod_ips = Some(vec![k8s_openapi::api::core::v1::PodIP {
+                ip: ip.to_string(),
+            }]);
+            st.host_ip = state.host_ip.clone();
+            Arc::new(p)
+        }
+        None => pod,
+    };
     if adopt {
         tracing::info!(
             pod = pod.metadata.name.as_deref().unwrap_or(""),

@@ -43,6 +43,12 @@ pub struct PodState {
     /// The pod reached a final phase (Succeeded or Failed).
     pub finished: bool,
     pub containers: BTreeMap<String, CtrState>,
+    /// The pod's IPv6 address (none without a pod network).
+    #[serde(default)]
+    pub pod_ip: Option<String>,
+    /// The node's address.
+    #[serde(default)]
+    pub host_ip: Option<String>,
 }
 
 fn path(pod_dir: &Path) -> PathBuf {

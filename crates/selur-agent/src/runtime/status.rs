@@ -220,6 +220,14 @@ pub fn pod_status(
     if !inits.is_empty() {
         v["initContainerStatuses"] = Value::Array(inits);
     }
+    if let Some(ip) = &state.pod_ip {
+        v["podIP"] = json!(ip);
+        v["podIPs"] = json!([{ "ip": ip }]);
+    }
+    if let Some(ip) = &state.host_ip {
+        v["hostIP"] = json!(ip);
+        v["hostIPs"] = json!([{ "ip": ip }]);
+    }
     // The Lago Grey health of each container that reported one.
     for (s, o) in slots.iter().filter_map(|s| s.obli.as_ref().map(|o| (s, o))) {
         let healthy = super::probes::obli_healthy(o);

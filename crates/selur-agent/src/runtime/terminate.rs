@@ -186,14 +186,16 @@ impl PodRemains {
 pub(crate) fn teardown(agent: &Agent, pod: &Pod, grace: Duration) {
     let ops = Runc::signal_only(agent);
     let host = host::Os::new(runtime(agent));
+    let remains = PodRemains::of(agent, pod);
+    let addr = crate::network::ipam::recorded(&remains.dir);
     // Each failure was logged by `remove_pod`, with what it concerns.
-    let _ = remove_pod(
-        &ops,
-        &host,
-        &PodRemains::of(agent, pod),
-        grace,
-        &mut SystemClock,
-    );
+    let failures = remove_pod(&ops, &host, &remains, grace, &mut SystemClock);
+    // The address is free once the pod's directory (its record) is gone.
+    if let (Some(ip), Some(net)) = (addr, agent.net.get()) {
+        if failures.is_empty() || !remains.dir.exists() {
+            net.ipam.release(ip);
+        }
+    }
 }
 
 /// Stop the containers of `pod` through `ops` (as [`stop_containers`]),

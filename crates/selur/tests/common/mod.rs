@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +14,17 @@ use selur_client::{Client, Method};
 use serde_json::Value;
 
 pub const SELUR: &str = env!("CARGO_BIN_EXE_selur");
+
+/// A `selur` command for tests. Its agents run in this machine's own
+/// network namespace, so pods get no network there (`--pod-network none`):
+/// a bridge, routes and nftables rules would touch the host and collide
+/// with other tests. Tests of the pod network run their nodes in network
+/// namespaces of their own (see `netns`) and pass `--pod-network bridge`.
+pub fn selur_cmd() -> Command {
+    let mut c = Command::new(SELUR);
+    c.env("SELUR_POD_NETWORK", "none");
+    c
+}
 
 /// The repository's examples directory.
 pub fn examples() -> PathBuf {
@@ -51,7 +64,7 @@ impl Server {
         let kc = self.kubeconfig();
         let _ = std::fs::remove_file(&kc);
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
-        let child = Command::new(SELUR)
+        let child = selur_cmd()
             .arg("server")
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -110,7 +123,7 @@ impl Server {
 
     pub fn selur_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
-        let mut child = Command::new(SELUR)
+        let mut child = selur_cmd()
             .args(args)
             .env("SELUR_CONFIG", self.kubeconfig())
             .stdin(if stdin.is_some() {
@@ -516,7 +529,7 @@ impl ExtraAgent {
         let dir = s.data_dir().join(format!("agent-{name}"));
         let log = std::fs::File::create(s.data_dir().join(format!("agent-{name}.log")))
             .expect("agent log");
-        let child = Command::new(SELUR)
+        let child = selur_cmd()
             .args([
                 "agent",
                 "--server",

@@ -1,0 +1,135 @@
+//! The node bridge: created once, idempotently (an agent restarted after a
+//! SIGKILL finds it as it left it), with the pods' gateway address and the
+//! cluster DNS address, both without duplicate address detection so they
+//! answer at once. IPv6 forwarding is turned on; interfaces that accepted
+//! router advertisements keep doing so (`accept_ra=2`), as forwarding
+//! would otherwise stop them.
+
+use std::net::Ipv6Addr;
+use std::path::Path;
+
+use serde_json::Value;
+
+use selur_api::network::Ipv6Cidr;
+use selur_runtime::sandbox::{ip, ip_output, link_exists};
+
+use super::NetworkError;
+
+/// The bridge's link-local address.
+pub const BRIDGE_LINK_LOCAL: &str = "fe80::1/64";
+
+/// Create (or complete) the bridge `name` with `gateway` in `range`, and
+/// `dns` as a /128, and bring it up.
+pub fn ensure(
+    name: &str,
+    range: Ipv6Cidr,
+    gateway: Ipv6Addr,
+    dns: Option<Ipv6Addr>,
+) -> Result<(), NetworkError> {
+    if !link_exists(name) {
+        match ip(&["link", "add", name, "type", "bridge"]) {
+            // Made by a concurrent attempt meanwhile: fine.
+            Err(_) if link_exists(name) => {}
+            r => r?,
+        }
+    }
+    // No generated link-local to wait for (duplicate address detection
+    // takes a second or two), but a fixed one at once: the kernel sends
+    // neighbour solicitations for forwarded packets only from a usable
+    // link-local address, so without it pods are unreachable from other
+    // nodes.
+    ip(&["link", "set", name, "addrgenmode", "none"]).ok();
+    ip(&["addr", "replace", BRIDGE_LINK_LOCAL, "dev", name, "nodad"])?;
+    let gw = format!("{gateway}/{}", range.prefix());
+    ip(&["addr", "replace", &gw, "dev", name, "nodad"])?;
+    if let Some(d) = dns {
+        ip(&["addr", "replace", &format!("{d}/128"), "dev", name, "nodad"])?;
+    }
+    ip(&["link", "set", name, "up"])?;
+    Ok(())
+}
+
+/// Remove the bridge (`selur node reset`). Safe to repeat.
+pub fn remove(name: &str) -> Result<(), NetworkError> {
+    Ok(selur_runtime::sandbox::remove_link(name)?)
+}
+
+fn write_sysctl(path: &Path, value: &str) -> Result<(), NetworkError> {
+    std::fs::write(path, value).map_err(|source| NetworkError::Io {
+        what: "writing",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Turn IPv6 forwarding on in this network namespace; interfaces taking
+/// router advertisements (`accept_ra=1`) are moved to `accept_ra=2` first,
+/// so the node keeps its default route.
+pub fn enable_forwarding() -> Result<(), NetworkError> {
+    let conf = Path::new("/proc/sys/net/ipv6/conf");
+    let fwd = conf.join("all/forwarding");
+    if std::fs::read_to_string(&fwd).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    if let Ok(entries) = std::fs::read_dir(conf) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name == "all" || name == "lo" {
+                continue;
+            }
+            let ra = e.path().join("accept_ra");
+            if std::fs::read_to_string(&ra).is_ok_and(|v| v.trim() == "1") {
+                write_sysctl(&ra, "2")?;
+            }
+        }
+    }
+    write_sysctl(&fwd, "1")
+}
+
+/// The first global IPv6 address of an up interface other than `bridge`,
+/// loopback and pods' veth ends: the node's own address.
+pub fn detect_node_ip(bridge: &str) -> Option<Ipv6Addr> {
+    let out = ip_output(&["-6", "-j", "addr", "show", "scope", "global"]).ok()?;
+    let links: Vec<Value> = serde_json::from_slice(&out).ok()?;
+    pick_node_ip(&links, bridge)
+}
+
+fn pick_node_ip(links: &[Value], bridge: &str) -> Option<Ipv6Addr> {
+    links
+        .iter()
+        .filter(|l| {
+            let name = l["ifname"].as_str().unwrap_or("");
+            name != bridge && name != "lo" && !name.starts_with("sel")
+        })
+        .filter(|l| {
+            l["flags"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|x| x == "UP"))
+        })
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["family"] == "inet6" && a["scope"] == "global")
+        .filter(|a| a.get("tentative").is_none() && a.get("deprecated").is_none())
+        .find_map(|a| a["local"].as_str().and_then(|s| s.parse().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_node_address_skips_the_bridge_pods_and_tentative_ones() {
+        let links = vec![
+            json!({"ifname": "selur0", "flags": ["UP"], "addr_info": [{"family": "inet6", "local": "fd00:0:0:1::1", "scope": "global"}]}),
+            json!({"ifname": "eth1", "flags": ["BROADCAST"], "addr_info": [{"family": "inet6", "local": "2001:db8::9", "scope": "global"}]}),
+            json!({"ifname": "eth0", "flags": ["UP"], "addr_info": [
+                {"family": "inet6", "local": "2001:db8::1", "scope": "global", "tentative": true},
+                {"family": "inet6", "local": "2001:db8::2", "scope": "global"}]}),
+        ];
+        assert_eq!(
+            pick_node_ip(&links, "selur0"),
+            Some("2001:db8::2".parse().unwrap())
+        );
+        assert_eq!(pick_node_ip(&links[..2], "selur0"), None);
+    }
+}

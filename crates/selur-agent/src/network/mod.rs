@@ -1,0 +1,268 @@
+//! The node's part of the pod network: its bridge (the pods' gateway, also
+//! carrying the cluster DNS address), IPv6 forwarding, each pod's address
+//! ([`ipam`]) and interface (made with the pod's sandbox, see
+//! `selur_runtime::sandbox::PodInterface`), and routes to the other nodes'
+//! pod ranges ([`routes`]).
+//!
+//! The cluster's ranges come from the server (the ConfigMap
+//! `kube-system/selur-cluster-network`), this node's /64 from its Node's
+//! `spec.podCIDR`, which the server's node IPAM assigns.
+
+pub mod bridge;
+pub mod ipam;
+pub mod proxy;
+pub mod resolv;
+pub mod routes;
+
+use std::net::Ipv6Addr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use selur_api::network::{ClusterNetwork, Ipv6Cidr, CLUSTER_NETWORK_CONFIGMAP};
+use selur_runtime::sandbox::PodInterface;
+
+use crate::Agent;
+
+/// How pods get their network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNetworkMode {
+    /// Pods have only loopback (tests that run agents in the machine's own
+    /// namespace, where a bridge and routes would touch the host).
+    None,
+    /// Selur's built-in datapath: a veth pair per pod on a node bridge.
+    Bridge,
+}
+
+impl FromStr for PodNetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "bridge" => Ok(Self::Bridge),
+            _ => Err(format!(
+                "{s:?} is not a pod network: use \"bridge\" (the built-in datapath) or \"none\" (loopback only)"
+            )),
+        }
+    }
+}
+
+/// The agent's network settings.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    pub mode: PodNetworkMode,
+    /// The node bridge's name.
+    pub bridge: String,
+    /// The node's address other nodes route this node's pods through and
+    /// NodePorts answer on (default: the first global IPv6 address of an
+    /// interface other than the bridge).
+    pub node_ip: Option<Ipv6Addr>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            mode: PodNetworkMode::Bridge,
+            bridge: "selur0".into(),
+            node_ip: None,
+        }
+    }
+}
+
+/// Errors setting up the node's network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("the cluster's network settings: {0}")]
+    Settings(String),
+    #[error("{0}")]
+    Command(#[from] selur_runtime::sandbox::SandboxError),
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ipam(#[from] ipam::IpamError),
+}
+
+/// This node's pod network, once set up.
+#[derive(Debug)]
+pub struct NodeNetwork {
+    pub cluster: ClusterNetwork,
+    /// This node's pod range.
+    pub pod_cidr: Ipv6Cidr,
+    /// The bridge's address: the pods' default route.
+    pub gateway: Ipv6Addr,
+    pub bridge: String,
+    pub node_ip: Option<Ipv6Addr>,
+    pub ipam: ipam::Ipam,
+}
+
+impl NodeNetwork {
+    /// The interface of the pod `uid`, its address recorded in `pod_dir`.
+    pub fn interface(
+        &self,
+        uid: &str,
+        pod_dir: &std::path::Path,
+    ) -> Result<PodInterface, NetworkError> {
+        let addr = self.ipam.assign(uid, pod_dir)?;
+        Ok(PodInterface {
+            host_name: host_link_name(uid),
+            bridge: self.bridge.clone(),
+            addr,
+            prefix: self.pod_cidr.prefix(),
+            gateway: self.gateway,
+            host_pid: std::process::id(),
+        })
+    }
+
+    /// The cluster DNS address pods are given.
+    pub fn dns_ip(&self) -> Option<Ipv6Addr> {
+        self.cluster.dns_service_ip()
+    }
+}
+
+/// The host end of pod `uid`'s veth pair: `sel` and 12 hex digits of a
+/// hash of the uid (interface names hold 15 bytes).
+pub fn host_link_name(uid: &str) -> String {
+    format!("sel{:012x}", ipam::fnv1a(uid.as_bytes()) & 0xffff_ffff_ffff)
+}
+
+/// Read the cluster's published network settings (retrying while the
+/// server has not published them).
+async fn cluster_settings(agent: &Agent) -> ClusterNetwork {
+    let (ns, name) = CLUSTER_NETWORK_CONFIGMAP;
+    let path = format!("/api/v1/namespaces/{ns}/configmaps/{name}");
+    let mut warned = false;
+    loop {
+        let answer = agent
+            .call(
+                reqwest::Method::GET,
+                &path,
+                "application/json",
+                &Value::Null,
+            )
+            .await;
+        let problem = match answer {
+            Ok((200, cm)) => {
+                let data = serde_json::from_value(cm["data"].clone()).unwrap_or_default();
+                match ClusterNetwork::from_config_data(&data) {
+                    Ok(n) => return n,
+                    Err(e) => e.to_string(),
+                }
+            }
+            Ok((code, v)) => format!("{code}: {}", v["message"].as_str().unwrap_or("")),
+            Err(e) => e.to_string(),
+        };
+        if !warned {
+            tracing::warn!(configmap = %format!("{ns}/{name}"), problem, "waiting for the cluster's network settings");
+            warned = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until the server has given this node its pod range.
+async fn node_pod_cidr(agent: &Agent) -> Ipv6Cidr {
+    let mut waited = Duration::ZERO;
+    let step = Duration::from_millis(100);
+    loop {
+        if let Ok((200, node)) = agent
+            .call(
+                reqwest::Method::GET,
+                &agent.node_path(),
+                "application/json",
+                &Value::Null,
+            )
+            .await
+        {
+            if let Some(c) = node
+                .pointer("/spec/podCIDR")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+            {
+                return c;
+            }
+        }
+        if waited.as_secs() > 0 && waited.as_millis().is_multiple_of(5000) {
+            tracing::warn!(
+                waited = ?waited,
+                "the node has no spec.podCIDR yet (the server's node IPAM assigns one; is the cluster range full?)"
+            );
+        }
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+}
+
+/// Set up this node's pod network: settings from the server, the bridge,
+/// forwarding, the addresses of pods already here. `None` when pods get
+/// no network.
+pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkError> {
+    let cfg = agent.config.network.clone();
+    if cfg.mode == PodNetworkMode::None {
+        return Ok(None);
+    }
+    let cluster = cluster_settings(agent).await;
+    let pod_cidr = node_pod_cidr(agent).await;
+    let gateway = pod_cidr
+        .nth(1)
+        .ok_or_else(|| NetworkError::Settings(format!("the node range {pod_cidr} is too small")))?;
+    let dns = cluster.dns_service_ip();
+    let bridge_name = cfg.bridge.clone();
+    let node_ip = match cfg.node_ip {
+        Some(ip) => Some(ip),
+        None => bridge::detect_node_ip(&bridge_name),
+    };
+    let pods_dir = agent.config.data_dir.join("pods");
+    let net = tokio::task::spawn_blocking(move || -> Result<NodeNetwork, NetworkError> {
+        bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
+        bridge::enable_forwarding()?;
+        let ipam = ipam::Ipam::new(pod_cidr, [gateway]);
+        ipam.load(&pods_dir);
+        Ok(NodeNetwork {
+            cluster,
+            pod_cidr,
+            gateway,
+            bridge: bridge_name,
+            node_ip,
+            ipam,
+        })
+    })
+    .await
+    .map_err(|e| NetworkError::Settings(format!("the setup task failed: {e}")))??;
+    tracing::info!(pod_cidr = %net.pod_cidr, bridge = %net.bridge, node_ip = ?net.node_ip, "pod network ready");
+    Ok(Some(Arc::new(net)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_link_names_fit_and_differ() {
+        let a = host_link_name("0b5c7f2e-1111-2222-3333-444455556666");
+        let b = host_link_name("0b5c7f2e-1111-2222-3333-444455556667");
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("sel"));
+        assert_ne!(a, b);
+        assert_eq!(a, host_link_name("0b5c7f2e-1111-2222-3333-444455556666"));
+    }
+
+    #[test]
+    fn modes_parse_with_a_helpful_error() {
+        assert_eq!(
+            "bridge".parse::<PodNetworkMode>(),
+            Ok(PodNetworkMode::Bridge)
+        );
+        assert_eq!("none".parse::<PodNetworkMode>(), Ok(PodNetworkMode::None));
+        assert!("cni"
+            .parse::<PodNetworkMode>()
+            .unwrap_err()
+            .contains("bridge"));
+    }
+}

@@ -1,0 +1,192 @@
+//! The pod network across two nodes, each agent in a network namespace of
+//! its own (see `common::netns`): pods get one IPv6 address from their
+//! node's /64 and no IPv4 at all, and reach pods on the other node through
+//! the node routes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::netns::NetCluster;
+use serde_json::Value;
+
+fn web_pod(name: &str, node: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, labels: {{app: web}}}}
+spec:
+  nodeName: {node}
+  containers:
+  - name: web
+    image: localhost/rt:1
+    args: ["sh", "-c", "echo hello-from-$(hostname) > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
+    env:
+    - name: MY_IP
+      valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}
+    volumeMounts: [{{name: www, mountPath: /www}}]
+  volumes: [{{name: www, emptyDir: {{}}}}]
+"#
+    )
+}
+
+fn running(c: &NetCluster, name: &str) -> Value {
+    common::wait_pod(&c.server, name, "running with an IP", |p| {
+        p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string()
+    })
+}
+
+/// An HTTP GET of `/` on `host` (an address, or a name) port 8080 from
+/// inside `pod` with `busybox nc` (static busybox's wget needs NSS files the
+/// image lacks), retried for a few seconds (the server may still be
+/// starting); the body or the last error.
+fn fetch(c: &NetCluster, pod: &str, host: &str) -> Result<String, String> {
+    let start = Instant::now();
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {host} 8080");
+    loop {
+        let out = c
+            .server
+            .selur(&["exec", pod, "--", "/bin/busybox", "sh", "-c", &script]);
+        let text = common::stdout(&out);
+        if out.status.success() && text.contains("200 OK") {
+            return Ok(text.rsplit("\r\n\r\n").next().unwrap_or("").to_string());
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(common::stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
+    if !common::netns::available() {
+        eprintln!("skipped: cannot create network namespaces");
+        return;
+    }
+    let c = NetCluster::start(&["n1", "n2"]);
+    for n in ["n1", "n2"] {
+        common::build_busybox_image(&c.server, Some(n));
+    }
+    let nodes: Vec<Value> = ["n1", "n2"]
+        .iter()
+        .map(|n| c.server.get_json(&["node", n]))
+        .collect();
+    let cidr = |i: usize| nodes[i]["spec"]["podCIDR"].as_str().unwrap().to_string();
+    assert_ne!(cidr(0), cidr(1));
+    assert_eq!(
+        nodes[0]["status"]["addresses"][0],
+        serde_json::json!({"type": "InternalIP", "address": c.agent("n1").host.ip.to_string()})
+    );
+
+    let a_yaml = common::write_file(&c.server, "a.yaml", &web_pod("web-a", "n1"));
+    let b_yaml = common::write_file(&c.server, "b.yaml", &web_pod("web-b", "n2"));
+    c.server.ok(&["apply", "-f", &a_yaml]);
+    c.server.ok(&["apply", "-f", &b_yaml]);
+    let a = running(&c, "web-a");
+    let b = running(&c, "web-b");
+    let ip = |p: &Value| -> std::net::Ipv6Addr {
+        p["status"]["podIP"].as_str().unwrap().parse().unwrap()
+    };
+    let (ip_a, ip_b) = (ip(&a), ip(&b));
+    // Each address from its node's range, reported in podIPs and hostIP too.
+    let in_range = |ip: std::net::Ipv6Addr, cidr: &str| {
+        let (net, len) = cidr.split_once('/').unwrap();
+        assert_eq!(len, "64");
+        let net: std::net::Ipv6Addr = net.parse().unwrap();
+        u128::from(ip) >> 64 == u128::from(net) >> 64
+    };
+    assert!(in_range(ip_a, &cidr(0)), "{ip_a} not in {}", cidr(0));
+    assert!(in_range(ip_b, &cidr(1)), "{ip_b} not in {}", cidr(1));
+    assert_eq!(
+        a["status"]["podIPs"],
+        serde_json::json!([{"ip": ip_a.to_string()}])
+    );
+    assert_eq!(a["status"]["hostIP"], c.agent("n1").host.ip.to_string());
+
+    // The downward API sees the address.
+    let env = c.server.ok(&[
+        "exec",
+        "web-a",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo $MY_IP",
+    ]);
+    assert_eq!(env.trim(), ip_a.to_string());
+
+    // No IPv4 inside: no address, no route, a connect fails at once.
+    let v4 = c
+        .server
+        .ok(&["exec", "web-a", "--", "/bin/busybox", "ip", "-4", "addr"]);
+    assert_eq!(v4.trim(), "", "IPv4 addresses in the pod: {v4}");
+    let v4r = c
+        .server
+        .ok(&["exec", "web-a", "--", "/bin/busybox", "ip", "-4", "route"]);
+    assert_eq!(v4r.trim(), "", "IPv4 routes in the pod: {v4r}");
+    let links = c
+        .server
+        .ok(&["exec", "web-a", "--", "/bin/busybox", "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 2, "lo and eth0 only: {links}");
+    let out = c.server.selur(&[
+        "exec",
+        "web-a",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo | /bin/busybox nc -w 2 127.0.0.1 8080",
+    ]);
+    assert!(!out.status.success(), "an IPv4 connect worked");
+    assert!(
+        common::stderr(&out).contains("unreachable"),
+        "{}",
+        common::stderr(&out)
+    );
+
+    // Across nodes, both ways, and to itself by its own address.
+    assert_eq!(
+        fetch(&c, "web-a", &ip_b.to_string())
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.diagnose()))
+            .trim(),
+        "hello-from-web-b"
+    );
+    assert_eq!(
+        fetch(&c, "web-b", &ip_a.to_string()).unwrap().trim(),
+        "hello-from-web-a"
+    );
+    assert_eq!(
+        fetch(&c, "web-a", &ip_a.to_string()).unwrap().trim(),
+        "hello-from-web-a"
+    );
+
+    // Deleting a pod removes its interface from the node.
+    let link = |name: &str| {
+        let uid = c.server.get_json(&["pod", name])["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        format!("sel{:012x}", fnv1a(uid.as_bytes()) & 0xffff_ffff_ffff)
+    };
+    let link_a = link("web-a");
+    let host1 = &c.agent("n1").host;
+    assert!(host1.ns.ok("ip -o link").contains(&link_a));
+    c.server
+        .ok(&["delete", "pod", "web-a", "--wait", "--timeout", "60s"]);
+    let start = Instant::now();
+    while host1.ns.ok("ip -o link").contains(&link_a) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{link_a} stayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The agent's naming of a pod's host link (FNV-1a of the uid).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
