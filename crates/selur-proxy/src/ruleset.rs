@@ -1,5 +1,7 @@
 //! The rendered table and the nft JSON transactions that install it.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 /// The family of every table the proxy writes (IPv6 only).
@@ -73,40 +75,46 @@ impl Ruleset {
             json!({"delete": {"table": self.table_obj()}}),
             json!({"add": {"table": self.table_obj()}}),
         ];
-        self.push_contents(&mut commands);
+        self.push_contents(&mut commands, None);
         json!({ "nftables": commands })
     }
 
     /// The transaction that turns `previous` (the table as last applied) into
-    /// this one, kube-proxy style: flush every old chain and every static
-    /// set/map, delete the chains and sets that are gone, then add
-    /// everything. Dynamic (affinity) sets that stay keep their entries.
+    /// this one, touching only what changed (kube-proxy's partial sync):
+    /// changed and vanished chains are flushed, changed static sets and maps
+    /// flushed, vanished ones deleted, then the new and changed objects,
+    /// elements and rules are added. Unchanged chains are not rewritten and
+    /// dynamic (affinity) sets that stay keep their entries.
     pub fn update_from(&self, previous: &Ruleset) -> Value {
+        let new = Index::of(self);
         let mut commands = vec![json!({"add": {"table": self.table_obj()}})];
         for chain in &previous.chains {
-            commands.push(json!({"flush": {"chain": self.chain_obj(&chain.name)}}));
+            if new.chains.get(chain.name.as_str()) != Some(&chain) {
+                commands.push(json!({"flush": {"chain": self.chain_obj(&chain.name)}}));
+            }
         }
         for set in previous.sets.iter().filter(|s| !s.dynamic()) {
-            commands.push(json!({"flush": {set_kind(set): self.set_ref(&set.name)}}));
+            if let Some(new) = new.sets.get(set.name.as_str()) {
+                if same_definition(new, set) && new.elements != set.elements {
+                    commands.push(json!({"flush": {set_kind(set): self.set_ref(&set.name)}}));
+                }
+            }
         }
         for chain in &previous.chains {
-            if self.chain(&chain.name).is_none() {
+            if !new.chains.contains_key(chain.name.as_str()) {
                 commands.push(json!({"delete": {"chain": self.chain_obj(&chain.name)}}));
             }
         }
         for set in &previous.sets {
-            let gone = match self.set(&set.name) {
-                None => true,
-                // Same name, other definition: recreate it.
-                Some(new) => {
-                    new.key_type != set.key_type || new.map != set.map || new.timeout != set.timeout
-                }
-            };
-            if gone {
+            // Gone, or same name with another definition (recreated below).
+            if !self
+                .set(&set.name)
+                .is_some_and(|new| same_definition(new, set))
+            {
                 commands.push(json!({"delete": {set_kind(set): self.set_ref(&set.name)}}));
             }
         }
-        self.push_contents(&mut commands);
+        self.push_contents(&mut commands, Some(previous));
         json!({ "nftables": commands })
     }
 
@@ -123,9 +131,20 @@ impl Ruleset {
     }
 
     /// Sets, then chains (rules may only name chains that exist), then set
-    /// elements (map elements name chains), then rules.
-    fn push_contents(&self, commands: &mut Vec<Value>) {
-        for set in &self.sets {
+    /// elements (map elements name chains), then rules; with `previous`, only
+    /// what is new or changed (see [`Ruleset::update_from`]).
+    fn push_contents(&self, commands: &mut Vec<Value>, previous: Option<&Ruleset>) {
+        let old = previous.map(Index::of);
+        let old_set = |set: &Set| {
+            old.as_ref()
+                .and_then(|o| o.sets.get(set.name.as_str()).copied())
+                .filter(|old| same_definition(old, set))
+        };
+        let old_chain = |chain: &Chain| {
+            old.as_ref()
+                .and_then(|o| o.chains.get(chain.name.as_str()).copied())
+        };
+        for set in self.sets.iter().filter(|s| old_set(s).is_none()) {
             let mut obj = json!({
                 "family": FAMILY,
                 "table": self.table,
@@ -141,7 +160,7 @@ impl Ruleset {
             }
             commands.push(json!({"add": {set_kind(set): obj}}));
         }
-        for chain in &self.chains {
+        for chain in self.chains.iter().filter(|c| old_chain(c).is_none()) {
             let mut obj = self.chain_obj(&chain.name);
             if let Some(hook) = chain.hook {
                 obj["type"] = json!(hook.kind);
@@ -151,7 +170,13 @@ impl Ruleset {
             }
             commands.push(json!({"add": {"chain": obj}}));
         }
-        for set in self.sets.iter().filter(|s| !s.elements.is_empty()) {
+        let elements_changed =
+            |set: &Set| old_set(set).is_none_or(|old| old.elements != set.elements);
+        for set in self
+            .sets
+            .iter()
+            .filter(|s| !s.elements.is_empty() && elements_changed(s))
+        {
             commands.push(json!({"add": {"element": {
                 "family": FAMILY,
                 "table": self.table,
@@ -159,7 +184,7 @@ impl Ruleset {
                 "elem": set.elements,
             }}}));
         }
-        for chain in &self.chains {
+        for chain in self.chains.iter().filter(|c| old_chain(c) != Some(*c)) {
             for rule in &chain.rules {
                 commands.push(json!({"add": {"rule": {
                     "family": FAMILY,
@@ -170,6 +195,29 @@ impl Ruleset {
             }
         }
     }
+}
+
+/// Chains and sets by name (rulesets hold thousands of chains).
+struct Index<'a> {
+    chains: HashMap<&'a str, &'a Chain>,
+    sets: HashMap<&'a str, &'a Set>,
+}
+
+impl<'a> Index<'a> {
+    fn of(ruleset: &'a Ruleset) -> Self {
+        Self {
+            chains: ruleset
+                .chains
+                .iter()
+                .map(|c| (c.name.as_str(), c))
+                .collect(),
+            sets: ruleset.sets.iter().map(|s| (s.name.as_str(), s)).collect(),
+        }
+    }
+}
+
+fn same_definition(a: &Set, b: &Set) -> bool {
+    a.key_type == b.key_type && a.map == b.map && a.timeout == b.timeout
 }
 
 fn set_kind(set: &Set) -> &'static str {
