@@ -53,3 +53,6 @@ pub enum ProxyError {
     #[error("decoding nft's JSON output")]
     Decode(#[source] serde_json::Error),
 }
+
+#[cfg(test)]
+mod tests;
