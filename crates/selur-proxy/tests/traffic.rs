@@ -222,3 +222,129 @@ fn render_and_apply_1000_services_with_10_endpoints() {
     );
     nft.remove("selur-bench").unwrap();
 }
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_endpoint() {
+    if !privileged() {
+        return;
+    }
+    let mut node = Node::new();
+    let a = node.add_pod(2);
+    let client = node.add_pod(3);
+    let c = node.add_pod(4);
+    node.pods[a].serve(8080, "pod-a");
+    node.pods[c].serve(8080, "pod-c");
+    let ips = [node.pods[a].ip, node.pods[c].ip];
+    let cfg = config("selur-aff");
+    let mut sticky = service("sticky", "fd01::12", 80, None);
+    if let Some(spec) = sticky.spec.as_mut() {
+        spec.session_affinity = Some("ClientIP".into());
+    }
+    let plain = service("plain", "fd01::13", 80, None);
+    let slices = [
+        slice("sticky", "1", 8080, &ips),
+        slice("plain", "1", 8080, &ips),
+    ];
+    let nft = Nft::in_netns(node.ns.path());
+    selur_proxy::apply(&nft, &render(&cfg, &[sticky, plain], &slices), None).unwrap();
+    let replies = |ip: &str| {
+        (0..20)
+            .map(|_| connect(&node.pods[client].ns, ip, 80).0)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // Without affinity both endpoints answer (all 20 on one: 2^-19).
+    let plain_replies = replies("fd01::13");
+    assert_eq!(plain_replies.len(), 2, "{plain_replies:?}");
+    // With it, one endpoint answers every time.
+    let sticky_replies = replies("fd01::12");
+    assert_eq!(sticky_replies.len(), 1, "{sticky_replies:?}");
+    assert!(nft.list("selur-aff").unwrap().contains("fd00:0:0:1::3"));
+    nft.remove("selur-aff").unwrap();
+}
+
+#[test]
+fn dns_address_is_left_to_the_agent() {
+    if !privileged() {
+        return;
+    }
+    let mut node = Node::new();
+    let client = node.add_pod(3);
+    // The agent answers on the DNS address itself (here a TCP listener on
+    // the node).
+    node.ns
+        .exec(&["ip", "-6", "addr", "add", "fd01::a/128", "dev", "lo"]);
+    let _dns = node.ns.spawn(&[
+        "python3",
+        "-c",
+        "import socket\n\
+         s=socket.socket(socket.AF_INET6)\n\
+         s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('fd01::a',53))\n\
+         s.listen(4)\n\
+         while True:\n    c,_=s.accept()\n    c.sendall(b'agent-dns\\n')\n    c.close()\n",
+    ]);
+    for _ in 0..100 {
+        if !node
+            .ns
+            .exec(&["ss", "-Hltn", "sport = :53"])
+            .trim()
+            .is_empty()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A kube-dns Service on that address without endpoints, and another
+    // Service without endpoints for comparison.
+    let services = [
+        service("kube-dns", "fd01::a", 53, None),
+        service("empty", "fd01::11", 53, None),
+    ];
+    let nft = Nft::in_netns(node.ns.path());
+    selur_proxy::apply(&nft, &render(&config("selur-dns"), &services, &[]), None).unwrap();
+    assert_eq!(connect(&node.pods[client].ns, "fd01::a", 53).0, "agent-dns");
+    assert_eq!(connect(&node.ns, "fd01::a", 53).0, "agent-dns");
+    assert_eq!(
+        connect(&node.pods[client].ns, "fd01::11", 53).0,
+        "ERR ECONNREFUSED"
+    );
+    // An unallocated address of the Service range is dropped (kube-proxy).
+    let (reply, _) = connect(&node.pods[client].ns, "fd01::99", 53);
+    assert_eq!(reply, "ERR timeout");
+    nft.remove("selur-dns").unwrap();
+}
+
+#[test]
+fn a_table_changed_behind_the_proxy_is_replaced_whole() {
+    if !privileged() {
+        return;
+    }
+    let ns = Netns::new("behind");
+    let nft = Nft::in_netns(ns.path());
+    let cfg = config("selur-behind");
+    let ip = |h| std::net::Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, h);
+    let services = [service("web", "fd01::10", 80, None)];
+    let mut proxy = Proxy::new(nft.clone());
+    proxy
+        .apply(render(
+            &cfg,
+            &services,
+            &[slice("web", "1", 8080, &[ip(2)])],
+        ))
+        .unwrap();
+    // Somebody removes the table: the incremental update fails, the
+    // fallback replaces the table.
+    nft.remove("selur-behind").unwrap();
+    let wanted = render(&cfg, &services, &[slice("web", "1", 8080, &[ip(3)])]);
+    assert!(proxy.apply(wanted.clone()).unwrap());
+    let listing = nft.list("selur-behind").unwrap();
+    assert!(listing.contains("fd00:0:0:1::3"));
+    assert!(!listing.contains("fd00:0:0:1::2"));
+    // resync rewrites it even when nothing changed.
+    proxy.resync(wanted).unwrap();
+    assert_eq!(
+        normalize_listing(&listing).unwrap(),
+        normalize_listing(&nft.list("selur-behind").unwrap()).unwrap()
+    );
+    proxy.remove("selur-behind").unwrap();
+}
