@@ -94,13 +94,12 @@ impl Nft {
             command: describe(),
             source,
         })?;
+        let mut write_error = None;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             // nft reads all of stdin before it answers, so writing first
-            // and then collecting the output cannot deadlock.
-            pipe.write_all(input).map_err(|source| ProxyError::Spawn {
-                command: describe(),
-                source,
-            })?;
+            // and then collecting the output cannot deadlock. Dropping the
+            // pipe closes it.
+            write_error = pipe.write_all(input).err();
         }
         let output = child
             .wait_with_output()
@@ -108,6 +107,13 @@ impl Nft {
                 command: describe(),
                 source,
             })?;
+        // nft's own complaint explains a broken pipe better than the pipe.
+        if let (Some(source), true) = (write_error, output.status.success()) {
+            return Err(ProxyError::Spawn {
+                command: describe(),
+                source,
+            });
+        }
         if !output.status.success() {
             return Err(ProxyError::Nft {
                 command: describe(),
@@ -266,5 +272,72 @@ fn strip(value: &mut Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(strip),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_program(program: &str) -> Nft {
+        Nft {
+            program: PathBuf::from(program),
+            netns: None,
+        }
+    }
+
+    #[test]
+    fn nft_failures_carry_the_command_and_its_stderr() {
+        let err = with_program("false")
+            .run_json(&serde_json::json!({"nftables": []}))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProxyError::Nft { status: Some(1), command, .. } if command.contains("false")),
+            "{err:?}"
+        );
+        let err = with_program("/nonexistent/nft").list("selur").unwrap_err();
+        assert!(matches!(err, ProxyError::Spawn { .. }), "{err:?}");
+        // `true` ignores its stdin: a transaction "succeeds".
+        with_program("true")
+            .run_json(&serde_json::json!({"nftables": []}))
+            .unwrap();
+    }
+
+    #[test]
+    fn table_names_are_checked_before_nft_runs() {
+        let err = with_program("true").remove("bad name").unwrap_err();
+        assert!(matches!(err, ProxyError::InvalidName { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn netns_runs_go_through_nsenter() {
+        let cmd = Nft::in_netns("/run/netns/x").command(&["-j", "list", "tables"]);
+        let line = format!("{cmd:?}");
+        assert!(
+            line.starts_with("\"nsenter\" \"--net=/run/netns/x\" \"--\" \"nft\" \"-j\""),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn listings_compare_without_handles_or_order() {
+        let a = r#"{"nftables":[{"metainfo":{"version":"1.0.6"}},
+            {"table":{"family":"ip6","name":"t","handle":4}},
+            {"chain":{"family":"ip6","table":"t","name":"b","handle":2}},
+            {"chain":{"family":"ip6","table":"t","name":"a","handle":1}},
+            {"rule":{"family":"ip6","table":"t","chain":"b","handle":9,"expr":[{"accept":null}]}},
+            {"set":{"family":"ip6","table":"t","name":"s","handle":3,"elem":["fd01::2","fd01::1"]}}]}"#;
+        let b = r#"{"nftables":[{"metainfo":{"version":"1.0.6"}},
+            {"table":{"family":"ip6","name":"t","handle":7}},
+            {"set":{"family":"ip6","table":"t","name":"s","handle":8,"elem":["fd01::1","fd01::2"]}},
+            {"chain":{"family":"ip6","table":"t","name":"a","handle":5}},
+            {"chain":{"family":"ip6","table":"t","name":"b","handle":6}},
+            {"rule":{"family":"ip6","table":"t","chain":"b","handle":12,"expr":[{"accept":null}]}}]}"#;
+        assert_eq!(normalize_listing(a).unwrap(), normalize_listing(b).unwrap());
+        let c = b.replace("accept", "drop");
+        assert_ne!(
+            normalize_listing(a).unwrap(),
+            normalize_listing(&c).unwrap()
+        );
     }
 }
