@@ -114,7 +114,8 @@ pub struct HostPort {
     pub container_port: u16,
 }
 
-/// The node-level settings of one proxy instance.
+/// The node-level settings of one proxy instance; check them once with
+/// [`ProxyConfig::validate`] (rendering takes them as they are).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     /// The nft table (family `ip6`) this instance owns, e.g. `selur`; one per
