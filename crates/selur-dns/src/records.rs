@@ -88,8 +88,30 @@ impl Records {
         for pod in pods {
             builder.pod(pod);
         }
+        // Slices by (namespace, service name), so each Service finds its
+        // own without a scan of all of them.
+        let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in slices {
+            let ns = slice.metadata.namespace.as_deref();
+            let svc = slice
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_NAME_LABEL));
+            if let (Some(ns), Some(svc)) = (ns, svc) {
+                by_service
+                    .entry((ns, svc.as_str()))
+                    .or_default()
+                    .push(slice);
+            }
+        }
         for service in services {
-            builder.service(service, slices);
+            let key = (
+                service.metadata.namespace.as_deref().unwrap_or_default(),
+                service.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let own = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
+            builder.service(service, own);
         }
         builder.finish()
     }
@@ -238,7 +260,8 @@ impl Builder {
         }
     }
 
-    fn service(&mut self, service: &Service, slices: &[EndpointSlice]) {
+    /// A Service's names; `slices` are its own EndpointSlices.
+    fn service(&mut self, service: &Service, slices: &[&EndpointSlice]) {
         let (Some(svc), Some(ns)) = (&service.metadata.name, &service.metadata.namespace) else {
             return;
         };
@@ -296,15 +319,7 @@ impl Builder {
                     .or_default();
             }
         }
-        let own_slices = slices.iter().filter(|s| {
-            s.metadata.namespace.as_deref() == Some(ns.as_str())
-                && s.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                    == Some(svc)
-        });
-        for slice in own_slices {
+        for slice in slices {
             if slice.address_type == "FQDN" {
                 continue;
             }
