@@ -120,15 +120,7 @@ impl Records {
     /// without regard to case, and a name without its trailing dot counts
     /// as fully qualified.
     pub fn lookup(&self, name: &LowerName, qtype: RecordType) -> Lookup<'_> {
-        let qualified;
-        let name = if name.is_fqdn() {
-            name
-        } else {
-            let mut full = Name::from(name.clone());
-            full.set_fqdn(true);
-            qualified = LowerName::new(&full);
-            &qualified
-        };
+        let name = &qualified(name);
         let Some(records) = self.names.get(name) else {
             return if self.interior.contains(name) {
                 Lookup::NoData
@@ -167,6 +159,7 @@ impl Records {
 
     /// Whether `name` is one of the records' names (with data or interior).
     pub fn contains(&self, name: &LowerName) -> bool {
+        let name = &qualified(name);
         self.names.contains_key(name) || self.interior.contains(name)
     }
 
@@ -416,6 +409,17 @@ impl Builder {
         interior.retain(|n| !names.contains_key(n));
         Records { names, interior }
     }
+}
+
+/// `name` with its trailing dot: names from the wire always have it, names
+/// from callers may not, and the two do not compare equal.
+fn qualified(name: &LowerName) -> LowerName {
+    if name.is_fqdn() {
+        return name.clone();
+    }
+    let mut full = Name::from(name.clone());
+    full.set_fqdn(true);
+    LowerName::new(&full)
 }
 
 /// `name` as a fully qualified, lower-case DNS name.

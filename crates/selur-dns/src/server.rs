@@ -166,11 +166,25 @@ pub async fn serve(
         domain: cfg.domain.clone(),
         source,
     })?;
+    // Forwarding to ourselves would send every outside query round in a
+    // loop until its deadline, each turn a new query: never do it.
+    let own = [udp.local_addr().ok(), tcp.local_addr().ok()];
+    let upstreams: Vec<SocketAddr> = cfg
+        .upstreams
+        .into_iter()
+        .filter(|upstream| {
+            let looped = own.contains(&Some(*upstream));
+            if looped {
+                tracing::warn!(%upstream, "upstream resolver is this DNS server; skipped");
+            }
+            !looped
+        })
+        .collect();
     let soa = soa_record(&domain_name, initial_serial());
     let shared = Arc::new(Shared {
         domain: LowerName::new(&domain_name),
         domain_name,
-        upstreams: cfg.upstreams,
+        upstreams,
         upstream_timeout: cfg.upstream_timeout,
         zone: RwLock::new(Arc::new(Zone {
             records: Records::default(),
@@ -240,6 +254,10 @@ impl Handler {
             return Some(negative(ResponseCode::Refused));
         }
         let qtype = query.query_type();
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+            // No zone transfers: the records come from the agent's cache.
+            return Some(negative(ResponseCode::Refused));
+        }
         if name == self.shared.domain {
             return Some(match qtype {
                 RecordType::SOA | RecordType::ANY => Authoritative {

@@ -458,3 +458,39 @@ async fn load_run_reports_rate_and_latency() {
     println!("cluster names over UDP: {report}");
     assert_eq!(report.answered + report.failed, 2000);
 }
+
+#[tokio::test]
+async fn own_address_as_upstream_is_skipped_not_looped() {
+    let udp = UdpSocket::bind("[::1]:0").await.unwrap();
+    let tcp = TcpListener::bind("[::1]:0").await.unwrap();
+    let own = udp.local_addr().unwrap();
+    let cfg = DnsConfig {
+        domain: "cluster.local".into(),
+        upstreams: vec![own],
+        upstream_timeout: Duration::from_secs(2),
+    };
+    let (_handle, server) = serve(cfg, udp, tcp).await.unwrap();
+    let started = Instant::now();
+    let answer = query(own, "example.org.", RecordType::AAAA).await;
+    // No upstream left: SERVFAIL at once rather than a storm of queries
+    // to ourselves for two seconds.
+    assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn zone_transfer_is_refused() {
+    let dns = with_snapshot().await;
+    let answer = query_tcp(dns.tcp, "cluster.local.", RecordType::AXFR).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::Refused);
+}
+
+#[tokio::test]
+async fn soa_of_the_domain_is_answered() {
+    let dns = with_snapshot().await;
+    let answer = query(dns.udp, "cluster.local.", RecordType::SOA).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answer.answers.len(), 1);
+    assert_eq!(answer.answers[0].record_type(), RecordType::SOA);
+}
