@@ -188,9 +188,11 @@ struct Builder {
 }
 
 impl Builder {
+    /// Adds a record at `name`, which is lower case already (built by
+    /// [`Builder::name`] or from an address).
     fn add(&mut self, name: &Name, data: RData) {
-        let records = self.names.entry(name.to_lowercase()).or_default();
-        let record = Record::from_rdata(name.to_lowercase(), TTL, data);
+        let records = self.names.entry(name.clone()).or_default();
+        let record = Record::from_rdata(name.clone(), TTL, data);
         if !records.contains(&record) {
             records.push(record);
         }
@@ -199,7 +201,7 @@ impl Builder {
     /// A name that exists with no records of its own (a headless Service
     /// without endpoints, say).
     fn touch(&mut self, name: &Name) {
-        self.names.entry(name.to_lowercase()).or_default();
+        self.names.entry(name.clone()).or_default();
     }
 
     fn add_ptr(&mut self, ip: IpAddr, source: PtrSource, target: &Name) {
@@ -212,10 +214,24 @@ impl Builder {
         }
     }
 
+    /// `labels` followed by the domain. Labels are checked here as
+    /// Kubernetes names (letters, digits, `-`, `_`, at most 63) and taken as
+    /// raw bytes: hickory's text parsing goes through IDNA, which cost most
+    /// of a build's time, and rejects a leading dash (`--1` for `::1`).
     fn name(&self, labels: &[&str]) -> Option<Name> {
         let mut name = self.domain.clone();
         for label in labels.iter().rev() {
-            name = name.prepend_label(label.to_ascii_lowercase()).ok()?;
+            let valid = !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                return None;
+            }
+            name = name
+                .prepend_label(label.to_ascii_lowercase().as_bytes())
+                .ok()?;
         }
         Some(name)
     }
@@ -397,7 +413,10 @@ impl Builder {
             }
             let mut parent = name.base_name();
             while self.domain.zone_of(&parent) && parent.num_labels() > 0 {
-                interior.insert(LowerName::new(&parent));
+                if !interior.insert(LowerName::new(&parent)) {
+                    // Its parents are in already.
+                    break;
+                }
                 parent = parent.base_name();
             }
         }

@@ -131,7 +131,8 @@ impl std::fmt::Debug for DnsHandle {
 }
 
 /// The running server: stop it with [`DnsServer::shutdown`], or wait for it
-/// to end with [`DnsServer::join`].
+/// to end with [`DnsServer::join`]. Dropping it leaves the server running
+/// (its task is detached), as long as the runtime runs.
 #[derive(Debug)]
 pub struct DnsServer {
     task: JoinHandle<Result<(), hickory_server::net::NetError>>,
