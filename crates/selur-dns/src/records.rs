@@ -735,6 +735,17 @@ mod tests {
     }
 
     #[test]
+    fn address_with_a_leading_dash_still_makes_a_pod_name() {
+        let records = Records::build("cluster.local", &[], &[], &[pod("default", "p", "::5")]);
+        // Text parsing refuses the label; on the wire it is plain bytes.
+        let labels: [&[u8]; 5] = [b"--5", b"default", b"pod", b"cluster", b"local"];
+        let mut wire = Name::from_labels(labels).unwrap();
+        wire.set_fqdn(true);
+        let got = records.lookup(&LowerName::new(&wire), RecordType::AAAA);
+        assert_eq!(data(&got), vec![&aaaa("::5")]);
+    }
+
+    #[test]
     fn external_name_service_is_a_cname() {
         let svc: Service = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "ext", "namespace": "default"},

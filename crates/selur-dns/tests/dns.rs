@@ -494,3 +494,42 @@ async fn soa_of_the_domain_is_answered() {
     assert_eq!(answer.answers.len(), 1);
     assert_eq!(answer.answers[0].record_type(), RecordType::SOA);
 }
+
+#[tokio::test]
+async fn upstream_answers_with_another_id_or_question_are_ignored() {
+    // A spoofer's answers first (wrong id, then wrong question), the real
+    // one after: only the real one may reach the client.
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let upstream = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let reply = |id: u16, qname: &Name, ip: &str| {
+                let mut reply = Message::response(id, query.metadata.op_code);
+                reply.add_query(Query::query(qname.clone(), RecordType::AAAA));
+                reply.add_answer(Record::from_rdata(
+                    qname.clone(),
+                    60,
+                    RData::AAAA(AAAA(ip.parse().unwrap())),
+                ));
+                reply.to_vec().unwrap()
+            };
+            let asked = query.queries[0].name().clone();
+            let id = query.metadata.id;
+            let other = name("evil.example.");
+            for bytes in [
+                reply(id.wrapping_add(1), &asked, "2001:db8::bad"),
+                reply(id, &other, "2001:db8::bad"),
+                reply(id, &asked, "2001:db8::1"),
+            ] {
+                let _ = socket.send_to(&bytes, from).await;
+            }
+        }
+    });
+    let dns = start(vec![upstream], Duration::from_secs(2)).await;
+    let answer = query(dns.udp, "example.org.", RecordType::AAAA).await;
+    assert_eq!(data(&answer), vec![aaaa("2001:db8::1")]);
+}
