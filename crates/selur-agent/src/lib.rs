@@ -438,9 +438,13 @@ pub async fn run(
         }
     }
     tracing::info!(node = %agent.config.node_name, "node registered");
-    let mut routes = None;
+    let mut net_tasks = Vec::new();
     if let Some(net) = network::set_up(&agent).await? {
-        routes = Some(tokio::spawn(network::routes::run(
+        net_tasks.push(tokio::spawn(network::routes::run(
+            agent.clone(),
+            net.clone(),
+        )));
+        net_tasks.push(tokio::spawn(network::proxy::run(
             agent.clone(),
             net.clone(),
         )));
@@ -455,8 +459,8 @@ pub async fn run(
     tunnel.abort();
     beat.abort();
     gc.abort();
-    if let Some(r) = routes {
-        r.abort();
+    for t in net_tasks {
+        t.abort();
     }
     Ok(())
 }

@@ -368,8 +368,9 @@ struct AgentCmdArgs {
 }
 
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SELUR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SELUR_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_proto=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -161,6 +161,53 @@ fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
         "hello-from-web-a"
     );
 
+    // Egress to an address outside the cluster leaves with the node's
+    // address (NAT66): an "outside" host on the fabric tells the client
+    // the address it saw.
+    let outside = c.fabric.host("outside");
+    let mut listener = outside
+        .ns
+        .cmd("python3")
+        .args([
+            "-c",
+            "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('::',9000))\ns.listen()\nwhile True:\n c,a=s.accept()\n c.sendall((a[0]+'\\n').encode())\n c.close()\n",
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("outside listener");
+    let seen = {
+        let start = Instant::now();
+        loop {
+            let out = c.server.selur(&[
+                "exec",
+                "web-a",
+                "--",
+                "/bin/busybox",
+                "sh",
+                "-c",
+                &format!("/bin/busybox nc -w 2 {} 9000 </dev/null", outside.ip),
+            ]);
+            let text = common::stdout(&out);
+            if out.status.success() && !text.trim().is_empty() {
+                break text.trim().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "egress: {}\n{}",
+                common::stderr(&out),
+                c.diagnose()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let _ = listener.kill();
+    let _ = listener.wait();
+    assert_eq!(
+        seen,
+        c.agent("n1").host.ip.to_string(),
+        "the outside host saw the pod's own address"
+    );
+
     // Deleting a pod removes its interface from the node.
     let link = |name: &str| {
         let uid = c.server.get_json(&["pod", name])["metadata"]["uid"]
@@ -179,6 +226,50 @@ fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
         assert!(start.elapsed() < Duration::from_secs(10), "{link_a} stayed");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // `selur node reset` leaves the host without Selur links, addresses,
+    // routes, nftables table or namespace files.
+    let mut c = c;
+    c.agents[1].kill();
+    let out = c.agents[1].reset();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stdout(&out).contains("network object(s)"),
+        "{}",
+        common::stdout(&out)
+    );
+    let host2 = &c.agent("n2").host;
+    let start = Instant::now();
+    loop {
+        let links = host2.ns.ok("ip -o link");
+        if !links.contains("selur0") && !links.contains(" sel") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "links left: {links}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let addrs = host2.ns.ok("ip -o addr");
+    assert!(
+        !addrs.contains("fd00:") && !addrs.contains("fd01:"),
+        "{addrs}"
+    );
+    assert_eq!(host2.ns.ok("ip -6 route show proto 83").trim(), "");
+    let tables = host2.ns.ok("nft list tables");
+    assert!(!tables.contains("selur"), "{tables}");
+    let ns_files = std::process::Command::new("find")
+        .arg(&c.agent("n2").data_dir)
+        .args(["-name", "net", "-o", "-name", "ipc", "-o", "-name", "uts"])
+        .output()
+        .unwrap();
+    assert_eq!(common::stdout(&ns_files).trim(), "", "namespace files left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&c.agent("n2").data_dir.display().to_string()),
+        "mounts left under the node's data dir"
+    );
 }
 
 /// The agent's naming of a pod's host link (FNV-1a of the uid).

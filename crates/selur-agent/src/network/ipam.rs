@@ -1,6 +1,6 @@
 //! Pod addresses from this node's range. A pod's address is derived from
 //! its uid (stable, spread over the /64, no central counter) and recorded
-//! in the pod's directory (`<pod dir>/net`) before its interface is made,
+//! in the pod's directory (`<pod dir>/address`) before its interface is made,
 //! so a start retried after a crash, or an agent that restarted, keeps it;
 //! the addresses in use are read back from those files at start.
 
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use selur_api::network::Ipv6Cidr;
 
 /// The file in a pod's directory holding its address.
-pub const ADDR_FILE: &str = "net";
+pub const ADDR_FILE: &str = "address";
 
 /// Errors assigning an address.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,7 @@ impl Ipam {
         let path = pod_dir.join(ADDR_FILE);
         let record = || -> std::io::Result<()> {
             std::fs::create_dir_all(pod_dir)?;
-            let tmp = pod_dir.join(".net.tmp");
+            let tmp = pod_dir.join(".address.tmp");
             std::fs::write(&tmp, format!("{ip}\n"))?;
             std::fs::rename(&tmp, &path)
         };

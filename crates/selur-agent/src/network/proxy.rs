@@ -1,41 +1,224 @@
-//! The node's Service proxy table (nftables).
+//! The node's Service proxy and cluster DNS, fed from one watch cache of
+//! Services, EndpointSlices and Pods: every change (several arriving
+//! together are taken as one) renders the nftables table again (applied as
+//! one transaction, only what changed, by `selur-proxy`) and rebuilds the
+//! DNS records (`selur-dns`), served on the cluster DNS address bound on the
+//! node bridge. After an agent restart the first apply replaces the whole
+//! table, so nothing stale stays.
 
-use std::process::Command;
+use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::NetworkError;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use selur_client::watcher::Watcher;
+use selur_client::{Api, ListParams};
+use selur_proxy::{HostPort, Ipv6Net, Protocol, Proxy, ProxyConfig};
+
+use super::{NetworkError, NodeNetwork};
+use crate::Agent;
 
 /// The nftables table of the agent's Service proxy.
 pub const TABLE: &str = "selur";
 
-fn nft(args: &[&str]) -> Result<String, NetworkError> {
-    let shown = || format!("nft {}", args.join(" "));
-    match Command::new("nft").args(args).output() {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-        Ok(o) => Err(NetworkError::Settings(format!(
-            "`{}` failed: {}",
-            shown(),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ))),
-        Err(e) => Err(NetworkError::Settings(format!(
-            "`{}`: {e} (is Debian's nftables installed?)",
-            shown()
-        ))),
+/// How long changes are gathered before one update.
+const SETTLE: Duration = Duration::from_millis(20);
+
+/// Delete the proxy's table `name` if there; whether it was. Safe to repeat.
+pub fn remove_table(name: &str) -> Result<bool, NetworkError> {
+    let nft = selur_proxy::Nft::new();
+    if nft.list(name).is_err() {
+        return Ok(false);
     }
+    nft.remove(name)
+        .map(|()| true)
+        .map_err(|e| NetworkError::Settings(e.to_string()))
 }
 
-/// Delete every table named `name` (of any family) in the caller's network
-/// namespace; whether one was there. Safe to repeat.
-pub fn remove_table(name: &str) -> Result<bool, NetworkError> {
-    let list = nft(&["list", "tables"])?;
-    let mut removed = false;
-    for line in list.lines() {
-        let mut w = line.split_whitespace();
-        if let (Some("table"), Some(family), Some(n)) = (w.next(), w.next(), w.next()) {
-            if n == name {
-                nft(&["delete", "table", family, name])?;
-                removed = true;
+fn net(c: &selur_api::network::Ipv6Cidr) -> Result<Ipv6Net, NetworkError> {
+    Ipv6Net::new(c.addr(), c.prefix()).map_err(|e| NetworkError::Settings(e.to_string()))
+}
+
+/// The proxy's settings for this node (host ports from `pods`).
+fn config(node: &NodeNetwork, pods: &[Pod], me: &str) -> Result<ProxyConfig, NetworkError> {
+    let dns_ip = node
+        .dns_ip()
+        .ok_or_else(|| NetworkError::Settings("the service range has no DNS address".into()))?;
+    Ok(ProxyConfig {
+        table: TABLE.to_string(),
+        bridge: node.bridge.clone(),
+        cluster_cidr: net(&node.cluster.cluster_cidr)?,
+        node_pod_cidr: net(&node.pod_cidr)?,
+        service_cidr: net(&node.cluster.service_cidr)?,
+        node_ips: node.node_ip.into_iter().collect(),
+        dns_ip,
+        masquerade_egress: true,
+        host_ports: host_ports(pods, me),
+    })
+}
+
+/// The `hostPort`s of this node's running pods.
+fn host_ports(pods: &[Pod], me: &str) -> Vec<HostPort> {
+    let mut out = Vec::new();
+    for p in pods {
+        let Some(spec) = &p.spec else { continue };
+        if spec.node_name.as_deref() != Some(me) || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let Some(ip) = p
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|s| s.parse::<Ipv6Addr>().ok())
+        else {
+            continue;
+        };
+        for c in &spec.containers {
+            for port in c.ports.iter().flatten() {
+                let (Some(hp), Ok(cp)) = (port.host_port, u16::try_from(port.container_port))
+                else {
+                    continue;
+                };
+                let (Ok(hp), Some(proto)) = (
+                    u16::try_from(hp),
+                    Protocol::from_k8s(port.protocol.as_deref()),
+                ) else {
+                    continue;
+                };
+                out.push(HostPort {
+                    protocol: proto,
+                    host_port: hp,
+                    pod_ip: ip,
+                    container_port: cp,
+                });
             }
         }
     }
-    Ok(removed)
+    out.sort_by_key(|h| (h.host_port, h.pod_ip));
+    out
+}
+
+fn typed<T: DeserializeOwned>(objects: impl Iterator<Item = Value>) -> Vec<T> {
+    objects
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
+}
+
+/// Start the cluster DNS server on the DNS address (bound on the bridge).
+async fn start_dns(node: &NodeNetwork) -> Option<selur_dns::DnsHandle> {
+    let ip = node.dns_ip()?;
+    let addr = SocketAddr::from((ip, 53));
+    let udp = match tokio::net::UdpSocket::bind(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot bind the cluster DNS (UDP); pods get no cluster DNS");
+            return None;
+        }
+    };
+    let tcp = match tokio::net::TcpListener::bind(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot bind the cluster DNS (TCP); pods get no cluster DNS");
+            return None;
+        }
+    };
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let cfg = selur_dns::DnsConfig::new(
+        node.cluster.cluster_domain.clone(),
+        selur_dns::upstreams_from_resolv_conf(&text),
+    );
+    match selur_dns::serve(cfg, udp, tcp).await {
+        Ok((handle, server)) => {
+            // Runs as long as the agent; its task is detached.
+            drop(server);
+            tracing::info!(%addr, "cluster DNS listening");
+            Some(handle)
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot start the cluster DNS");
+            None
+        }
+    }
+}
+
+/// Keep the proxy table and the DNS records in line with the API, forever.
+pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
+    let dns = start_dns(&node).await;
+    let client = agent.client.clone();
+    let mut services: Watcher<_> =
+        Api::<Service>::all(client.clone()).watcher(ListParams::default());
+    let mut slices: Watcher<_> =
+        Api::<EndpointSlice>::all(client.clone()).watcher(ListParams::default());
+    let mut pods: Watcher<_> = Api::<Pod>::all(client).watcher(ListParams::default());
+    let mut proxy = Proxy::new(selur_proxy::Nft::new());
+    let me = agent.config.node_name.clone();
+    let mut failing = false;
+    loop {
+        // Wait for a change, then gather what follows closely.
+        tokio::select! {
+            _ = services.next() => {}
+            _ = slices.next() => {}
+            _ = pods.next() => {}
+        }
+        loop {
+            let more = tokio::time::timeout(SETTLE, async {
+                tokio::select! {
+                    _ = services.next() => {}
+                    _ = slices.next() => {}
+                    _ = pods.next() => {}
+                }
+            })
+            .await;
+            if more.is_err() {
+                break;
+            }
+        }
+        let svc: Vec<Service> = typed(services.known().cloned());
+        let sl: Vec<EndpointSlice> = typed(slices.known().cloned());
+        let pd: Vec<Pod> = typed(pods.known().cloned());
+        if let Some(h) = &dns {
+            h.update(selur_dns::Records::build(
+                &node.cluster.cluster_domain,
+                &svc,
+                &sl,
+                &pd,
+            ));
+        }
+        let cfg = match config(&node, &pd, &me) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "service proxy settings");
+                continue;
+            }
+        };
+        let ruleset = selur_proxy::render(&cfg, &svc, &sl);
+        let (result, p) = match tokio::task::spawn_blocking(move || {
+            let r = proxy.apply(ruleset);
+            (r, proxy)
+        })
+        .await
+        {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "service proxy task failed");
+                return;
+            }
+        };
+        proxy = p;
+        match result {
+            Ok(_) if failing => {
+                tracing::info!("service proxy rules applied again");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot apply the service proxy rules; retrying on the next change");
+                failing = true;
+            }
+        }
+    }
 }

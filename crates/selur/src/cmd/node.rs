@@ -38,8 +38,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 println!("node {}: nothing to reset", r.node);
             } else {
                 println!(
-                    "node {}: removed {} container(s), killed {} process(es), unmounted {} mount(s), removed {} cgroup(s), {} log link(s), {} dir(s)",
-                    r.node, r.containers, r.processes, r.mounts, r.cgroups, r.log_links, r.dirs
+                    "node {}: removed {} container(s), killed {} process(es), unmounted {} mount(s), removed {} cgroup(s), {} log link(s), {} dir(s), {} network object(s) (bridge, routes, nftables table)",
+                    r.node, r.containers, r.processes, r.mounts, r.cgroups, r.log_links, r.dirs, r.network
                 );
             }
             if !r.failures.is_empty() {
