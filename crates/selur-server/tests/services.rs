@@ -237,6 +237,36 @@ async fn explicit_cluster_ips_are_honoured_once_and_refused_when_taken_or_out_of
         .await
         .expect("put");
     assert_eq!(ip_of(&b2), "fd01::77");
+
+    // A Service held by a finalizer keeps its IP until the finalizer goes;
+    // the write that removes it frees the IP.
+    s.create_svc(svc("held", json!({"clusterIP": "fd01::88"})))
+        .await
+        .expect("held");
+    s.client
+        .merge_patch(
+            &format!("{SVCS}/held"),
+            &json!({"metadata": {"finalizers": ["example.com/hold"]}}),
+        )
+        .await
+        .expect("finalizer");
+    s.delete(&format!("{SVCS}/held")).await;
+    let (code, _) = api_error(
+        &s.create_svc(svc("c2", json!({"clusterIP": "fd01::88"})))
+            .await
+            .expect_err("still held"),
+    );
+    assert_eq!(code, 422);
+    s.client
+        .merge_patch(
+            &format!("{SVCS}/held"),
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await
+        .expect("finalizer removed");
+    s.create_svc(svc("c2", json!({"clusterIP": "fd01::88"})))
+        .await
+        .expect("freed with the finalizer");
     s.stop().await;
 }
 

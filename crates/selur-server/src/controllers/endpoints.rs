@@ -353,7 +353,16 @@ pub async fn pass(reg: Registry) -> ApiResult<()> {
     // Services first: a slice written for a Service created after this
     // read is still seen below and left alone.
     let (services, _) = reg.list_all(&prefix(svc_kind, None)).await?;
-    let (pod_kvs, _) = reg.list_all(&prefix(pod_kind, None)).await?;
+    // Pods are most of what a pass would read: skip them while no Service
+    // selects any (a cluster without Services pays nothing per pod write).
+    let pod_kvs = if services
+        .iter()
+        .any(|kv| super::contains(&kv.value, b"\"selector\""))
+    {
+        reg.list_all(&prefix(pod_kind, None)).await?.0
+    } else {
+        Vec::new()
+    };
     let (slice_kvs, _) = reg.list_all(&prefix(slice_kind, None)).await?;
     let (ep_kvs, _) = reg.list_all(&prefix(ep_kind, None)).await?;
     let mut pods: BTreeMap<String, Vec<Value>> = BTreeMap::new();

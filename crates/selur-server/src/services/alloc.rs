@@ -480,3 +480,86 @@ pub async fn repair(reg: Registry, range: Ipv6Cidr) -> ApiResult<()> {
 pub fn relevant(ev: &selur_store::Event) -> bool {
     ev.kv.key.starts_with("/registry/core/services/")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use selur_store::{SqliteOptions, SqliteStore, Txn};
+
+    use super::*;
+    use crate::admission::Admission;
+    use crate::clock::SystemClock;
+
+    async fn registry(dir: &std::path::Path, range: Ipv6Cidr) -> Registry {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(dir, SqliteOptions::default()).expect("store"));
+        let admission = Admission {
+            allocators: vec![Arc::new(ServiceAllocator::new(store.clone(), range))],
+            ..Admission::default()
+        };
+        let reg = Registry::new(store, admission, Arc::new(SystemClock));
+        reg.ensure_namespace("default").await.expect("namespace");
+        reg
+    }
+
+    #[test]
+    fn held_values_are_those_inside_the_ranges_for_the_type() {
+        let range: Ipv6Cidr = "fd01::/112".parse().unwrap();
+        let svc = json!({"spec": {"type": "NodePort", "clusterIP": "fd01::5",
+            "ports": [{"port": 80, "nodePort": 30080}, {"port": 81}]}});
+        let h = held(&range, &svc);
+        assert_eq!(h.ip, Some("fd01::5".parse().unwrap()));
+        assert_eq!(h.ports, BTreeSet::from([30080]));
+        let outside =
+            json!({"spec": {"clusterIP": "fd02::5", "ports": [{"port": 80, "nodePort": 30080}]}});
+        assert_eq!(held(&range, &outside), Held::default());
+        let headless = json!({"spec": {"clusterIP": "None"}});
+        assert_eq!(held(&range, &headless), Held::default());
+    }
+
+    #[tokio::test]
+    async fn repair_frees_keys_of_gone_services_and_records_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let range: Ipv6Cidr = "fd01::/112".parse().unwrap();
+        let reg = registry(dir.path(), range).await;
+        let svc_kind = crate::controllers::kind("services").unwrap();
+        let created = reg
+            .create(
+                svc_kind,
+                Some("default"),
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"},
+                       "spec": {"ports": [{"port": 80}]}}),
+                false,
+            )
+            .await
+            .unwrap();
+        let ip: Ipv6Addr = created["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(reg.store.get(&ip_key(ip)).await.unwrap().is_some());
+        // A stray key (its Service gone without freeing it) and a lost one.
+        let stray = ip_key("fd01::99".parse().unwrap());
+        reg.store
+            .txn(Txn::new().put(stray.clone(), br#"{"uid":"gone"}"#.to_vec()))
+            .await
+            .unwrap();
+        reg.store.txn(Txn::new().delete(ip_key(ip))).await.unwrap();
+        repair(reg.clone(), range).await.unwrap();
+        assert!(
+            reg.store.get(&stray).await.unwrap().is_none(),
+            "stray key freed"
+        );
+        let kv = reg
+            .store
+            .get(&ip_key(ip))
+            .await
+            .unwrap()
+            .expect("key recorded again");
+        let v: Value = serde_json::from_slice(&kv.value).unwrap();
+        assert_eq!(v["uid"], created["metadata"]["uid"]);
+        assert_eq!(v["name"], "a");
+    }
+}
