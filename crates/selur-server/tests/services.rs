@@ -281,7 +281,15 @@ async fn allocations_survive_a_restart_and_are_never_handed_out_twice() {
     }
     .resolve()
     .expect("network");
-    let tune = |c: &mut ServerConfig| c.network = net.clone();
+    // The same port both times: the kubernetes Service's targetPort is it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let tune = |c: &mut ServerConfig| {
+        c.network = net.clone();
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    };
     let s = TestServer::start(dir.path(), tune).await;
     let mut before = Vec::new();
     for i in 0..8 {
@@ -291,6 +299,22 @@ async fn allocations_survive_a_restart_and_are_never_handed_out_twice() {
             .expect("create");
         before.push(ip_of(&v));
     }
+    let rvs = |s: &TestServer| {
+        let c = s.client.clone();
+        async move {
+            let mut out = Vec::new();
+            for p in [
+                "/api/v1/namespaces/default/services/kubernetes",
+                "/api/v1/namespaces/default/endpoints/kubernetes",
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+            ] {
+                let v = c.get(p).await.expect("kubernetes objects");
+                out.push(v["metadata"]["resourceVersion"].clone());
+            }
+            out
+        }
+    };
+    let kubernetes_rvs = rvs(&s).await;
     s.stop().await;
 
     let s = TestServer::start(dir.path(), tune).await;
@@ -300,6 +324,7 @@ async fn allocations_survive_a_restart_and_are_never_handed_out_twice() {
         .await
         .expect("kubernetes");
     assert_eq!(ip_of(&k), "fd01::1", "the kubernetes Service kept");
+    assert_eq!(rvs(&s).await, kubernetes_rvs, "a restart rewrites nothing");
     let mut after = BTreeSet::new();
     for i in 8..13 {
         let v = s
