@@ -174,11 +174,15 @@ pub async fn serve_with(
         }
     })?;
     tracing::info!(%addr, store = %config.data_dir.display(), kubeconfig = %kc_path.display(), "selur API server listening");
+    let api_endpoint = services::kubernetes::endpoint_address(addr, config.advertise_address);
+    if let Err(why) = &api_endpoint {
+        tracing::warn!(reason = %why, "the kubernetes Service gets no endpoints");
+    }
     services::kubernetes::ensure(
         &registry,
         &config.network,
         addr.port(),
-        services::kubernetes::endpoint_address(addr, config.advertise_address),
+        api_endpoint.clone(),
     )
     .await
     .map_err(|e| ServerError::Startup(format!("writing the kubernetes Service: {e}")))?;
@@ -229,6 +233,21 @@ pub async fn serve_with(
         controllers::node_ipam::relevant,
         config.gc_period,
         move |reg| controllers::node_ipam::pass(reg, network.clone()),
+    ));
+    let network = config.network.clone();
+    tasks.spawn(controllers::run_loop(
+        "kubernetes-service",
+        registry.clone(),
+        services::kubernetes::relevant,
+        config.gc_period,
+        move |reg| {
+            let (network, endpoint) = (network.clone(), api_endpoint.clone());
+            async move {
+                services::kubernetes::ensure(&reg, &network, addr.port(), endpoint)
+                    .await
+                    .map(|_| ())
+            }
+        },
     ));
     let service_range = config.network.service_cidr;
     tasks.spawn(controllers::run_loop(

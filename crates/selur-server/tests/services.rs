@@ -461,6 +461,15 @@ async fn the_kubernetes_service_points_at_the_advertised_address() {
         .expect("slice");
     assert_eq!(sl["addressType"], "IPv6");
     assert_eq!(sl["endpoints"][0]["addresses"][0], "fd00:1::5");
+    // Deleted, it comes back with the same IP.
+    let uid = k["metadata"]["uid"].clone();
+    s.delete(&format!("{SVCS}/kubernetes")).await;
+    let again = eventually("the kubernetes Service back", || async {
+        let v = s.client.get(&format!("{SVCS}/kubernetes")).await.ok()?;
+        (v["metadata"]["uid"] != uid).then_some(v)
+    })
+    .await;
+    assert_eq!(ip_of(&again), "fd01::1");
     s.stop().await;
 
     // Listening on IPv4 only with no advertise address: no endpoints.

@@ -96,10 +96,8 @@ pub async fn ensure(
             Some(json!([{"addresses": [{"ip": addr.to_string()}], "ports": [ep_port]}])),
             json!([{"addresses": [addr.to_string()], "conditions": {"ready": true, "serving": true, "terminating": false}}]),
         ),
-        Err(why) => {
-            tracing::warn!(reason = %why, "the kubernetes Service gets no endpoints");
-            (None, json!([]))
-        }
+        // The caller logs why (once, at start).
+        Err(_) => (None, json!([])),
     };
     let mut eps = json!({
         "apiVersion": "v1", "kind": "Endpoints",
@@ -126,6 +124,17 @@ pub async fn ensure(
     )
     .await?;
     Ok(held)
+}
+
+/// Writes to the kubernetes Service or its endpoints start a pass (a
+/// deleted or edited one is put back, as the API server's reconciler does).
+pub fn relevant(ev: &selur_store::Event) -> bool {
+    [
+        "/registry/core/services/default/kubernetes",
+        "/registry/core/endpoints/default/kubernetes",
+        "/registry/discovery.k8s.io/endpointslices/default/kubernetes",
+    ]
+    .contains(&ev.kv.key.as_str())
 }
 
 async fn upsert(reg: &Registry, plural: &str, desired: Value, fields: &[&str]) -> ApiResult<()> {
