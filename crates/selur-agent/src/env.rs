@@ -3,6 +3,14 @@
 //! `value` or a `valueFrom` (`fieldRef` on the pod, `configMapKeyRef`,
 //! `secretKeyRef`), later names overriding earlier ones. A missing source
 //! that is not `optional` is an error (CreateContainerConfigError).
+//!
+//! Then, as the kubelet does, the Service variables for names the container
+//! does not set itself: `KUBERNETES_SERVICE_HOST`/`_PORT` (and the other
+//! variables) of `default/kubernetes` always, and those of every Service of
+//! the pod's namespace with a clusterIP unless `enableServiceLinks: false`
+//! (`<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT[_<PORTNAME>]` and the
+//! docker-link `<NAME>_PORT[_<port>_<PROTO>[_PROTO|_PORT|_ADDR]]`). They are
+//! read from the API when the container starts, one list per start.
 
 use std::collections::HashMap;
 
@@ -92,6 +100,116 @@ pub(crate) async fn get_object(
             source: Box::new(source),
         }),
     }
+}
+
+/// The Services of a namespace (`items` of the list).
+async fn list_services(agent: &Agent, ns: &str) -> Result<Vec<Value>, ObjectError> {
+    let path = format!("/api/v1/namespaces/{ns}/services");
+    let refused = |code: u16, message: String| ObjectError::Refused {
+        plural: "services".into(),
+        name: String::new(),
+        code,
+        message,
+    };
+    match agent
+        .call(
+            reqwest::Method::GET,
+            &path,
+            "application/json",
+            &Value::Null,
+        )
+        .await
+    {
+        Ok((200, v)) => Ok(v["items"].as_array().cloned().unwrap_or_default()),
+        Ok((code, v)) => Err(refused(code, v["message"].as_str().unwrap_or("").into())),
+        Err(source) => Err(ObjectError::Request {
+            plural: "services".into(),
+            name: String::new(),
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// The Services whose variables a pod in `ns` gets: `default/kubernetes`
+/// always, the namespace's own with `links`.
+async fn services_for(agent: &Agent, ns: &str, links: bool) -> Result<Vec<Value>, ObjectError> {
+    let mut out = if links {
+        list_services(agent, ns).await?
+    } else {
+        Vec::new()
+    };
+    let has_master =
+        ns == MASTER_NAMESPACE && out.iter().any(|s| s["metadata"]["name"] == MASTER_SERVICE);
+    if !has_master {
+        if let Some(svc) = get_object(agent, MASTER_NAMESPACE, "services", MASTER_SERVICE).await? {
+            out.push(svc);
+        }
+    }
+    Ok(out)
+}
+
+const MASTER_NAMESPACE: &str = "default";
+const MASTER_SERVICE: &str = "kubernetes";
+
+/// `my-svc` -> `MY_SVC`, as the kubelet names variables.
+fn env_name(s: &str) -> String {
+    s.replace('-', "_").to_uppercase()
+}
+
+/// The kubelet's Service variables (`envvars.FromServices`) for a pod in
+/// `ns`: Services without a clusterIP (headless, ExternalName) give none;
+/// other namespaces' Services count only for `default/kubernetes`, and the
+/// namespace's own only with `links`. Sorted by Service name.
+pub fn service_vars(services: &[Value], ns: &str, links: bool) -> Vec<(String, String)> {
+    let mut chosen: Vec<&Value> = services
+        .iter()
+        .filter(|s| {
+            let ip = s["spec"]["clusterIP"].as_str().unwrap_or("");
+            !ip.is_empty() && ip != "None"
+        })
+        .filter(|s| {
+            let (sns, name) = (
+                s["metadata"]["namespace"].as_str().unwrap_or(""),
+                s["metadata"]["name"].as_str().unwrap_or(""),
+            );
+            (sns == MASTER_NAMESPACE && name == MASTER_SERVICE) || (links && sns == ns)
+        })
+        .collect();
+    chosen.sort_by_key(|s| s["metadata"]["name"].as_str().unwrap_or(""));
+    chosen.dedup_by_key(|s| s["metadata"]["name"].as_str().unwrap_or(""));
+    let mut out = Vec::new();
+    for svc in chosen {
+        let prefix = env_name(svc["metadata"]["name"].as_str().unwrap_or(""));
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap_or("");
+        let ports = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        let port_of = |p: &Value| p["port"].as_i64().unwrap_or(0);
+        if let Some(first) = ports.first() {
+            out.push((format!("{prefix}_SERVICE_PORT"), port_of(first).to_string()));
+        }
+        for p in &ports {
+            if let Some(n) = p["name"].as_str().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!("{prefix}_SERVICE_PORT_{}", env_name(n)),
+                    port_of(p).to_string(),
+                ));
+            }
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            let port = port_of(p);
+            let url = format!("{}://[{ip}]:{port}", proto.to_lowercase());
+            if i == 0 {
+                out.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let pp = format!("{prefix}_PORT_{port}_{}", proto.to_uppercase());
+            out.push((pp.clone(), url));
+            out.push((format!("{pp}_PROTO"), proto.to_lowercase()));
+            out.push((format!("{pp}_PORT"), port.to_string()));
+            out.push((format!("{pp}_ADDR"), ip.to_string()));
+        }
+    }
+    out
 }
 
 /// The string values of a ConfigMap (`data`) or Secret (`data`, base64-decoded; `stringData` is folded in by the API).
@@ -236,6 +354,18 @@ pub async fn resolve(
             return Err(EnvError::ResourceFieldRef { index: i, name });
         }
     }
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let services = services_for(agent, ns, links).await?;
+    for (k, v) in service_vars(&services, ns, links) {
+        // The container's own variables win, as with the kubelet.
+        if !out.iter().any(|(n, _)| *n == k) {
+            out.push((k, v));
+        }
+    }
     Ok(out)
 }
 
@@ -243,6 +373,57 @@ pub async fn resolve(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn svc(ns: &str, name: &str, ip: &str, ports: Value) -> Value {
+        json!({"metadata": {"namespace": ns, "name": name}, "spec": {"clusterIP": ip, "ports": ports}})
+    }
+
+    #[test]
+    fn service_variables_follow_the_kubelet() {
+        let services = [
+            svc(
+                "default",
+                "kubernetes",
+                "fd01::1",
+                json!([{"name": "https", "port": 443, "protocol": "TCP"}]),
+            ),
+            svc(
+                "web",
+                "my-db",
+                "fd01::20",
+                json!([{"port": 5432, "protocol": "TCP"},
+                {"name": "metrics", "port": 9187, "protocol": "UDP"}]),
+            ),
+            svc("web", "headless", "None", json!([{"port": 80}])),
+            svc("other", "elsewhere", "fd01::30", json!([{"port": 80}])),
+        ];
+        let vars: HashMap<String, String> =
+            service_vars(&services, "web", true).into_iter().collect();
+        let get = |k: &str| vars.get(k).map(String::as_str);
+        assert_eq!(get("KUBERNETES_SERVICE_HOST"), Some("fd01::1"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT"), Some("443"));
+        assert_eq!(get("KUBERNETES_SERVICE_PORT_HTTPS"), Some("443"));
+        assert_eq!(get("KUBERNETES_PORT"), Some("tcp://[fd01::1]:443"));
+        assert_eq!(get("KUBERNETES_PORT_443_TCP_ADDR"), Some("fd01::1"));
+        assert_eq!(get("MY_DB_SERVICE_HOST"), Some("fd01::20"));
+        assert_eq!(get("MY_DB_SERVICE_PORT"), Some("5432"));
+        assert_eq!(get("MY_DB_SERVICE_PORT_METRICS"), Some("9187"));
+        assert_eq!(get("MY_DB_PORT"), Some("tcp://[fd01::20]:5432"));
+        assert_eq!(get("MY_DB_PORT_9187_UDP"), Some("udp://[fd01::20]:9187"));
+        assert_eq!(get("MY_DB_PORT_9187_UDP_PROTO"), Some("udp"));
+        assert_eq!(get("MY_DB_PORT_9187_UDP_PORT"), Some("9187"));
+        assert!(!vars
+            .keys()
+            .any(|k| k.starts_with("HEADLESS") || k.starts_with("ELSEWHERE")));
+
+        // enableServiceLinks: false keeps only the kubernetes Service.
+        let vars = service_vars(&services, "web", false);
+        assert!(
+            vars.iter().all(|(k, _)| k.starts_with("KUBERNETES_")),
+            "{vars:?}"
+        );
+        assert!(!vars.is_empty());
+    }
 
     #[test]
     fn field_refs_read_the_decoded_pod() {

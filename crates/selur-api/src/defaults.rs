@@ -165,6 +165,14 @@ fn service(s: &mut ServiceSpec) {
         set_str(&mut p.protocol, "TCP");
         set(&mut p.target_port, IntOrString::Int(p.port));
     }
+    if s.session_affinity.as_deref() == Some("ClientIP") {
+        // Kubernetes' default sticky time: 3 hours.
+        let c = s
+            .session_affinity_config
+            .get_or_insert_with(Default::default);
+        let ip = c.client_ip.get_or_insert_with(Default::default);
+        set(&mut ip.timeout_seconds, 10800);
+    }
 }
 
 fn scaling_rules(
@@ -382,5 +390,21 @@ mod tests {
         assert_eq!(v["spec"]["ipFamilies"], json!(["IPv6"]));
         assert_eq!(v["spec"]["ipFamilyPolicy"], "SingleStack");
         assert_eq!(v["spec"]["ports"][0]["targetPort"], 80);
+        assert!(v["spec"].get("sessionAffinityConfig").is_none());
+    }
+
+    #[test]
+    fn client_ip_affinity_sticks_for_three_hours_by_default() {
+        let (_, mut s) = decode(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80}], "sessionAffinity": "ClientIP"}}),
+        )
+        .unwrap();
+        apply(&mut s);
+        let v = s.to_value().unwrap();
+        assert_eq!(
+            v["spec"]["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use selur_api::{defaults, validate, ResourceKind, TypedObject};
 use selur_store::{Compare, Op};
+use serde_json::Value;
 
 use crate::status::{ApiError, ApiResult};
 
@@ -62,6 +63,19 @@ pub trait QuotaCharger: Send + Sync {
     async fn charge(&self, req: &AdmissionRequest<'_>, obj: &TypedObject) -> ApiResult<Charge>;
 }
 
+/// Hands out what must be unique across objects (a Service's clusterIP and
+/// nodePorts): fills the values in on the admitted object and returns the
+/// compares and writes that claim them, committed in the object's own store
+/// transaction. Runs again on every attempt of a write, so a value taken by
+/// a concurrent write (its compare failed) is replaced by another.
+#[async_trait::async_trait]
+pub trait Allocator: Send + Sync {
+    /// Claim what `obj` needs (and, on an update, free what it no longer holds).
+    async fn allocate(&self, req: &AdmissionRequest<'_>, obj: &mut Value) -> ApiResult<Charge>;
+    /// Writes that free what `obj` holds, for the transaction removing it.
+    fn release(&self, kind: &ResourceKind, obj: &Value) -> Vec<Op>;
+}
+
 /// The configured chain.
 #[derive(Default, Clone)]
 pub struct Admission {
@@ -69,6 +83,7 @@ pub struct Admission {
     pub mutators: Vec<Arc<dyn Mutator>>,
     pub policies: Vec<Arc<dyn PolicyCheck>>,
     pub quotas: Vec<Arc<dyn QuotaCharger>>,
+    pub allocators: Vec<Arc<dyn Allocator>>,
 }
 
 impl Admission {
@@ -93,6 +108,25 @@ impl Admission {
             p.check(req, obj)?;
         }
         Ok(())
+    }
+
+    /// Allocations for the write (filled in on `obj`), to add to its transaction.
+    pub async fn allocate(&self, req: &AdmissionRequest<'_>, obj: &mut Value) -> ApiResult<Charge> {
+        let mut all = Charge::default();
+        for a in &self.allocators {
+            let c = a.allocate(req, obj).await?;
+            all.compares.extend(c.compares);
+            all.ops.extend(c.ops);
+        }
+        Ok(all)
+    }
+
+    /// Writes freeing what a removed object held.
+    pub fn release(&self, kind: &ResourceKind, obj: &Value) -> Vec<Op> {
+        self.allocators
+            .iter()
+            .flat_map(|a| a.release(kind, obj))
+            .collect()
     }
 
     /// Quota charges for the write, to add to its transaction.

@@ -19,6 +19,7 @@ pub mod pod_stream;
 pub mod quota;
 pub mod registry;
 pub mod scheduler;
+pub mod services;
 pub mod status;
 pub mod tunnel;
 pub mod watch;
@@ -61,6 +62,10 @@ pub struct ServerConfig {
     pub clock: Arc<dyn Clock>,
     /// Pod and Service ranges and the DNS domain (checked at start).
     pub network: selur_api::network::ClusterNetwork,
+    /// The IPv6 address pods reach the API server at (the `default/kubernetes`
+    /// Service's endpoint); `None` uses the listen address when it is a
+    /// specific IPv6 one, else the Service gets no endpoints.
+    pub advertise_address: Option<std::net::Ipv6Addr>,
 }
 
 impl ServerConfig {
@@ -79,6 +84,7 @@ impl ServerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             clock: Arc::new(SystemClock),
             network: Default::default(),
+            advertise_address: None,
         }
     }
 }
@@ -139,7 +145,12 @@ pub async fn serve_with(
     let clock = config.clock.clone();
     let admission = Admission {
         store_mutators: vec![Arc::new(quota::limitrange::LimitRanger::new(store.clone()))],
+        mutators: vec![Arc::new(services::alloc::KeepAllocated)],
         quotas: vec![Arc::new(quota::ResourceQuotas::new(store.clone()))],
+        allocators: vec![Arc::new(services::alloc::ServiceAllocator::new(
+            store.clone(),
+            config.network.service_cidr,
+        ))],
         ..Admission::default()
     };
     let registry = Registry::new(store.clone(), admission, clock);
@@ -167,6 +178,18 @@ pub async fn serve_with(
         }
     })?;
     tracing::info!(%addr, store = %config.data_dir.display(), kubeconfig = %kc_path.display(), "selur API server listening");
+    let api_endpoint = services::kubernetes::endpoint_address(addr, config.advertise_address);
+    if let Err(why) = &api_endpoint {
+        tracing::warn!(reason = %why, "the kubernetes Service gets no endpoints");
+    }
+    services::kubernetes::ensure(
+        &registry,
+        &config.network,
+        addr.port(),
+        api_endpoint.clone(),
+    )
+    .await
+    .map_err(|e| ServerError::Startup(format!("writing the kubernetes Service: {e}")))?;
 
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(controllers::run_loop(
@@ -214,6 +237,36 @@ pub async fn serve_with(
         controllers::node_ipam::relevant,
         config.gc_period,
         move |reg| controllers::node_ipam::pass(reg, network.clone()),
+    ));
+    let network = config.network.clone();
+    tasks.spawn(controllers::run_loop(
+        "kubernetes-service",
+        registry.clone(),
+        services::kubernetes::relevant,
+        config.gc_period,
+        move |reg| {
+            let (network, endpoint) = (network.clone(), api_endpoint.clone());
+            async move {
+                services::kubernetes::ensure(&reg, &network, addr.port(), endpoint)
+                    .await
+                    .map(|_| ())
+            }
+        },
+    ));
+    let service_range = config.network.service_cidr;
+    tasks.spawn(controllers::run_loop(
+        "service-allocation-repair",
+        registry.clone(),
+        services::alloc::relevant,
+        config.gc_period,
+        move |reg| services::alloc::repair(reg, service_range),
+    ));
+    tasks.spawn(controllers::run_loop(
+        "endpoints",
+        registry.clone(),
+        controllers::endpoints::relevant,
+        config.gc_period,
+        controllers::endpoints::pass,
     ));
     controllers::spawn_workloads(&mut tasks, &registry, config.gc_period, config.job_backoff);
     if let Some(sc) = config.scheduler.clone() {

@@ -164,6 +164,11 @@ struct ServerArgs {
     /// Prefix length of each node's pod range (default 64).
     #[arg(long, value_name = "BITS")]
     node_cidr_mask: Option<u8>,
+    /// The IPv6 address pods reach the API server at: the endpoint of the
+    /// `default/kubernetes` Service (default: the --listen address when it
+    /// is a specific IPv6 one; otherwise the Service has no endpoints).
+    #[arg(long, value_name = "IPV6")]
+    advertise_address: Option<std::net::Ipv6Addr>,
     /// Do not run a node agent inside the server (control plane only).
     #[arg(long)]
     disable_agent: bool,
@@ -490,6 +495,7 @@ async fn run_server(a: ServerArgs) -> anyhow::Result<()> {
     config.network = cluster_network(&a)?;
     tracing::info!(pods = %config.network.cluster_cidr, node_mask = config.network.node_cidr_mask,
         services = %config.network.service_cidr, domain = %config.network.cluster_domain, "cluster network");
+    config.advertise_address = a.advertise_address;
     config.node_grace = Duration::from_secs(a.node_grace_period.max(1));
     config.job_backoff.base = a.job_backoff;
     config.shutdown_timeout = a.shutdown_timeout;

@@ -101,8 +101,9 @@ fn agent_runs_pods_reports_status_and_cleans_up() {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
     });
 
-    // Environment from literals, the pod's fields, a ConfigMap and a Secret.
-    let env = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  k: from-cm\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sec\ndata:\n  p: c2VjcmV0\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: env\nspec:\n  nodeName: main\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"echo $LIT $FROM_CM $FROM_SECRET $POD $NODE $CM_k\"]\n    envFrom:\n    - prefix: CM_\n      configMapRef: {name: cm}\n    env:\n    - {name: LIT, value: lit}\n    - name: FROM_CM\n      valueFrom: {configMapKeyRef: {name: cm, key: k}}\n    - name: FROM_SECRET\n      valueFrom: {secretKeyRef: {name: sec, key: p}}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - name: NODE\n      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}\n";
+    // Environment from literals, the pod's fields, a ConfigMap and a Secret,
+    // and the kubelet's Service variables.
+    let env = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-db\nspec:\n  ports: [{port: 5432}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  k: from-cm\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: sec\ndata:\n  p: c2VjcmV0\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: env\nspec:\n  nodeName: main\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: localhost/rt:1\n    imagePullPolicy: Never\n    args: [\"sh\", \"-c\", \"echo $LIT $FROM_CM $FROM_SECRET $POD $NODE $CM_k $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT $WEB_DB_SERVICE_PORT\"]\n    envFrom:\n    - prefix: CM_\n      configMapRef: {name: cm}\n    env:\n    - {name: LIT, value: lit}\n    - name: FROM_CM\n      valueFrom: {configMapKeyRef: {name: cm, key: k}}\n    - name: FROM_SECRET\n      valueFrom: {secretKeyRef: {name: sec, key: p}}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - name: NODE\n      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}\n";
     let ef = write_file(&s, "env.yaml", env);
     s.ok(&["apply", "-f", &ef]);
     wait_pod(&s, "env", "Succeeded", |p| {
@@ -110,7 +111,7 @@ fn agent_runs_pods_reports_status_and_cleans_up() {
     });
     assert_eq!(
         s.ok(&["logs", "env"]),
-        "lit from-cm secret env main from-cm\n"
+        "lit from-cm secret env main from-cm fd01::1 443 5432\n"
     );
     s.ok(&["delete", "-f", &ef]);
 

@@ -143,6 +143,8 @@ pub fn for_kind(kind: &str) -> KindColumns {
         "Job" => batch::JOB,
         "CronJob" => batch::CRON_JOB,
         "Service" => network::SERVICE,
+        "EndpointSlice" => network::ENDPOINT_SLICE,
+        "Endpoints" => network::ENDPOINTS,
         "ResourceQuota" => cluster::RESOURCE_QUOTA,
         "Namespace" => cluster::NAMESPACE,
         "Node" => cluster::NODE,

@@ -12,6 +12,7 @@ pub mod daemonset_status;
 pub mod deployment;
 mod deployment_rs;
 pub mod deployment_status;
+pub mod endpoints;
 pub mod gc;
 pub mod job;
 pub mod job_logic;

@@ -226,10 +226,10 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Deleted::Gone(obj));
             }
-            let resp = self
-                .store
-                .txn(Txn::new().when(Compare::at(k.clone(), rev)).delete(k))
-                .await?;
+            let mut txn = Txn::new().when(Compare::at(k.clone(), rev));
+            // Free its allocations (a Service's clusterIP, nodePorts) with it.
+            txn.ops.extend(self.admission.release(kind, &obj));
+            let resp = self.store.txn(txn.delete(k)).await?;
             if !resp.succeeded {
                 return Err(ApiError::stale(kind, name));
             }

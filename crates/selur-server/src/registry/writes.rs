@@ -177,17 +177,25 @@ impl Registry {
                 // Fails if the namespace is deleted or starts terminating meanwhile.
                 txn = txn.when(Compare::at(ns_key, ns_rev));
             }
+            // Allocations (a Service's clusterIP, nodePorts) are made afresh
+            // on every attempt: a value a concurrent create took is replaced.
+            let mut attempt_value = value.clone();
+            let alloc = self.admission.allocate(&req, &mut attempt_value).await?;
             let charge = self.admission.charge(&req, &obj).await?;
             if dry_run {
-                return Ok(value);
+                return Ok(attempt_value);
             }
-            let charged = !charge.compares.is_empty();
+            let charged = !charge.compares.is_empty() || !alloc.compares.is_empty();
+            txn.compares.extend(alloc.compares);
             txn.compares.extend(charge.compares);
+            // Last, so a failure on it reads as "already exists" below.
             txn = txn.when(Compare::absent(k.clone()));
+            txn.ops.extend(alloc.ops);
             txn.ops.extend(charge.ops);
-            txn = txn.put(k.clone(), serialize(&value)?);
+            txn = txn.put(k.clone(), serialize(&attempt_value)?);
             let resp = self.store.txn(txn).await?;
             if resp.succeeded {
+                value = attempt_value;
                 break resp;
             }
             if resp.current.last().cloned().flatten().is_some() {
@@ -197,7 +205,7 @@ impl Registry {
                 return Err(ApiError::conflict(
                     kind,
                     &name,
-                    "the namespace or a quota changed while the object was being created; try again",
+                    "the namespace, a quota or an allocation changed while the object was being created; try again",
                 ));
             }
         };
@@ -331,12 +339,22 @@ impl Registry {
         }
         let k = key(kind, ns.as_deref(), name);
         let finalized = finalized(&value);
+        let alloc = if finalized {
+            crate::admission::Charge {
+                compares: Vec::new(),
+                ops: self.admission.release(kind, old),
+            }
+        } else {
+            self.admission.allocate(&req, &mut value).await?
+        };
         let charge = self.admission.charge(&req, &obj).await?;
         if dry_run {
             return Ok(value);
         }
         let mut txn = Txn::new().when(Compare::at(k.clone(), old_rev));
+        txn.compares.extend(alloc.compares);
         txn.compares.extend(charge.compares);
+        txn.ops.extend(alloc.ops);
         txn.ops.extend(charge.ops);
         txn = if finalized {
             txn.delete(k)
@@ -412,7 +430,12 @@ impl Registry {
     /// finalizer went away while it was being deleted.
     pub async fn write_back(&self, key: &str, rev: Revision, obj: &Value) -> ApiResult<bool> {
         let finalized = finalized(obj);
-        let txn = Txn::new().when(Compare::at(key, rev));
+        let mut txn = Txn::new().when(Compare::at(key, rev));
+        if finalized {
+            if let Some(kind) = super::kind_of_key(key) {
+                txn.ops.extend(self.admission.release(kind, obj));
+            }
+        }
         let txn = if finalized {
             txn.delete(key)
         } else {
