@@ -49,6 +49,21 @@ pub fn ensure(
     Ok(())
 }
 
+/// Route the Service range to the bridge, so the node's own connections to
+/// a ClusterIP find a route (the proxy's output chain DNATs them after the
+/// route lookup) also on a node without a default route. Goes with the
+/// bridge.
+pub fn route_services(name: &str, services: Ipv6Cidr) -> Result<(), NetworkError> {
+    Ok(ip(&[
+        "-6",
+        "route",
+        "replace",
+        &services.to_string(),
+        "dev",
+        name,
+    ])?)
+}
+
 /// Remove the bridge (`selur node reset`). Safe to repeat.
 pub fn remove(name: &str) -> Result<(), NetworkError> {
     Ok(selur_runtime::sandbox::remove_link(name)?)

@@ -213,6 +213,7 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
         .nth(1)
         .ok_or_else(|| NetworkError::Settings(format!("the node range {pod_cidr} is too small")))?;
     let dns = cluster.dns_service_ip();
+    let service_cidr = cluster.service_cidr;
     let bridge_name = cfg.bridge.clone();
     let node_ip = match cfg.node_ip {
         Some(ip) => Some(ip),
@@ -221,6 +222,7 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
     let pods_dir = agent.config.data_dir.join("pods");
     let net = tokio::task::spawn_blocking(move || -> Result<NodeNetwork, NetworkError> {
         bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
+        bridge::route_services(&bridge_name, service_cidr)?;
         bridge::enable_forwarding()?;
         let ipam = ipam::Ipam::new(pod_cidr, [gateway]);
         ipam.load(&pods_dir);
