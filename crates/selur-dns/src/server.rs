@@ -39,6 +39,11 @@ pub struct DnsConfig {
     /// How long a forwarded query may take in all before the client gets
     /// SERVFAIL (2 s is what the agent uses).
     pub upstream_timeout: Duration,
+    /// A NAT64 /96 prefix (RFC 6052, e.g. `64:ff9b::`): names outside the
+    /// cluster with only IPv4 addresses get AAAA records synthesized from
+    /// their A records (DNS64), so IPv6-only pods reach them through the
+    /// operator's NAT64. `None`: no synthesis.
+    pub dns64_prefix: Option<std::net::Ipv6Addr>,
 }
 
 impl DnsConfig {
@@ -48,6 +53,7 @@ impl DnsConfig {
             domain: domain.into(),
             upstreams,
             upstream_timeout: Duration::from_secs(2),
+            dns64_prefix: None,
         }
     }
 }
@@ -85,6 +91,7 @@ struct Shared {
     domain_name: Name,
     upstreams: Vec<SocketAddr>,
     upstream_timeout: Duration,
+    dns64_prefix: Option<std::net::Ipv6Addr>,
     zone: RwLock<Arc<Zone>>,
 }
 
@@ -187,6 +194,7 @@ pub async fn serve(
         domain_name,
         upstreams,
         upstream_timeout: cfg.upstream_timeout,
+        dns64_prefix: cfg.dns64_prefix,
         zone: RwLock::new(Arc::new(Zone {
             records: Records::default(),
             soa,
@@ -336,6 +344,57 @@ async fn send_error<R: ResponseHandler>(
     }
 }
 
+impl Handler {
+    /// DNS64 (RFC 6147): an AAAA question answered without AAAA records
+    /// (and no error) is asked again as A, and each A record becomes an
+    /// AAAA record `prefix::a.b.c.d` with the same name and TTL.
+    async fn synthesize_aaaa(
+        &self,
+        prefix: std::net::Ipv6Addr,
+        query: &Query,
+        answer: &mut hickory_proto::op::Message,
+        left: Duration,
+    ) {
+        if query.query_type() != RecordType::AAAA
+            || answer.metadata.response_code != ResponseCode::NoError
+            || answer
+                .answers
+                .iter()
+                .any(|r| r.record_type() == RecordType::AAAA)
+            || left.is_zero()
+        {
+            return;
+        }
+        let a_query = Query::query(query.name().clone(), RecordType::A);
+        let mut msg = hickory_proto::op::Message::query();
+        msg.metadata.id = 0;
+        msg.metadata.recursion_desired = true;
+        msg.add_query(a_query.clone());
+        let Ok(bytes) = msg.to_vec() else {
+            return;
+        };
+        let Ok(a_answer) = forward(&self.shared.upstreams, &bytes, &[a_query], left).await else {
+            return;
+        };
+        for r in &a_answer.answers {
+            if let RData::A(a) = &r.data {
+                let ip = dns64_address(prefix, a.0);
+                answer.answers.push(Record::from_rdata(
+                    r.name.clone(),
+                    r.ttl,
+                    RData::AAAA(hickory_proto::rr::rdata::AAAA(ip)),
+                ));
+            }
+        }
+    }
+}
+
+/// The IPv6 address of `v4` under a /96 NAT64 prefix.
+pub fn dns64_address(prefix: std::net::Ipv6Addr, v4: std::net::Ipv4Addr) -> std::net::Ipv6Addr {
+    let p = u128::from(prefix) & !0xffff_ffffu128;
+    std::net::Ipv6Addr::from(p | u128::from(u32::from(v4)))
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -391,6 +450,7 @@ impl RequestHandler for Handler {
         }
 
         let questions = [query.clone()];
+        let started = std::time::Instant::now();
         let upstream = forward(
             &self.shared.upstreams,
             request.as_slice(),
@@ -411,6 +471,14 @@ impl RequestHandler for Handler {
                 .await;
             }
         };
+        let mut answer = answer;
+        if let Some(prefix) = self.shared.dns64_prefix {
+            let left = self
+                .shared
+                .upstream_timeout
+                .saturating_sub(started.elapsed());
+            self.synthesize_aaaa(prefix, query, &mut answer, left).await;
+        }
         let mut metadata = answer.metadata;
         metadata.id = request.metadata.id;
         metadata.authoritative = false;

@@ -23,6 +23,14 @@ struct Running {
 }
 
 async fn start(upstreams: Vec<SocketAddr>, timeout: Duration) -> Running {
+    start_with(upstreams, timeout, None).await
+}
+
+async fn start_with(
+    upstreams: Vec<SocketAddr>,
+    timeout: Duration,
+    dns64_prefix: Option<std::net::Ipv6Addr>,
+) -> Running {
     let udp = UdpSocket::bind("[::1]:0").await.unwrap();
     let tcp = TcpListener::bind("[::1]:0").await.unwrap();
     let (udp_addr, tcp_addr) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
@@ -30,6 +38,7 @@ async fn start(upstreams: Vec<SocketAddr>, timeout: Duration) -> Running {
         domain: "cluster.local".into(),
         upstreams,
         upstream_timeout: timeout,
+        dns64_prefix,
     };
     let (handle, server) = serve(cfg, udp, tcp).await.unwrap();
     Running {
@@ -468,6 +477,7 @@ async fn own_address_as_upstream_is_skipped_not_looped() {
         domain: "cluster.local".into(),
         upstreams: vec![own],
         upstream_timeout: Duration::from_secs(2),
+        dns64_prefix: None,
     };
     let (_handle, server) = serve(cfg, udp, tcp).await.unwrap();
     let started = Instant::now();
@@ -532,4 +542,54 @@ async fn upstream_answers_with_another_id_or_question_are_ignored() {
     let dns = start(vec![upstream], Duration::from_secs(2)).await;
     let answer = query(dns.udp, "example.org.", RecordType::AAAA).await;
     assert_eq!(data(&answer), vec![aaaa("2001:db8::1")]);
+}
+
+/// An upstream that knows only IPv4: A 192.0.2.7 for every name, an empty
+/// NOERROR answer for AAAA.
+async fn ipv4_only_upstream() -> SocketAddr {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+            reply.metadata.recursion_available = true;
+            reply.add_queries(query.queries.clone());
+            let q = &query.queries[0];
+            if q.query_type() == RecordType::A {
+                reply.add_answer(Record::from_rdata(
+                    q.name().clone(),
+                    120,
+                    RData::A(hickory_proto::rr::rdata::A("192.0.2.7".parse().unwrap())),
+                ));
+            }
+            let _ = socket.send_to(&reply.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn dns64_synthesizes_aaaa_from_a_only_when_asked_to() {
+    let upstream = ipv4_only_upstream().await;
+    let dns = start_with(
+        vec![upstream],
+        Duration::from_secs(2),
+        Some("64:ff9b::".parse().unwrap()),
+    )
+    .await;
+    let answer = query(dns.udp, "v4only.example.", RecordType::AAAA).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(data(&answer), vec![aaaa("64:ff9b::c000:207")]);
+    // Cluster names are never synthesized, A queries pass through as they are.
+    let a = query(dns.udp, "v4only.example.", RecordType::A).await;
+    assert_eq!(a.answers.len(), 1);
+    // Without a prefix: the empty answer as the upstream gave it.
+    let plain = start(vec![upstream], Duration::from_secs(2)).await;
+    let answer = query(plain.udp, "v4only.example.", RecordType::AAAA).await;
+    assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+    assert!(answer.answers.is_empty());
 }

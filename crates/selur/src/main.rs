@@ -262,6 +262,28 @@ struct AgentArgs {
     /// (default: the first global IPv6 address of another interface).
     #[arg(long)]
     node_ip: Option<std::net::Ipv6Addr>,
+    /// The node's resolver configuration: the cluster DNS forwards names
+    /// outside the cluster to its nameservers, and `dnsPolicy: Default`
+    /// pods get it.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
+    /// The NAT64 /96 prefix of the operator's NAT64 gateway, e.g.
+    /// 64:ff9b::/96: the cluster DNS then answers AAAA for IPv4-only names
+    /// outside the cluster (DNS64), so IPv6-only pods reach them.
+    #[arg(long, value_parser = parse_dns64)]
+    dns64_prefix: Option<std::net::Ipv6Addr>,
+}
+
+fn parse_dns64(s: &str) -> Result<std::net::Ipv6Addr, String> {
+    let c: selur_api::network::Ipv6Cidr = s.parse().map_err(|_| {
+        format!("{s:?} is not an IPv6 prefix; give a NAT64 /96 such as 64:ff9b::/96")
+    })?;
+    if c.prefix() != 96 {
+        return Err(format!(
+            "{s}: only /96 NAT64 prefixes are supported (e.g. 64:ff9b::/96)"
+        ));
+    }
+    Ok(c.addr())
 }
 
 fn parse_dur(s: &str) -> Result<Duration, String> {
@@ -327,6 +349,8 @@ impl AgentArgs {
             mode: self.pod_network,
             bridge: self.bridge_name.clone(),
             node_ip: self.node_ip,
+            resolv_conf: self.resolv_conf.clone(),
+            dns64_prefix: self.dns64_prefix,
         };
         c.log_max_size = self.container_log_max_size.max(1024);
         c.log_max_files = self.container_log_max_files;

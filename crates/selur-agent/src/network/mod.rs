@@ -59,6 +59,12 @@ pub struct NetworkConfig {
     /// NodePorts answer on (default: the first global IPv6 address of an
     /// interface other than the bridge).
     pub node_ip: Option<Ipv6Addr>,
+    /// The node's resolvers: the cluster DNS forwards other names to them,
+    /// and `dnsPolicy: Default` pods get them (the kubelet's `--resolv-conf`).
+    pub resolv_conf: std::path::PathBuf,
+    /// The operator's NAT64 /96 prefix: the cluster DNS synthesizes AAAA
+    /// records for IPv4-only names under it (DNS64).
+    pub dns64_prefix: Option<Ipv6Addr>,
 }
 
 impl Default for NetworkConfig {
@@ -67,6 +73,8 @@ impl Default for NetworkConfig {
             mode: PodNetworkMode::Bridge,
             bridge: "selur0".into(),
             node_ip: None,
+            resolv_conf: "/etc/resolv.conf".into(),
+            dns64_prefix: None,
         }
     }
 }
@@ -93,6 +101,9 @@ pub enum NetworkError {
 #[derive(Debug)]
 pub struct NodeNetwork {
     pub cluster: ClusterNetwork,
+    /// The node's resolver configuration file.
+    pub resolv_conf: std::path::PathBuf,
+    pub dns64_prefix: Option<Ipv6Addr>,
     /// This node's pod range.
     pub pod_cidr: Ipv6Cidr,
     /// The bridge's address: the pods' default route.
@@ -220,6 +231,8 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
         None => bridge::detect_node_ip(&bridge_name),
     };
     let pods_dir = agent.config.data_dir.join("pods");
+    let resolv_conf = cfg.resolv_conf.clone();
+    let dns64_prefix = cfg.dns64_prefix;
     let net = tokio::task::spawn_blocking(move || -> Result<NodeNetwork, NetworkError> {
         bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
         bridge::route_services(&bridge_name, service_cidr)?;
@@ -228,6 +241,8 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
         ipam.load(&pods_dir);
         Ok(NodeNetwork {
             cluster,
+            resolv_conf,
+            dns64_prefix,
             pod_cidr,
             gateway,
             bridge: bridge_name,

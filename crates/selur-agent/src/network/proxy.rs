@@ -126,11 +126,12 @@ async fn start_dns(node: &NodeNetwork) -> Option<selur_dns::DnsHandle> {
             return None;
         }
     };
-    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let cfg = selur_dns::DnsConfig::new(
+    let text = std::fs::read_to_string(&node.resolv_conf).unwrap_or_default();
+    let mut cfg = selur_dns::DnsConfig::new(
         node.cluster.cluster_domain.clone(),
         selur_dns::upstreams_from_resolv_conf(&text),
     );
+    cfg.dns64_prefix = node.dns64_prefix;
     match selur_dns::serve(cfg, udp, tcp).await {
         Ok((handle, server)) => {
             // Runs as long as the agent; its task is detached.

@@ -8,9 +8,6 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::NodeNetwork;
 
-/// The node's own resolver configuration.
-const NODE_RESOLV_CONF: &str = "/etc/resolv.conf";
-
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Resolv {
     nameservers: Vec<String>,
@@ -81,7 +78,10 @@ impl Resolv {
 
 /// The pod's resolv.conf.
 pub fn resolv_conf(pod: &Pod, net: Option<&NodeNetwork>) -> String {
-    let node = std::fs::read_to_string(NODE_RESOLV_CONF).unwrap_or_default();
+    let node = net
+        .map(|n| n.resolv_conf.clone())
+        .unwrap_or_else(|| "/etc/resolv.conf".into());
+    let node = std::fs::read_to_string(node).unwrap_or_default();
     render(
         pod,
         net.and_then(|n| Some((n.dns_ip()?, n.cluster.cluster_domain.as_str()))),
