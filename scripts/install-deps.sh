@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages Selur's build and tests need (Debian 12). Idempotent.
 set -euo pipefail
-PKGS="gcc make pkg-config ca-certificates protobuf-compiler skopeo umoci busybox-static runc iproute2 util-linux nftables python3 docker-registry apache2-utils openssl"
+PKGS="gcc make pkg-config ca-certificates curl protobuf-compiler skopeo umoci busybox-static runc iproute2 util-linux nftables python3 docker-registry apache2-utils openssl"
 missing=""
 for p in $PKGS; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

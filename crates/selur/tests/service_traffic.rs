@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 use common::netns::NetCluster;
 use serde_json::Value;
 
-fn web_pod(name: &str, node: &str, ready: bool) -> String {
+fn web_pod(name: &str, node: &str, ready: bool, host_port: Option<u16>) -> String {
+    let host_port = host_port
+        .map(|p| format!(", hostPort: {p}"))
+        .unwrap_or_default();
     let probe = if ready {
         "[\"/bin/busybox\", \"true\"]"
     } else {
@@ -29,7 +32,7 @@ spec:
   - name: web
     image: localhost/rt:1
     args: ["sh", "-c", "echo hello-from-$(hostname) > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
-    ports: [{{name: http, containerPort: 8080}}]
+    ports: [{{name: http, containerPort: 8080{host_port}}}]
     readinessProbe: {{exec: {{command: {probe}}}, periodSeconds: 1}}
     volumeMounts: [{{name: www, mountPath: /www}}]
   volumes: [{{name: www, emptyDir: {{}}}}]
@@ -125,9 +128,9 @@ fn services_spread_over_nodes_answer_by_name_and_survive_an_agent_restart() {
         common::build_busybox_image(&c.server, Some(n));
     }
     let mut all = String::new();
-    all += &web_pod("web-a", "n1", true);
-    all += &web_pod("web-b", "n2", true);
-    all += &web_pod("web-unready", "n1", false);
+    all += &web_pod("web-a", "n1", true, None);
+    all += &web_pod("web-b", "n2", true, Some(18080));
+    all += &web_pod("web-unready", "n1", false, None);
     all += CLIENT;
     let f = common::write_file(&c.server, "all.yaml", &all);
     c.server.ok(&["apply", "-f", &f]);
@@ -256,6 +259,25 @@ fn services_spread_over_nodes_answer_by_name_and_survive_an_agent_restart() {
         }
     }
 
+    // web-b's hostPort answers on its node's address.
+    let n2_ip = c.agent("n2").host.ip;
+    let out = c.agent("n1").host.ns.sh(&format!(
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {n2_ip} 18080"
+    ));
+    assert!(
+        common::stdout(&out).contains("hello-from-web-b"),
+        "hostPort: {}\n{}",
+        common::stderr(&out),
+        c.diagnose()
+    );
+
+    // `selur get svc,endpointslices -o wide` shows both.
+    let table = c.server.ok(&["get", "svc,endpointslices", "-o", "wide"]);
+    assert!(
+        table.contains(&cluster_ip) && table.contains("web-np") && table.contains("IPv6"),
+        "{table}"
+    );
+
     // An agent restart rebuilds the same table; the Service answers
     // throughout.
     let table = |c: &NetCluster| c.agent("n1").host.ns.ok("nft -j list table ip6 selur");
@@ -313,4 +335,181 @@ fn normalized(listing: &str) -> Value {
         items.sort_by_key(|i| i.to_string());
     }
     v
+}
+
+/// A DNS server answering every AAAA question with 2001:db8::99 (and
+/// nothing for other types), on `[ip]:53`, in python3 (raw packets).
+const FAKE_UPSTREAM: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+while True:
+    d, a = s.recvfrom(4096)
+    i = 12
+    while d[i] != 0:
+        i += d[i] + 1
+    qtype = int.from_bytes(d[i + 1:i + 3], "big")
+    q = d[12:i + 5]
+    ans, n = b"", 0
+    if qtype == 28:
+        ans = b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x00\x3c\x00\x10" + socket.inet_pton(socket.AF_INET6, "2001:db8::99")
+        n = 1
+    s.sendto(d[:2] + b"\x81\x80\x00\x01" + n.to_bytes(2, "big") + b"\x00\x00\x00\x00" + q + ans, a)
+"#;
+
+#[test]
+fn cluster_dns_forwards_outside_names_and_fails_fast_without_upstream() {
+    if !common::netns::available() {
+        eprintln!("skipped: cannot create network namespaces");
+        return;
+    }
+    let mut c = NetCluster::empty();
+    let outside = c.fabric.host("outside");
+    let resolv = c.server.data_dir().join("node-resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver {}\noptions ndots:1\n", outside.ip),
+    )
+    .unwrap();
+    let mut upstream = outside
+        .ns
+        .cmd("python3")
+        .args(["-c", FAKE_UPSTREAM, &outside.ip.to_string()])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("fake upstream");
+    let resolv_arg = resolv.display().to_string();
+    c.add_agent("n1", &["--resolv-conf", &resolv_arg]);
+    common::build_busybox_image(&c.server, Some("n1"));
+    let f = common::write_file(
+        &c.server,
+        "client.yaml",
+        CLIENT.split("---").next().unwrap(),
+    );
+    c.server.ok(&["apply", "-f", &f]);
+    common::wait_pod(&c.server, "client", "running", |p| {
+        p["status"]["phase"] == "Running"
+    });
+
+    // The pod's resolv.conf points at the cluster DNS only.
+    let rc = c.server.ok(&[
+        "exec",
+        "client",
+        "--",
+        "/bin/busybox",
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert_eq!(
+        rc,
+        "nameserver fd01::a\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
+    );
+    let mut text = String::new();
+    wait_until("an outside name answered through the upstream", &c, || {
+        let (ok, t) = nslookup(&c, "client", "-type=AAAA outside.example.");
+        text = t;
+        ok && text.contains("2001:db8::99")
+    });
+
+    // The upstream goes away: SERVFAIL after the 2 s upstream deadline,
+    // not a hang.
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    let start = Instant::now();
+    let (ok, text) = nslookup(&c, "client", "-type=AAAA gone.example.");
+    let took = start.elapsed();
+    assert!(!ok && text.contains("SERVFAIL"), "{text}");
+    assert!(took < Duration::from_secs(6), "SERVFAIL took {took:?}");
+    // Cluster names still answer meanwhile.
+    let (ok, text) = nslookup(
+        &c,
+        "client",
+        "-type=AAAA kubernetes.default.svc.cluster.local",
+    );
+    assert!(ok && text.contains("fd01::1"), "{text}");
+}
+
+const SEED_SERVICES: &str = r#"apiVersion: v1
+kind: Service
+metadata: {name: web-service}
+spec:
+  ipFamilies: [IPv6]
+  ipFamilyPolicy: SingleStack
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-service-np}
+spec:
+  type: NodePort
+  ipFamilies: [IPv6]
+  ipFamilyPolicy: SingleStack
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+#[test]
+fn the_seed_deployment_answers_through_its_service_and_a_node_port() {
+    if !common::netns::available() {
+        eprintln!("skipped: cannot create network namespaces");
+        return;
+    }
+    let c = NetCluster::start(&["n1", "n2"]);
+    for n in ["n1", "n2"] {
+        common::standin_images_on(&c.server, Some(n));
+    }
+    let seed = common::examples().join("seed/deployment-web-service.yaml");
+    c.server.ok(&["apply", "-f", &seed.display().to_string()]);
+    let f = common::write_file(&c.server, "svc.yaml", SEED_SERVICES);
+    c.server.ok(&["apply", "-f", &f]);
+    wait_until("three ready endpoints", &c, || {
+        let s = c.server.get_json(&[
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web-service",
+        ]);
+        s["items"]
+            .as_array()
+            .map(|i| {
+                i.iter()
+                    .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                    .filter(|e| e["conditions"]["ready"] == true)
+                    .count()
+            })
+            .unwrap_or(0)
+            == 3
+    });
+    let np = c.server.get_json(&["svc", "web-service-np"])["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .unwrap();
+    let cluster_ip = c.server.get_json(&["svc", "web-service"])["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // curl -6 from each node to its own address's NodePort, and to the
+    // ClusterIP from the node itself.
+    for a in &c.agents {
+        for url in [
+            format!("http://[{}]:{np}/api", a.host.ip),
+            format!("http://[{cluster_ip}]/api"),
+        ] {
+            let mut body = String::new();
+            wait_until(&format!("{url} from {}", a.name), &c, || {
+                let out = a.host.ns.sh(&format!("curl -6 -sS --max-time 3 {url}"));
+                body = common::stdout(&out);
+                body.contains("\"hostname\":\"web-service-")
+            });
+        }
+    }
+    let table = c.server.ok(&["get", "svc,endpointslices", "-o", "wide"]);
+    for want in [
+        "web-service",
+        "web-service-np",
+        "NodePort",
+        &cluster_ip,
+        "IPv6",
+    ] {
+        assert!(table.contains(want), "{want} missing from:\n{table}");
+    }
 }

@@ -340,20 +340,29 @@ impl NetCluster {
     /// A server without its own agent, and one agent per name, each in a
     /// host of its own.
     pub fn start(names: &[&str]) -> NetCluster {
+        let mut c = NetCluster::empty();
+        for n in names {
+            c.add_agent(n, &[]);
+        }
+        c
+    }
+
+    /// A server and a fabric, no agents yet.
+    pub fn empty() -> NetCluster {
         let server = Server::start(&["--disable-agent"]);
         let fabric = Fabric::new(server.data_dir());
-        let agents = names
-            .iter()
-            .map(|n| {
-                let host = fabric.host(n);
-                NetAgent::start(&server, host, n, &[])
-            })
-            .collect();
         NetCluster {
-            agents,
+            agents: Vec::new(),
             fabric,
             server,
         }
+    }
+
+    /// Start node `name`'s agent with `extra` flags in a new host.
+    pub fn add_agent(&mut self, name: &str, extra: &[&str]) {
+        let host = self.fabric.host(name);
+        let a = NetAgent::start(&self.server, host, name, extra);
+        self.agents.push(a);
     }
 
     /// Each host's links, addresses, routes and forwarding, and the
