@@ -133,6 +133,19 @@ async fn list_services(agent: &Agent, ns: &str) -> Result<Vec<Value>, ObjectErro
 /// The Services whose variables a pod in `ns` gets: `default/kubernetes`
 /// always, the namespace's own with `links`.
 async fn services_for(agent: &Agent, ns: &str, links: bool) -> Result<Vec<Value>, ObjectError> {
+    // The Service proxy's watch cache, once it has listed: no API request
+    // on the start path (the kubelet reads its informer the same way).
+    if let Some(all) = agent.services_cache() {
+        return Ok(all
+            .iter()
+            .filter(|s| {
+                let sns = s["metadata"]["namespace"].as_str().unwrap_or("");
+                (links && sns == ns)
+                    || (sns == MASTER_NAMESPACE && s["metadata"]["name"] == MASTER_SERVICE)
+            })
+            .cloned()
+            .collect());
+    }
     let mut out = if links {
         list_services(agent, ns).await?
     } else {

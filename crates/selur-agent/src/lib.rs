@@ -174,6 +174,9 @@ pub struct Agent {
     pub(crate) start_permits: Arc<tokio::sync::Semaphore>,
     /// The node's pod network, once set up (never with `PodNetworkMode::None`).
     pub net: std::sync::OnceLock<Arc<network::NodeNetwork>>,
+    /// Every Service, as the Service proxy's watch last saw them (`None`
+    /// until its first list, and without a pod network).
+    services: std::sync::RwLock<Option<Arc<Vec<Value>>>>,
 }
 
 /// How long one API request of the agent may take (a server that stopped
@@ -201,7 +204,20 @@ impl Agent {
             running: Arc::default(),
             start_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
             net: std::sync::OnceLock::new(),
+            services: std::sync::RwLock::new(None),
         })
+    }
+
+    /// The cached Services (see [`Agent::set_services_cache`]).
+    pub fn services_cache(&self) -> Option<Arc<Vec<Value>>> {
+        self.services.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Replace the cached Services.
+    pub fn set_services_cache(&self, services: Vec<Value>) {
+        if let Ok(mut g) = self.services.write() {
+            *g = Some(Arc::new(services));
+        }
     }
 
     /// A request with a JSON body; the status code and the JSON answer

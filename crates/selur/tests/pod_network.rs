@@ -112,9 +112,9 @@ fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
         "/bin/busybox",
         "sh",
         "-c",
-        "echo $MY_IP",
+        "echo $MY_IP $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT",
     ]);
-    assert_eq!(env.trim(), ip_a.to_string());
+    assert_eq!(env.trim(), format!("{ip_a} fd01::1 443"));
 
     // No IPv4 inside: no address, no route, a connect fails at once.
     let v4 = c

@@ -178,7 +178,9 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
                 break;
             }
         }
-        let svc: Vec<Service> = typed(services.known().cloned());
+        let svc_values: Vec<Value> = services.known().cloned().collect();
+        agent.set_services_cache(svc_values.clone());
+        let svc: Vec<Service> = typed(svc_values.into_iter());
         let sl: Vec<EndpointSlice> = typed(slices.known().cloned());
         let pd: Vec<Pod> = typed(pods.known().cloned());
         if let Some(h) = &dns {
