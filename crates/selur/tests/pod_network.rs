@@ -161,6 +161,27 @@ fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
         "hello-from-web-a"
     );
 
+    // Cutting n2's link cuts the path; restoring it brings it back.
+    c.agent("n2").host.cut();
+    let out = c.server.selur(&[
+        "exec",
+        "web-a",
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {ip_b} 8080"),
+    ]);
+    assert!(
+        !common::stdout(&out).contains("hello-from-web-b"),
+        "reached web-b over a cut link"
+    );
+    c.agent("n2").host.restore();
+    assert_eq!(
+        fetch(&c, "web-a", &ip_b.to_string()).unwrap().trim(),
+        "hello-from-web-b"
+    );
+
     // Egress to an address outside the cluster leaves with the node's
     // address (NAT66): an "outside" host on the fabric tells the client
     // the address it saw.
