@@ -94,10 +94,23 @@ selur apply -f examples/demo/web-pod.yaml
 selur wait pod/web --for=condition=Ready --timeout=60s || true
 selur get pod web -o wide
 echo
+echo "== the Deployment behind a Service: selur apply -f examples/demo/web-service.yaml"
+selur apply -f examples/demo/web-service.yaml
+selur get svc,endpointslices -o wide
+CLUSTER_IP=$(selur get svc web-service -o json | sed -n 's/^ *"clusterIP": "\([^"]*\)".*/\1/p' | head -n 1)
+if [ -n "$CLUSTER_IP" ]; then
+  for _ in $(seq 1 50); do
+    curl -6 -sS --max-time 2 "http://[$CLUSTER_IP]/api" 2>/dev/null && break
+    sleep 0.2
+  done
+  echo
+fi
+echo
 echo "Selur is running on http://$SELUR_LISTEN (client config: $SELUR_CONFIG)."
 echo "Try (in another shell, with SELUR_CONFIG=$SELUR_CONFIG):"
 echo "  selur logs web -f"
 echo "  selur port-forward web 8080:8080   # then: curl http://[::1]:8080/health"
+echo "  curl -6 http://[$CLUSTER_IP]/api   # the Service web-service (selur get svc -o wide)"
 echo "  selur exec web -- /usr/bin/obli-pkg status"
 echo "  selur get deploy web-service -o yaml"
 echo "Press Ctrl-C to stop."
