@@ -27,6 +27,8 @@ pub const TABLE: &str = "selur";
 
 /// How long changes are gathered before one update.
 const SETTLE: Duration = Duration::from_millis(20);
+/// The same when only pods changed.
+const PODS_SETTLE: Duration = Duration::from_millis(200);
 
 /// Delete the proxy's table `name` if there; whether it was. Safe to repeat.
 pub fn remove_table(name: &str) -> Result<bool, NetworkError> {
@@ -159,23 +161,31 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
     let me = agent.config.node_name.clone();
     let mut failing = false;
     loop {
-        // Wait for a change, then gather what follows closely.
-        tokio::select! {
-            _ = services.next() => {}
-            _ = slices.next() => {}
-            _ = pods.next() => {}
-        }
+        // Wait for a change, then gather what follows closely. Pods matter
+        // only for DNS pod names and hostPorts: a burst of pod changes alone
+        // (a rollout's status writes) is gathered for longer.
+        let mut services_changed = tokio::select! {
+            _ = services.next() => true,
+            _ = slices.next() => true,
+            _ = pods.next() => false,
+        };
         loop {
-            let more = tokio::time::timeout(SETTLE, async {
+            let settle = if services_changed {
+                SETTLE
+            } else {
+                PODS_SETTLE
+            };
+            let more = tokio::time::timeout(settle, async {
                 tokio::select! {
-                    _ = services.next() => {}
-                    _ = slices.next() => {}
-                    _ = pods.next() => {}
+                    _ = services.next() => true,
+                    _ = slices.next() => true,
+                    _ = pods.next() => false,
                 }
             })
             .await;
-            if more.is_err() {
-                break;
+            match more {
+                Ok(svc) => services_changed |= svc,
+                Err(_) => break,
             }
         }
         let svc_values: Vec<Value> = services.known().cloned().collect();
