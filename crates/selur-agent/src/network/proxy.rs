@@ -15,7 +15,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use selur_client::watcher::Watcher;
+use selur_client::watcher::{object_key, Event, Watcher};
 use selur_client::{Api, ListParams};
 use selur_proxy::{HostPort, Ipv6Net, Protocol, Proxy, ProxyConfig};
 
@@ -148,15 +148,77 @@ async fn start_dns(node: &NodeNetwork) -> Option<selur_dns::DnsHandle> {
     }
 }
 
+/// Which collection an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Services,
+    Slices,
+    Pods,
+}
+
+/// Run `watcher` in a task of its own, sending its events on `tx` (so the
+/// loop below waits on a channel, which is cancel-safe, never on a
+/// watcher's list or watch request).
+fn forward<S>(
+    mut watcher: Watcher<S>,
+    source: Source,
+    tx: tokio::sync::mpsc::Sender<(Source, Event)>,
+) where
+    S: selur_client::watcher::Source + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let ev = watcher.next().await;
+            if tx.send((source, ev)).await.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// The objects of one collection, kept from its watcher's events.
+#[derive(Default)]
+struct Cache(std::collections::BTreeMap<String, Value>);
+
+impl Cache {
+    fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Applied(o) => {
+                self.0.insert(object_key(&o), o);
+            }
+            Event::Deleted(o) => {
+                self.0.remove(&object_key(&o));
+            }
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = Value> + '_ {
+        self.0.values().cloned()
+    }
+}
+
 /// Keep the proxy table and the DNS records in line with the API, forever.
 pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
     let dns = start_dns(&node).await;
     let client = agent.client.clone();
-    let mut services: Watcher<_> =
-        Api::<Service>::all(client.clone()).watcher(ListParams::default());
-    let mut slices: Watcher<_> =
-        Api::<EndpointSlice>::all(client.clone()).watcher(ListParams::default());
-    let mut pods: Watcher<_> = Api::<Pod>::all(client).watcher(ListParams::default());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    forward(
+        Api::<Service>::all(client.clone()).watcher(ListParams::default()),
+        Source::Services,
+        tx.clone(),
+    );
+    forward(
+        Api::<EndpointSlice>::all(client.clone()).watcher(ListParams::default()),
+        Source::Slices,
+        tx.clone(),
+    );
+    forward(
+        Api::<Pod>::all(client).watcher(ListParams::default()),
+        Source::Pods,
+        tx,
+    );
+    let (mut services, mut slices, mut pods) =
+        (Cache::default(), Cache::default(), Cache::default());
     let mut proxy = Proxy::new(selur_proxy::Nft::new());
     let me = agent.config.node_name.clone();
     let mut failing = false;
@@ -164,35 +226,36 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
         // Wait for a change, then gather what follows closely. Pods matter
         // only for DNS pod names and hostPorts: a burst of pod changes alone
         // (a rollout's status writes) is gathered for longer.
-        let mut services_changed = tokio::select! {
-            _ = services.next() => true,
-            _ = slices.next() => true,
-            _ = pods.next() => false,
+        let Some(first) = rx.recv().await else {
+            return;
         };
+        let mut services_changed = first.0 != Source::Pods;
+        let mut take = |(source, ev): (Source, Event)| match source {
+            Source::Services => services.apply(ev),
+            Source::Slices => slices.apply(ev),
+            Source::Pods => pods.apply(ev),
+        };
+        take(first);
         loop {
             let settle = if services_changed {
                 SETTLE
             } else {
                 PODS_SETTLE
             };
-            let more = tokio::time::timeout(settle, async {
-                tokio::select! {
-                    _ = services.next() => true,
-                    _ = slices.next() => true,
-                    _ = pods.next() => false,
+            match tokio::time::timeout(settle, rx.recv()).await {
+                Ok(Some(ev)) => {
+                    services_changed |= ev.0 != Source::Pods;
+                    take(ev);
                 }
-            })
-            .await;
-            match more {
-                Ok(svc) => services_changed |= svc,
+                Ok(None) => return,
                 Err(_) => break,
             }
         }
-        let svc_values: Vec<Value> = services.known().cloned().collect();
+        let svc_values: Vec<Value> = services.values().collect();
         agent.set_services_cache(svc_values.clone());
         let svc: Vec<Service> = typed(svc_values.into_iter());
-        let sl: Vec<EndpointSlice> = typed(slices.known().cloned());
-        let pd: Vec<Pod> = typed(pods.known().cloned());
+        let sl: Vec<EndpointSlice> = typed(slices.values());
+        let pd: Vec<Pod> = typed(pods.values());
         if let Some(h) = &dns {
             h.update(selur_dns::Records::build(
                 &node.cluster.cluster_domain,
