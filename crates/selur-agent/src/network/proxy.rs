@@ -298,3 +298,55 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, node: &str, ip: Option<&str>, deleting: bool) -> Pod {
+        let mut v = json!({"metadata": {"name": name, "namespace": "default", "uid": name},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "ports": [
+                {"containerPort": 8080, "hostPort": 18080},
+                {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
+                {"containerPort": 9090}]}]},
+            "status": {}});
+        if let Some(ip) = ip {
+            v["status"]["podIP"] = json!(ip);
+        }
+        if deleting {
+            v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn host_ports_of_this_nodes_running_pods_only() {
+        let pods = [
+            pod("a", "n1", Some("fd00::5"), false),
+            pod("b", "n2", Some("fd00:0:0:1::5"), false),
+            pod("c", "n1", None, false),
+            pod("d", "n1", Some("fd00::6"), true),
+        ];
+        let hp = host_ports(&pods, "n1");
+        assert_eq!(hp.len(), 2, "{hp:?}");
+        assert_eq!(hp[0].host_port, 5353);
+        assert_eq!(hp[0].protocol, Protocol::Udp);
+        assert_eq!(hp[1].host_port, 18080);
+        assert_eq!(hp[1].container_port, 8080);
+        assert_eq!(hp[1].pod_ip, "fd00::5".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn the_cache_follows_applied_and_deleted_events() {
+        let mut c = Cache::default();
+        let o = json!({"metadata": {"name": "x", "namespace": "default", "uid": "1", "resourceVersion": "1"}});
+        c.apply(Event::Applied(o.clone()));
+        let mut o2 = o.clone();
+        o2["metadata"]["resourceVersion"] = json!("2");
+        c.apply(Event::Applied(o2.clone()));
+        assert_eq!(c.values().collect::<Vec<_>>(), vec![o2.clone()]);
+        c.apply(Event::Deleted(o2));
+        assert_eq!(c.values().count(), 0);
+    }
+}
