@@ -69,8 +69,11 @@ pub struct NetworkConfig {
 
 impl Default for NetworkConfig {
     fn default() -> Self {
+        // Off unless asked for: a library user (a bench, a test) must not
+        // change the machine's network by accident. `selur agent` and
+        // `selur server` default to the bridge.
         Self {
-            mode: PodNetworkMode::Bridge,
+            mode: PodNetworkMode::None,
             bridge: "selur0".into(),
             node_ip: None,
             resolv_conf: "/etc/resolv.conf".into(),
