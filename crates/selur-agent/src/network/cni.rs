@@ -645,10 +645,8 @@ impl CniNetwork {
         let ty = plugin_type(plugin);
         let path = self.find_plugin(ty)?;
         let stdin = plugin_stdin(plugin, &self.name, &self.cni_version, prev).to_string();
-        let child = self
-            .command(&path, op, call)
-            .spawn()
-            .map_err(|source| CniError::Spawn {
+        let child =
+            spawn(&mut self.command(&path, op, call)).map_err(|source| CniError::Spawn {
                 plugin: ty.into(),
                 path: path.clone(),
                 command: op.as_str(),
@@ -669,6 +667,21 @@ impl CniNetwork {
                 },
             })?;
         interpret(ty, op, out)
+    }
+}
+
+/// Start `cmd`, retrying briefly while its program is busy being written
+/// (a plugin replaced by a package upgrade at that moment).
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
@@ -828,6 +841,8 @@ fn wait_with_timeout(
 
 /// Whether `path` is a bound network namespace (a file on nsfs); a file
 /// left after the namespace was unmounted, or no file, is not.
+// `f_type`'s width differs between architectures.
+#[allow(clippy::unnecessary_cast)]
 fn is_netns(path: &Path) -> bool {
     rustix::fs::statfs(path).is_ok_and(|s| s.f_type as i64 == NSFS_MAGIC)
 }
@@ -903,4 +918,525 @@ pub fn write_default_conflist(
     let text = serde_json::to_string_pretty(&conf).map_err(|e| err(e.into()))?;
     std::fs::write(&path, text + "\n").map_err(err)?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// A fake plugin `name` in `bin`: records its call and stdin in `log`,
+    /// then runs `body` (shell).
+    fn fake_plugin(bin: &Path, log: &Path, name: &str, body: &str) {
+        let script = format!(
+            "#!/bin/sh\nin=$(cat)\n\
+             echo \"$CNI_COMMAND {name} $CNI_CONTAINERID [$CNI_NETNS] $CNI_IFNAME $CNI_PATH\" >> {log}/calls\n\
+             printf '%s' \"$in\" > {log}/{name}.$CNI_COMMAND.stdin\n\
+             env > {log}/{name}.env\n{body}\n",
+            log = log.display()
+        );
+        let path = bin.join(name);
+        let tmp = bin.join(format!(".{name}.tmp"));
+        write(&tmp, &script);
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for d in ["conf", "bin", "log"] {
+                std::fs::create_dir(dir.path().join(d)).unwrap();
+            }
+            Self { dir }
+        }
+        fn conf(&self) -> PathBuf {
+            self.dir.path().join("conf")
+        }
+        fn bin(&self) -> PathBuf {
+            self.dir.path().join("bin")
+        }
+        fn log(&self) -> PathBuf {
+            self.dir.path().join("log")
+        }
+        fn cache(&self) -> PathBuf {
+            self.dir.path().join("cache/pod1-eth0.json")
+        }
+        fn plugin(&self, name: &str, body: &str) {
+            fake_plugin(&self.bin(), &self.log(), name, body);
+        }
+        fn calls(&self) -> Vec<String> {
+            std::fs::read_to_string(self.log().join("calls"))
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect()
+        }
+        fn stdin(&self, name: &str, cmd: &str) -> Value {
+            let text =
+                std::fs::read_to_string(self.log().join(format!("{name}.{cmd}.stdin"))).unwrap();
+            serde_json::from_str(&text).unwrap()
+        }
+        fn network(&self, plugins: &[&str]) -> CniNetwork {
+            let list: Vec<Value> = plugins
+                .iter()
+                .map(|p| json!({ "type": p, "opt": format!("{p}-opt") }))
+                .collect();
+            write(
+                &self.conf().join("10-test.conflist"),
+                &json!({ "cniVersion": "1.0.0", "name": "testnet", "plugins": list }).to_string(),
+            );
+            CniNetwork::load(&self.conf(), &[self.dir.path().join("nowhere"), self.bin()]).unwrap()
+        }
+    }
+
+    const RESULT_A: &str = r#"echo '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"fd00:1::5/64","interface":0}]}'"#;
+    const RESULT_B: &str = r#"echo '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0"}],"ips":[{"address":"10.1.0.5/24"},{"address":"fd00:1::5/64","gateway":"fd00:1::1"}]}'"#;
+
+    #[test]
+    fn load_takes_the_first_config_by_name_and_wraps_a_conf() {
+        let f = Fixture::new();
+        write(
+            &f.conf().join("20-b.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"},{"type":"portmap"}]}"#,
+        );
+        write(
+            &f.conf().join("10-a.conf"),
+            r#"{"cniVersion":"0.4.0","name":"a","type":"ptp","mtu":1400}"#,
+        );
+        write(&f.conf().join("00-readme.txt"), "not a config");
+        std::fs::create_dir(f.conf().join("05-dir.conf")).unwrap();
+        let net = CniNetwork::load(&f.conf(), &[f.bin()]).unwrap();
+        assert_eq!(net.name, "a");
+        assert_eq!(net.cni_version, "0.4.0");
+        assert_eq!(net.plugins.len(), 1);
+        assert_eq!(net.plugins[0]["type"], "ptp");
+        assert_eq!(net.plugins[0]["mtu"], 1400);
+        assert_eq!(net.source, f.conf().join("10-a.conf"));
+        assert_eq!(net.timeout, DEFAULT_PLUGIN_TIMEOUT);
+
+        std::fs::remove_file(f.conf().join("10-a.conf")).unwrap();
+        let net = CniNetwork::load(&f.conf(), &[f.bin()]).unwrap();
+        assert_eq!(net.name, "b");
+        let types: Vec<_> = net.plugins.iter().map(plugin_type).collect();
+        assert_eq!(types, ["bridge", "portmap"]);
+    }
+
+    #[test]
+    fn load_reads_json_files_like_conf() {
+        let f = Fixture::new();
+        write(
+            &f.conf().join("99-x.json"),
+            r#"{"cniVersion":"0.3.1","name":"x","type":"bridge"}"#,
+        );
+        let net = CniNetwork::load(&f.conf(), &[]).unwrap();
+        assert_eq!((net.name.as_str(), net.plugins.len()), ("x", 1));
+    }
+
+    #[test]
+    fn no_config_names_the_dir() {
+        let f = Fixture::new();
+        let err = CniNetwork::load(&f.conf(), &[]).unwrap_err().to_string();
+        assert!(err.contains(&f.conf().display().to_string()), "{err}");
+        assert!(err.contains("*.conflist"), "{err}");
+        let missing = f.dir.path().join("absent");
+        let err = CniNetwork::load(&missing, &[]).unwrap_err();
+        assert!(matches!(err, CniError::ReadDir { .. }), "{err}");
+        assert!(err.to_string().contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn invalid_configs_are_named_with_the_reason() {
+        let cases = [
+            ("a.conflist", "{nope", "not JSON"),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"1.0.0","plugins":[{"type":"x"}]}"#,
+                "no \"name\"",
+            ),
+            (
+                "a.conflist",
+                r#"{"name":"n","plugins":[{"type":"x"}]}"#,
+                "no \"cniVersion\"",
+            ),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"0.2.0","name":"n","plugins":[{"type":"x"}]}"#,
+                "not supported",
+            ),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"1.0.0","name":"n","plugins":[]}"#,
+                "\"plugins\" is empty",
+            ),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"1.0.0","name":"n"}"#,
+                "needs a \"plugins\" list",
+            ),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"mtu":1}]}"#,
+                "plugin 0 has no \"type\"",
+            ),
+            (
+                "a.conflist",
+                r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../x"}]}"#,
+                "not a path",
+            ),
+            (
+                "a.conf",
+                r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"x"}]}"#,
+                "rename it to .conflist",
+            ),
+            (
+                "a.conf",
+                r#"{"cniVersion":"1.0.0","name":"n"}"#,
+                "no \"type\"",
+            ),
+            ("a.conf", r#"[1]"#, "JSON object"),
+        ];
+        for (file, text, want) in cases {
+            let f = Fixture::new();
+            write(&f.conf().join(file), text);
+            let err = CniNetwork::load(&f.conf(), &[]).unwrap_err();
+            assert!(
+                matches!(err, CniError::InvalidConfig { .. }),
+                "{text}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(want), "{text}: {msg}");
+            assert!(
+                msg.contains(&f.conf().join(file).display().to_string()),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn result_addresses_without_prefix() {
+        let r = CniResult::parse(json!({
+            "ips": [{"address": "10.1.0.5/24"}, {"address": "fd00:1::5/64"}, {"address": "fd00:2::5/64"}]
+        }))
+        .unwrap();
+        assert_eq!(r.ips.len(), 3);
+        assert_eq!(r.ips[0], "10.1.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(r.ipv6(), Some("fd00:1::5".parse().unwrap()));
+        let none = CniResult::parse(json!({"cniVersion": "1.0.0"})).unwrap();
+        assert!(none.ips.is_empty() && none.ipv6().is_none());
+        let v4 = CniResult::parse(json!({"ips": [{"address": "10.0.0.1/8"}]})).unwrap();
+        assert_eq!(v4.ipv6(), None);
+        let err = CniResult::parse(json!({"ips": [{"address": "fd00::zz/64"}]})).unwrap_err();
+        assert!(err.contains("fd00::zz/64"), "{err}");
+        assert!(CniResult::parse(json!({"ips": [{"gateway": "fd00::1"}]})).is_err());
+        assert!(CniResult::parse(json!({"ips": "x"})).is_err());
+        assert!(CniResult::parse(json!([1])).is_err());
+    }
+
+    #[test]
+    fn stdin_is_the_plugin_config_with_name_version_and_prev_result() {
+        let plugin = json!({"type": "bridge", "bridge": "br0", "cniVersion": "0.3.0", "prevResult": {"stale": true}});
+        let prev = json!({"ips": [{"address": "fd00::5/64"}]});
+        let s = plugin_stdin(&plugin, "net", "1.0.0", Some(&prev));
+        assert_eq!(
+            s,
+            json!({"type": "bridge", "bridge": "br0", "name": "net", "cniVersion": "1.0.0", "prevResult": prev})
+        );
+        let s = plugin_stdin(&plugin, "net", "1.0.0", None);
+        assert!(s.get("prevResult").is_none(), "{s}");
+    }
+
+    #[test]
+    fn add_chains_prev_result_caches_it_and_del_hands_it_back_in_reverse() {
+        let f = Fixture::new();
+        f.plugin(
+            "a",
+            &format!("[ \"$CNI_COMMAND\" = ADD ] && {RESULT_A}; exit 0"),
+        );
+        f.plugin(
+            "b",
+            &format!("[ \"$CNI_COMMAND\" = ADD ] && {RESULT_B}; exit 0"),
+        );
+        let net = f.network(&["a", "b"]);
+        let netns = f.dir.path().join("not-a-netns");
+        let r = net.add("pod1", &netns, "eth0", &f.cache()).unwrap();
+        assert_eq!(r.ips.len(), 2);
+        assert_eq!(r.ipv6(), Some("fd00:1::5".parse().unwrap()));
+        assert_eq!(r.raw["ips"][1]["gateway"], "fd00:1::1");
+
+        let a_in = f.stdin("a", "ADD");
+        assert_eq!(a_in["name"], "testnet");
+        assert_eq!(a_in["cniVersion"], "1.0.0");
+        assert_eq!(a_in["opt"], "a-opt");
+        assert!(a_in.get("prevResult").is_none());
+        let b_in = f.stdin("b", "ADD");
+        assert_eq!(b_in["prevResult"]["ips"][0]["address"], "fd00:1::5/64");
+        assert_eq!(b_in["opt"], "b-opt");
+
+        let cache: Value =
+            serde_json::from_str(&std::fs::read_to_string(f.cache()).unwrap()).unwrap();
+        assert_eq!(cache["result"], r.raw);
+        assert_eq!(cache["containerId"], "pod1");
+
+        // A fresh load, as after an agent restart.
+        let net = CniNetwork::load(&f.conf(), &net.bin_dirs).unwrap();
+        net.del("pod1", &netns, "eth0", &f.cache()).unwrap();
+        let cni_path = format!(
+            "{}:{}",
+            f.dir.path().join("nowhere").display(),
+            f.bin().display()
+        );
+        let calls = f.calls();
+        assert_eq!(
+            calls,
+            [
+                format!("ADD a pod1 [{}] eth0 {cni_path}", netns.display()),
+                format!("ADD b pod1 [{}] eth0 {cni_path}", netns.display()),
+                // The netns is not a namespace: DEL gets an empty CNI_NETNS.
+                format!("DEL b pod1 [] eth0 {cni_path}"),
+                format!("DEL a pod1 [] eth0 {cni_path}"),
+            ]
+        );
+        assert_eq!(f.stdin("a", "DEL")["prevResult"], r.raw);
+        assert_eq!(f.stdin("b", "DEL")["prevResult"], r.raw);
+        assert!(!f.cache().exists());
+
+        // Again: nothing cached, still fine, no prevResult.
+        net.del("pod1", &netns, "eth0", &f.cache()).unwrap();
+        assert!(f.stdin("a", "DEL").get("prevResult").is_none());
+    }
+
+    #[test]
+    fn plugins_get_a_clean_environment() {
+        let f = Fixture::new();
+        f.plugin("a", RESULT_A);
+        let net = f.network(&["a"]);
+        net.add("pod1", Path::new("/nonexistent"), "eth0", &f.cache())
+            .unwrap();
+        let env = std::fs::read_to_string(f.log().join("a.env")).unwrap();
+        let mut names: Vec<&str> = env
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            // Set by the shell itself.
+            .filter(|k| !matches!(*k, "PWD" | "SHLVL" | "_" | "OLDPWD"))
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "CNI_COMMAND",
+                "CNI_CONTAINERID",
+                "CNI_IFNAME",
+                "CNI_NETNS",
+                "CNI_PATH",
+                "PATH"
+            ]
+        );
+    }
+
+    #[test]
+    fn failed_add_deletes_what_was_added_and_returns_the_plugins_error() {
+        let f = Fixture::new();
+        f.plugin(
+            "a",
+            &format!("[ \"$CNI_COMMAND\" = ADD ] && {RESULT_A}; exit 0"),
+        );
+        f.plugin(
+            "b",
+            r#"if [ "$CNI_COMMAND" = ADD ]; then echo '{"cniVersion":"1.0.0","code":11,"msg":"no more addresses","details":"range full"}'; exit 1; fi"#,
+        );
+        f.plugin("c", RESULT_A);
+        let net = f.network(&["a", "b", "c"]);
+        let err = net
+            .add("pod1", Path::new("/nonexistent"), "eth0", &f.cache())
+            .unwrap_err();
+        match &err {
+            CniError::Plugin {
+                plugin,
+                command,
+                code,
+                msg,
+                details,
+            } => {
+                assert_eq!((plugin.as_str(), *command, *code), ("b", "ADD", 11));
+                assert_eq!(
+                    (msg.as_str(), details.as_str()),
+                    ("no more addresses", "range full")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.contains("no more addresses") && text.contains("range full"),
+            "{text}"
+        );
+        let calls: Vec<String> = f
+            .calls()
+            .iter()
+            .map(|c| c.split(' ').take(2).collect::<Vec<_>>().join(" "))
+            .collect();
+        // c never ran; b (which may have half-made something) and a are deleted.
+        assert_eq!(calls, ["ADD a", "ADD b", "DEL b", "DEL a"]);
+        assert_eq!(
+            f.stdin("a", "DEL")["prevResult"]["ips"][0]["address"],
+            "fd00:1::5/64"
+        );
+        assert!(!f.cache().exists());
+    }
+
+    #[test]
+    fn failed_add_whose_cleanup_fails_keeps_both_errors() {
+        let f = Fixture::new();
+        f.plugin("a", r#"echo "broken $CNI_COMMAND" >&2; exit 3"#);
+        let net = f.network(&["a"]);
+        let err = net
+            .add("pod1", Path::new("/nonexistent"), "eth0", &f.cache())
+            .unwrap_err();
+        let CniError::Rollback { add, del } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(add.to_string().contains("broken ADD"), "{add}");
+        assert!(del.to_string().contains("broken DEL"), "{del}");
+        assert!(matches!(**add, CniError::PluginFailed { .. }));
+    }
+
+    #[test]
+    fn add_without_a_result_is_an_error() {
+        let f = Fixture::new();
+        f.plugin("a", "exit 0");
+        let net = f.network(&["a"]);
+        let err = net
+            .add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        assert!(err.to_string().contains("no result"), "{err}");
+        f.plugin("a", "echo not-json");
+        let err = net
+            .add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        assert!(err.to_string().contains("not JSON: not-json"), "{err}");
+    }
+
+    #[test]
+    fn a_hung_plugin_is_killed_after_the_timeout() {
+        let f = Fixture::new();
+        f.plugin(
+            "a",
+            r#"if [ "$CNI_COMMAND" = ADD ]; then exec sleep 30; fi"#,
+        );
+        let net = f.network(&["a"]).with_timeout(Duration::from_millis(300));
+        let start = Instant::now();
+        let err = net
+            .add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(
+            matches!(err, CniError::Timeout { ref plugin, command: "ADD", .. } if plugin == "a"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("was killed"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_plugin_names_the_dirs() {
+        let f = Fixture::new();
+        let net = f.network(&["absent"]);
+        let err = net
+            .add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        // DEL of the rollback finds it missing too.
+        let CniError::Rollback { add, .. } = &err else {
+            panic!("{err:?}")
+        };
+        let text = add.to_string();
+        assert!(
+            text.contains("\"absent\"") && text.contains(&f.bin().display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_cache_does_not_block_del() {
+        let f = Fixture::new();
+        f.plugin("a", "exit 0");
+        let net = f.network(&["a"]);
+        std::fs::create_dir_all(f.cache().parent().unwrap()).unwrap();
+        write(&f.cache(), "{truncated");
+        net.del("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap();
+        assert!(f.stdin("a", "DEL").get("prevResult").is_none());
+        assert!(!f.cache().exists());
+    }
+
+    #[test]
+    fn del_errors_are_returned_and_keep_the_cache() {
+        let f = Fixture::new();
+        f.plugin("a", r#"[ "$CNI_COMMAND" = ADD ] && echo '{"ips":[]}' && exit 0; echo '{"code":7,"msg":"busy"}'; exit 1"#);
+        f.plugin(
+            "b",
+            r#"[ "$CNI_COMMAND" = ADD ] && echo '{"ips":[]}'; exit 0"#,
+        );
+        let net = f.network(&["a", "b"]);
+        net.add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap();
+        let err = net
+            .del("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        assert!(matches!(err, CniError::Plugin { code: 7, .. }), "{err:?}");
+        // b ran even though a failed, and the cache is kept for the retry.
+        assert!(f.calls().iter().any(|c| c.starts_with("DEL b")));
+        assert!(f.cache().exists());
+    }
+
+    #[test]
+    fn default_conflist_round_trips_and_checks_its_inputs() {
+        let f = Fixture::new();
+        let gw: Ipv6Addr = "fd00:10:0:1::1".parse().unwrap();
+        let path = write_default_conflist(&f.conf(), "selurcni0", "fd00:10:0:1::/64", gw).unwrap();
+        assert_eq!(path, f.conf().join("10-selur.conflist"));
+        let net = CniNetwork::load(&f.conf(), &[PathBuf::from("/usr/lib/cni")]).unwrap();
+        assert_eq!(net.name, "selur");
+        assert_eq!(net.cni_version, "1.0.0");
+        let p = &net.plugins[0];
+        assert_eq!(p["type"], "bridge");
+        assert_eq!(p["bridge"], "selurcni0");
+        assert_eq!(
+            (
+                p["isGateway"].as_bool(),
+                p["ipMasq"].as_bool(),
+                p["hairpinMode"].as_bool()
+            ),
+            (Some(true), Some(false), Some(true))
+        );
+        assert_eq!(p["ipam"]["type"], "host-local");
+        assert_eq!(p["ipam"]["ranges"][0][0]["subnet"], "fd00:10:0:1::/64");
+        assert_eq!(p["ipam"]["ranges"][0][0]["gateway"], "fd00:10:0:1::1");
+
+        for (bridge, cidr, gw, want) in [
+            ("", "fd00::/64", "fd00::1", "bridge name"),
+            ("a-very-long-bridge", "fd00::/64", "fd00::1", "bridge name"),
+            ("br0", "10.0.0.0/24", "fd00::1", "IPv4"),
+            ("br0", "fd00::1/64", "fd00::1", "did you mean fd00::/64"),
+            ("br0", "fd00::", "fd00::1", "not address/prefix"),
+            ("br0", "fd00::/64", "fd01::1", "not a host address"),
+            ("br0", "fd00::/64", "fd00::", "not a host address"),
+        ] {
+            let err = default_conflist(bridge, cidr, gw.parse().unwrap())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{bridge} {cidr} {gw}: {err}");
+        }
+    }
 }
