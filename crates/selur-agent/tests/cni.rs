@@ -95,7 +95,7 @@ fn default_network(dir: &Path, bridge: &str, leases: &Path, host: &Netns) -> Cni
 
 /// A bridge name unique to this test run.
 fn bridge_name(tag: &str) -> String {
-    format!("sc{tag}{:x}", std::process::id() & 0xffff_ff)
+    format!("sc{tag}{:x}", std::process::id() & 0x00ff_ffff)
 }
 
 #[test]
