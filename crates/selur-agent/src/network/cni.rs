@@ -131,6 +131,8 @@ pub enum CniError {
         #[source]
         source: std::io::Error,
     },
+    #[error("CNI_ARGS {0}")]
+    InvalidArgs(String),
     #[error("Selur's default CNI config: {0}")]
     DefaultConfig(String),
     /// ADD failed, and so did deleting what it had added: both errors, the
@@ -364,6 +366,31 @@ struct Call<'a> {
     /// Empty when the namespace is gone (DEL).
     netns: String,
     ifname: &'a str,
+    /// `CNI_ARGS` (empty for none).
+    args: String,
+}
+
+/// `CNI_ARGS` from key/value pairs (`IgnoreUnknown=1;K=V;...`, as the
+/// kubelet passes `K8S_POD_NAMESPACE`, `K8S_POD_NAME`, ...); empty for none.
+/// `IgnoreUnknown=1` is added unless given, so plugins that do not know a
+/// key do not fail.
+pub fn cni_args(args: &[(&str, &str)]) -> Result<String, CniError> {
+    if args.is_empty() {
+        return Ok(String::new());
+    }
+    let mut parts = Vec::with_capacity(args.len() + 1);
+    if !args.iter().any(|(k, _)| *k == "IgnoreUnknown") {
+        parts.push("IgnoreUnknown=1".to_string());
+    }
+    for (k, v) in args {
+        if k.is_empty() || k.contains([';', '=']) || v.contains([';', '=']) {
+            return Err(CniError::InvalidArgs(format!(
+                "{k:?}={v:?}: keys must be non-empty and neither keys nor values may hold ';' or '='"
+            )));
+        }
+        parts.push(format!("{k}={v}"));
+    }
+    Ok(parts.join(";"))
 }
 
 impl CniNetwork {
@@ -420,10 +447,31 @@ impl CniNetwork {
         ifname: &str,
         cache_file: &Path,
     ) -> Result<CniResult, CniError> {
+        self.add_with_args(container_id, netns, ifname, &[], cache_file)
+    }
+
+    /// [`CniNetwork::add`] with `CNI_ARGS` (see [`cni_args`]).
+    pub fn add_with_args(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+        args: &[(&str, &str)],
+        cache_file: &Path,
+    ) -> Result<CniResult, CniError> {
+        let last = self
+            .plugins
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| CniError::InvalidConfig {
+                path: self.source.clone(),
+                reason: "no plugins".into(),
+            })?;
         let call = Call {
             container_id,
             netns: netns.display().to_string(),
             ifname,
+            args: cni_args(args)?,
         };
         let mut prev: Option<Value> = None;
         for (i, plugin) in self.plugins.iter().enumerate() {
@@ -450,11 +498,11 @@ impl CniNetwork {
                     command: "ADD",
                     reason,
                 };
-                return Err(self.roll_back(err, self.plugins.len() - 1, &call, None));
+                return Err(self.roll_back(err, last, &call, None));
             }
         };
         if let Err(err) = self.write_cache(cache_file, container_id, ifname, &result.raw) {
-            return Err(self.roll_back(err, self.plugins.len() - 1, &call, Some(&result.raw)));
+            return Err(self.roll_back(err, last, &call, Some(&result.raw)));
         }
         Ok(result)
     }
@@ -468,7 +516,11 @@ impl CniNetwork {
         call: &Call<'_>,
         prev: Option<&Value>,
     ) -> CniError {
-        match self.del_plugins(&self.plugins[..=last], call, prev) {
+        match self.del_plugins(
+            self.plugins.get(..=last).unwrap_or(&self.plugins),
+            call,
+            prev,
+        ) {
             Ok(()) => add,
             Err(del) => CniError::Rollback {
                 add: Box::new(add),
@@ -488,6 +540,19 @@ impl CniNetwork {
         ifname: &str,
         cache_file: &Path,
     ) -> Result<(), CniError> {
+        self.del_with_args(container_id, netns, ifname, &[], cache_file)
+    }
+
+    /// [`CniNetwork::del`] with `CNI_ARGS` (see [`cni_args`]).
+    pub fn del_with_args(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+        args: &[(&str, &str)],
+        cache_file: &Path,
+    ) -> Result<(), CniError> {
+        let args = cni_args(args)?;
         let prev = self.read_cache(cache_file)?;
         let call = Call {
             container_id,
@@ -499,6 +564,7 @@ impl CniNetwork {
                 String::new()
             },
             ifname,
+            args,
         };
         self.del_plugins(&self.plugins, &call, prev.as_ref())?;
         match std::fs::remove_file(cache_file) {
@@ -631,6 +697,9 @@ impl CniNetwork {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !call.args.is_empty() {
+            cmd.env("CNI_ARGS", &call.args);
+        }
         cmd
     }
 
@@ -1240,6 +1309,51 @@ mod tests {
                 "PATH"
             ]
         );
+    }
+
+    #[test]
+    fn cni_args_are_passed_with_ignore_unknown() {
+        let f = Fixture::new();
+        f.plugin(
+            "a",
+            &format!(
+                "echo \"$CNI_ARGS\" > {}/args; {RESULT_A}",
+                f.log().display()
+            ),
+        );
+        let net = f.network(&["a"]);
+        let args = [("K8S_POD_NAMESPACE", "default"), ("K8S_POD_NAME", "web-1")];
+        net.add_with_args("pod1", Path::new("/x"), "eth0", &args, &f.cache())
+            .unwrap();
+        let seen = std::fs::read_to_string(f.log().join("args")).unwrap();
+        assert_eq!(
+            seen.trim(),
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-1"
+        );
+        assert_eq!(cni_args(&[]).unwrap(), "");
+        assert_eq!(
+            cni_args(&[("IgnoreUnknown", "0")]).unwrap(),
+            "IgnoreUnknown=0"
+        );
+        let err = cni_args(&[("A", "x;B=y")]).unwrap_err().to_string();
+        assert!(err.contains("';'"), "{err}");
+        let err = net
+            .del_with_args("pod1", Path::new("/x"), "eth0", &[("", "v")], &f.cache())
+            .unwrap_err();
+        assert!(matches!(err, CniError::InvalidArgs(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_network_without_plugins_is_an_error_not_a_panic() {
+        let f = Fixture::new();
+        let net = CniNetwork {
+            plugins: Vec::new(),
+            ..f.network(&["a"])
+        };
+        let err = net
+            .add("pod1", Path::new("/x"), "eth0", &f.cache())
+            .unwrap_err();
+        assert!(err.to_string().contains("no plugins"), "{err}");
     }
 
     #[test]
