@@ -17,6 +17,9 @@
 //! bounded by a timeout after which they are killed. [`CniNetwork::host_netns`]
 //! runs them through `nsenter --net=<file>`, so the "host" side of a pod
 //! network (bridge, host routes, sysctls) can be a namespace of its own.
+//!
+//! Everything here blocks (plugins take from milliseconds to the timeout):
+//! call it from `tokio::task::spawn_blocking` on the agent's runtime.
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Ipv6Addr};
