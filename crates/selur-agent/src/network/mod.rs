@@ -9,6 +9,7 @@
 //! `spec.podCIDR`, which the server's node IPAM assigns.
 
 pub mod bridge;
+pub mod cni;
 pub mod ipam;
 pub mod proxy;
 pub mod resolv;
