@@ -427,16 +427,25 @@ pub async fn run(
             cgroup_parent: runtime::cgroup_parent(&config.node_name),
             runtime: config.runtime.clone(),
             log_link_dir: config.log_link_dir.clone(),
-            network: (config.network.mode == network::PodNetworkMode::Bridge).then(|| {
-                reset::NetworkRecord {
+            network: match config.network.mode {
+                network::PodNetworkMode::None => None,
+                network::PodNetworkMode::Bridge => Some(reset::NetworkRecord {
                     bridge: config.network.bridge.clone(),
                     nft_table: Some(network::proxy::TABLE.to_string()),
-                }
-            }),
+                    cni: false,
+                }),
+                // The operator's bridge is theirs; Selur adds only the DNS
+                // address on loopback (see network::set_up).
+                network::PodNetworkMode::Cni => Some(reset::NetworkRecord {
+                    bridge: String::new(),
+                    nft_table: Some(network::proxy::TABLE.to_string()),
+                    cni: true,
+                }),
+            },
         },
     )?;
     let mut config = config;
-    if config.network.mode == network::PodNetworkMode::Bridge && config.network.node_ip.is_none() {
+    if config.network.mode != network::PodNetworkMode::None && config.network.node_ip.is_none() {
         config.network.node_ip = network::bridge::detect_node_ip(&config.network.bridge);
     }
     let images = Arc::new(ImageStore::open(&config.data_dir.join("images"))?);

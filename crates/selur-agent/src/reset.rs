@@ -43,7 +43,14 @@ pub struct NetworkRecord {
     pub bridge: String,
     #[serde(default)]
     pub nft_table: Option<String>,
+    /// CNI mode: no bridge of Selur's; the cluster DNS address is on `lo`
+    /// (written to `<data dir>/dns-address` when added).
+    #[serde(default)]
+    pub cni: bool,
 }
+
+/// Where a CNI-mode agent records the DNS address it put on `lo`.
+pub const DNS_ADDRESS_FILE: &str = "dns-address";
 
 /// Errors of taking a node's data dir or of resetting it.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +170,7 @@ impl ResetReport {
 
 /// Remove the node's routes to other nodes, its nftables table and its
 /// bridge (the pods' veth pairs went with their namespaces).
-fn remove_network(n: &NetworkRecord, report: &mut ResetReport) {
+fn remove_network(dir: &Path, n: &NetworkRecord, report: &mut ResetReport) {
     match crate::network::routes::current() {
         Ok(r) if !r.is_empty() => match crate::network::routes::remove_all() {
             Ok(()) => report.network += r.len(),
@@ -179,7 +186,20 @@ fn remove_network(n: &NetworkRecord, report: &mut ResetReport) {
             Err(e) => report.failures.push(format!("nftables table {t}: {e}")),
         }
     }
-    if selur_runtime::sandbox::link_exists(&n.bridge) {
+    if n.cni {
+        let file = dir.join(DNS_ADDRESS_FILE);
+        if let Ok(addr) = std::fs::read_to_string(&file) {
+            match crate::network::bridge::remove_local_address("lo", addr.trim()) {
+                Ok(true) => report.network += 1,
+                Ok(false) => {}
+                Err(e) => report
+                    .failures
+                    .push(format!("address {} on lo: {e}", addr.trim())),
+            }
+            let _ = std::fs::remove_file(&file);
+        }
+    }
+    if !n.bridge.is_empty() && selur_runtime::sandbox::link_exists(&n.bridge) {
         match crate::network::bridge::remove(&n.bridge) {
             Ok(()) => report.network += 1,
             Err(e) => report.failures.push(format!("bridge {}: {e}", n.bridge)),
@@ -285,7 +305,7 @@ pub fn reset(dir: &Path, force: bool) -> Result<ResetReport, ResetError> {
 
     // The pod network, in the caller's network namespace (the node's).
     if let Some(n) = record.as_ref().and_then(|r| r.network.as_ref()) {
-        remove_network(n, &mut report);
+        remove_network(&dir, n, &mut report);
     }
 
     // The node's links in the log link dir.

@@ -259,6 +259,11 @@ impl Sandbox {
         self.dir.join(kind)
     }
 
+    /// The directory holding the namespace files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn net_path(&self) -> PathBuf {
         self.path("net")
     }

@@ -252,7 +252,8 @@ struct AgentArgs {
     #[arg(long, default_value = "2s", value_parser = parse_dur)]
     obli_health_timeout: Duration,
     /// Pod network: "bridge" (a veth pair per pod on a node bridge, IPv6
-    /// only) or "none" (pods get only loopback).
+    /// only), "cni" (the first network config in --cni-conf-dir, run with
+    /// the plugins in --cni-bin-dir) or "none" (pods get only loopback).
     #[arg(long, env = "SELUR_POD_NETWORK", default_value = "bridge")]
     pod_network: selur_agent::network::PodNetworkMode,
     /// Name of the node bridge pods are attached to.
@@ -272,6 +273,17 @@ struct AgentArgs {
     /// outside the cluster (DNS64), so IPv6-only pods reach them.
     #[arg(long, value_parser = parse_dns64)]
     dns64_prefix: Option<std::net::Ipv6Addr>,
+    /// Where the CNI network config is (with --pod-network cni).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Where CNI plugins are, comma-separated, searched in order (with
+    /// --pod-network cni).
+    #[arg(
+        long,
+        default_value = "/opt/cni/bin,/usr/lib/cni",
+        value_delimiter = ','
+    )]
+    cni_bin_dir: Vec<PathBuf>,
 }
 
 fn parse_dns64(s: &str) -> Result<std::net::Ipv6Addr, String> {
@@ -351,6 +363,8 @@ impl AgentArgs {
             node_ip: self.node_ip,
             resolv_conf: self.resolv_conf.clone(),
             dns64_prefix: self.dns64_prefix,
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            cni_bin_dirs: self.cni_bin_dir.clone(),
         };
         c.log_max_size = self.container_log_max_size.max(1024);
         c.log_max_files = self.container_log_max_files;

@@ -64,6 +64,30 @@ pub fn route_services(name: &str, services: Ipv6Cidr) -> Result<(), NetworkError
     ])?)
 }
 
+/// Add `addr`/128 to `dev` without duplicate address detection (the
+/// cluster DNS address on loopback in CNI mode). Safe to repeat.
+pub fn add_local_address(dev: &str, addr: Ipv6Addr) -> Result<(), NetworkError> {
+    Ok(ip(&[
+        "addr",
+        "replace",
+        &format!("{addr}/128"),
+        "dev",
+        dev,
+        "nodad",
+    ])?)
+}
+
+/// Remove `addr`/128 from `dev` if it is there (`selur node reset`).
+pub fn remove_local_address(dev: &str, addr: &str) -> Result<bool, NetworkError> {
+    let out = ip_output(&["-6", "-o", "addr", "show", "dev", dev])?;
+    let want = format!(" {addr}/128 ");
+    if !String::from_utf8_lossy(&out).contains(&want) {
+        return Ok(false);
+    }
+    ip(&["addr", "del", &format!("{addr}/128"), "dev", dev])?;
+    Ok(true)
+}
+
 /// Remove the bridge (`selur node reset`). Safe to repeat.
 pub fn remove(name: &str) -> Result<(), NetworkError> {
     Ok(selur_runtime::sandbox::remove_link(name)?)

@@ -106,17 +106,7 @@ impl Ipam {
                 range: self.range,
                 used: used.len(),
             })?;
-        let path = pod_dir.join(ADDR_FILE);
-        let record = || -> std::io::Result<()> {
-            std::fs::create_dir_all(pod_dir)?;
-            let tmp = pod_dir.join(".address.tmp");
-            std::fs::write(&tmp, format!("{ip}\n"))?;
-            std::fs::rename(&tmp, &path)
-        };
-        record().map_err(|source| IpamError::Record {
-            path: path.clone(),
-            source,
-        })?;
+        record(pod_dir, ip)?;
         used.insert(ip);
         Ok(ip)
     }
@@ -132,6 +122,22 @@ impl Ipam {
     pub fn in_use(&self) -> usize {
         self.used.lock().map(|u| u.len()).unwrap_or(0)
     }
+}
+
+/// Record `ip` as the address of the pod whose directory is `pod_dir`
+/// (atomically: a crash leaves the old file or the new one).
+pub fn record(pod_dir: &Path, ip: Ipv6Addr) -> Result<(), IpamError> {
+    let path = pod_dir.join(ADDR_FILE);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(pod_dir)?;
+        let tmp = pod_dir.join(".address.tmp");
+        std::fs::write(&tmp, format!("{ip}\n"))?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|source| IpamError::Record {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// The address recorded in `pod_dir`, if any.

@@ -35,6 +35,9 @@ pub enum PodNetworkMode {
     None,
     /// Selur's built-in datapath: a veth pair per pod on a node bridge.
     Bridge,
+    /// The operator's CNI network: the first config in `cni_conf_dir`, its
+    /// plugins from `cni_bin_dirs` (as the kubelet and containerd do).
+    Cni,
 }
 
 impl FromStr for PodNetworkMode {
@@ -43,8 +46,9 @@ impl FromStr for PodNetworkMode {
         match s {
             "none" => Ok(Self::None),
             "bridge" => Ok(Self::Bridge),
+            "cni" => Ok(Self::Cni),
             _ => Err(format!(
-                "{s:?} is not a pod network: use \"bridge\" (the built-in datapath) or \"none\" (loopback only)"
+                "{s:?} is not a pod network: use \"bridge\" (the built-in datapath), \"cni\" (the CNI config in --cni-conf-dir) or \"none\" (loopback only)"
             )),
         }
     }
@@ -66,6 +70,10 @@ pub struct NetworkConfig {
     /// The operator's NAT64 /96 prefix: the cluster DNS synthesizes AAAA
     /// records for IPv4-only names under it (DNS64).
     pub dns64_prefix: Option<Ipv6Addr>,
+    /// Where the CNI network config is (`--pod-network cni`).
+    pub cni_conf_dir: std::path::PathBuf,
+    /// Where CNI plugins are looked up, in order.
+    pub cni_bin_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for NetworkConfig {
@@ -79,6 +87,8 @@ impl Default for NetworkConfig {
             node_ip: None,
             resolv_conf: "/etc/resolv.conf".into(),
             dns64_prefix: None,
+            cni_conf_dir: "/etc/cni/net.d".into(),
+            cni_bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
         }
     }
 }
@@ -99,6 +109,8 @@ pub enum NetworkError {
     },
     #[error(transparent)]
     Ipam(#[from] ipam::IpamError),
+    #[error("CNI: {0}")]
+    Cni(#[from] cni::CniError),
 }
 
 /// This node's pod network, once set up.
@@ -115,24 +127,73 @@ pub struct NodeNetwork {
     pub bridge: String,
     pub node_ip: Option<Ipv6Addr>,
     pub ipam: ipam::Ipam,
+    /// The operator's CNI network, in `--pod-network cni` mode (then pods'
+    /// interfaces and addresses come from its plugins, not from `ipam`).
+    pub cni: Option<cni::CniNetwork>,
 }
 
 impl NodeNetwork {
-    /// The interface of the pod `uid`, its address recorded in `pod_dir`.
+    /// The interface of the pod `uid` made by the sandbox (none in CNI
+    /// mode: the plugins make it afterwards), its address recorded in
+    /// `pod_dir`.
     pub fn interface(
         &self,
         uid: &str,
         pod_dir: &std::path::Path,
-    ) -> Result<PodInterface, NetworkError> {
+    ) -> Result<Option<PodInterface>, NetworkError> {
+        if self.cni.is_some() {
+            return Ok(None);
+        }
         let addr = self.ipam.assign(uid, pod_dir)?;
-        Ok(PodInterface {
+        Ok(Some(PodInterface {
             host_name: host_link_name(uid),
             bridge: self.bridge.clone(),
             addr,
             prefix: self.pod_cidr.prefix(),
             gateway: self.gateway,
             host_pid: std::process::id(),
-        })
+        }))
+    }
+
+    /// In CNI mode: ADD the pod's namespace `netns` (the plugins' result
+    /// cached in `pod_dir`) and record the pod's IPv6 address there.
+    pub fn cni_add(
+        &self,
+        uid: &str,
+        pod_dir: &std::path::Path,
+        netns: &std::path::Path,
+    ) -> Result<(), NetworkError> {
+        let Some(c) = &self.cni else {
+            return Ok(());
+        };
+        let cache = pod_dir.join(CNI_RESULT_FILE);
+        let result = c.add(uid, netns, "eth0", &cache)?;
+        let Some(ip) = result.ipv6() else {
+            if let Err(e) = c.del(uid, netns, "eth0", &cache) {
+                tracing::warn!(uid, error = %e, "CNI DEL after an ADD without IPv6");
+            }
+            return Err(NetworkError::Settings(format!(
+                "the CNI network {:?} ({}) gave the pod no IPv6 address (got {:?}); Selur pods are IPv6-only: give its IPAM an IPv6 range",
+                c.name,
+                c.source.display(),
+                result.ips
+            )));
+        };
+        ipam::record(pod_dir, ip)?;
+        Ok(())
+    }
+
+    /// In CNI mode: DEL the pod's namespace. Safe to repeat.
+    pub fn cni_del(
+        &self,
+        uid: &str,
+        pod_dir: &std::path::Path,
+        netns: &std::path::Path,
+    ) -> Result<(), NetworkError> {
+        match &self.cni {
+            Some(c) => Ok(c.del(uid, netns, "eth0", &pod_dir.join(CNI_RESULT_FILE))?),
+            None => Ok(()),
+        }
     }
 
     /// The cluster DNS address pods are given.
@@ -140,6 +201,9 @@ impl NodeNetwork {
         self.cluster.dns_service_ip()
     }
 }
+
+/// The CNI result of a pod, in its directory (prevResult for DEL).
+pub const CNI_RESULT_FILE: &str = "cni-result.json";
 
 /// The host end of pod `uid`'s veth pair: `sel` and 12 hex digits of a
 /// hash of the uid (interface names hold 15 bytes).
@@ -222,6 +286,10 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
     if cfg.mode == PodNetworkMode::None {
         return Ok(None);
     }
+    let cni = match cfg.mode {
+        PodNetworkMode::Cni => Some(cni::CniNetwork::load(&cfg.cni_conf_dir, &cfg.cni_bin_dirs)?),
+        _ => None,
+    };
     let cluster = cluster_settings(agent).await;
     let pod_cidr = node_pod_cidr(agent).await;
     let gateway = pod_cidr
@@ -229,17 +297,36 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
         .ok_or_else(|| NetworkError::Settings(format!("the node range {pod_cidr} is too small")))?;
     let dns = cluster.dns_service_ip();
     let service_cidr = cluster.service_cidr;
-    let bridge_name = cfg.bridge.clone();
+    // With CNI the operator's bridge (if its first plugin is one) is the
+    // one the proxy's masquerade rules name; Selur makes none.
+    let bridge_name = match &cni {
+        Some(c) => cni_bridge(c).unwrap_or_else(|| "cni0".into()),
+        None => cfg.bridge.clone(),
+    };
     let node_ip = match cfg.node_ip {
         Some(ip) => Some(ip),
         None => bridge::detect_node_ip(&bridge_name),
     };
     let pods_dir = agent.config.data_dir.join("pods");
+    let data_dir = agent.config.data_dir.clone();
     let resolv_conf = cfg.resolv_conf.clone();
     let dns64_prefix = cfg.dns64_prefix;
     let net = tokio::task::spawn_blocking(move || -> Result<NodeNetwork, NetworkError> {
-        bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
-        bridge::route_services(&bridge_name, service_cidr)?;
+        if cni.is_none() {
+            bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
+            bridge::route_services(&bridge_name, service_cidr)?;
+        } else if let Some(d) = dns {
+            // The cluster DNS address on loopback: pods reach it through
+            // their CNI gateway, the node answers it locally. Recorded
+            // first, so `selur node reset` finds it after any crash.
+            let file = data_dir.join(crate::reset::DNS_ADDRESS_FILE);
+            std::fs::write(&file, d.to_string()).map_err(|source| NetworkError::Io {
+                what: "writing",
+                path: file.clone(),
+                source,
+            })?;
+            bridge::add_local_address("lo", d)?;
+        }
         bridge::enable_forwarding()?;
         let ipam = ipam::Ipam::new(pod_cidr, [gateway]);
         ipam.load(&pods_dir);
@@ -252,12 +339,19 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
             bridge: bridge_name,
             node_ip,
             ipam,
+            cni,
         })
     })
     .await
     .map_err(|e| NetworkError::Settings(format!("the setup task failed: {e}")))??;
     tracing::info!(pod_cidr = %net.pod_cidr, bridge = %net.bridge, node_ip = ?net.node_ip, "pod network ready");
     Ok(Some(Arc::new(net)))
+}
+
+/// The bridge a CNI network's first plugin makes (`type: bridge`).
+fn cni_bridge(c: &cni::CniNetwork) -> Option<String> {
+    let first = c.plugins.first()?;
+    (first["type"] == "bridge").then(|| first["bridge"].as_str().unwrap_or("cni0").to_string())
 }
 
 #[cfg(test)]

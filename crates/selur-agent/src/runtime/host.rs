@@ -89,12 +89,24 @@ pub trait PodHost: SandboxOps + CgroupOps + RootfsOps + VolumeOps {
 /// agent's volumes, and the OCI runtime for leftovers of interrupted starts.
 pub struct Os {
     rt: Runtime,
+    /// The pod network, whose CNI plugins (in CNI mode) are told before a
+    /// sandbox goes.
+    net: Option<std::sync::Arc<crate::network::NodeNetwork>>,
 }
 
 impl Os {
     /// The host, with `rt` the OCI runtime this agent drives.
     pub fn new(rt: Runtime) -> Self {
-        Self { rt }
+        Self { rt, net: None }
+    }
+
+    /// The same host with the node's pod network.
+    pub fn with_network(
+        mut self,
+        net: Option<std::sync::Arc<crate::network::NodeNetwork>>,
+    ) -> Self {
+        self.net = net;
+        self
     }
 }
 
@@ -114,6 +126,22 @@ impl SandboxOps for Os {
     }
 
     fn destroy_sandbox(&self, sandbox: &Sandbox) -> Result<(), SandboxError> {
+        // CNI DEL while the namespace still exists (the kubelet's order:
+        // containers stopped, network torn down, sandbox removed). A
+        // failure is logged: the namespace goes anyway, and the plugins'
+        // host-side leftovers (a lease) are released by a later DEL.
+        if let Some(net) = self.net.as_ref().filter(|n| n.cni.is_some()) {
+            let pod_dir = sandbox.dir().parent().map(Path::to_path_buf);
+            let uid = pod_dir
+                .as_ref()
+                .and_then(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            if let (Some(dir), Some(uid)) = (pod_dir, uid) {
+                if let Err(e) = net.cni_del(&uid, &dir, &sandbox.net_path()) {
+                    tracing::warn!(uid, error = %e, "CNI DEL failed");
+                }
+            }
+        }
         sandbox.destroy()
     }
 }

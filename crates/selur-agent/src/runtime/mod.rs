@@ -280,7 +280,7 @@ fn set_up(
         source,
     };
     let net = agent.net.get();
-    let iface = net.map(|n| n.interface(uid, &dir)).transpose()?;
+    let iface = net.map(|n| n.interface(uid, &dir)).transpose()?.flatten();
     // unshare runs while the rest is prepared.
     let pending = host
         .begin_sandbox(&dir.join("ns"), iface.as_ref())
@@ -312,6 +312,14 @@ fn set_up(
         Ok(host.prepare_volumes(pod, &dir, fetched)?)
     })();
     let sb = pending.finish().map_err(sandbox_err)?;
+    // CNI mode: the plugins give the namespace its interface now.
+    let rest = match (rest, net) {
+        (Ok(sources), Some(n)) => n
+            .cni_add(uid, &dir, &sb.net_path())
+            .map(|()| sources)
+            .map_err(SetUpError::from),
+        (r, _) => r,
+    };
     match rest {
         Ok(sources) => Ok((sb, sources)),
         Err(error) => match host.destroy_sandbox(&sb) {
@@ -391,7 +399,8 @@ pub async fn start(agent: Arc<Agent>, pod: Value, rx: watch::Receiver<bool>) {
     let permit = agent.start_permits.clone().acquire_owned().await.ok();
     let t0 = std::time::Instant::now();
     let remembered = PodState::load(&dir);
-    let host: Arc<dyn PodHost> = Arc::new(host::Os::new(runtime(&agent)));
+    let host: Arc<dyn PodHost> =
+        Arc::new(host::Os::new(runtime(&agent)).with_network(agent.net.get().cloned()));
     let (a, p, h) = (agent.clone(), pod.clone(), host.clone());
     let adopt = remembered.is_some();
     let setup = tokio::task::spawn_blocking(move || {

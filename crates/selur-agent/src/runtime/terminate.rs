@@ -185,7 +185,7 @@ impl PodRemains {
 /// remove all it had on this node (blocking).
 pub(crate) fn teardown(agent: &Agent, pod: &Pod, grace: Duration) {
     let ops = Runc::signal_only(agent);
-    let host = host::Os::new(runtime(agent));
+    let host = host::Os::new(runtime(agent)).with_network(agent.net.get().cloned());
     let remains = PodRemains::of(agent, pod);
     let addr = crate::network::ipam::recorded(&remains.dir);
     // Each failure was logged by `remove_pod`, with what it concerns.

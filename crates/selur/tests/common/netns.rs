@@ -279,7 +279,12 @@ impl NetAgent {
         ])
         .arg("--data-dir")
         .arg(&self.data_dir)
-        .args(["--heartbeat-interval", "1", "--pod-network", "bridge"])
+        .args(["--heartbeat-interval", "1"])
+        .args(if self.extra.iter().any(|a| a == "--pod-network") {
+            &[][..]
+        } else {
+            &["--pod-network", "bridge"][..]
+        })
         .args(["--node-ip", &self.host.ip.to_string()])
         .args(&self.extra)
         .env_remove("SELUR_POD_NETWORK")
