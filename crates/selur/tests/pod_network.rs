@@ -42,7 +42,7 @@ fn running(c: &NetCluster, name: &str) -> Value {
 /// starting); the body or the last error.
 fn fetch(c: &NetCluster, pod: &str, host: &str) -> Result<String, String> {
     let start = Instant::now();
-    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 3 {host} 8080");
+    let script = common::netns::http_get("/bin/busybox", host, 8080);
     loop {
         let out = c
             .server
@@ -170,7 +170,7 @@ fn pods_get_ipv6_only_and_reach_each_other_across_nodes() {
         "/bin/busybox",
         "sh",
         "-c",
-        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {ip_b} 8080"),
+        &common::netns::http_get("/bin/busybox", &ip_b.to_string(), 8080),
     ]);
     assert!(
         !common::stdout(&out).contains("hello-from-web-b"),

@@ -76,9 +76,9 @@ spec:
     assert!(lease_dir.join(ip.to_string()).exists(), "no lease for {ip}");
     let start = Instant::now();
     loop {
-        let out = host.ns.sh(&format!(
-            "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {ip} 8080"
-        ));
+        let out = host
+            .ns
+            .sh(&common::netns::http_get("busybox", &ip.to_string(), 8080));
         if common::stdout(&out).contains("hello-cni") {
             break;
         }

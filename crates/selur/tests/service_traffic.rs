@@ -84,7 +84,8 @@ fn sh(c: &NetCluster, pod: &str, script: &str) -> std::process::Output {
 /// `n` HTTP GETs of `host:port` from `pod`; the bodies counted.
 fn spread(c: &NetCluster, pod: &str, host: &str, port: u16, n: usize) -> BTreeMap<String, usize> {
     let script = format!(
-        "i=0; while [ $i -lt {n} ]; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 2 {host} {port} | tail -n 1; echo; i=$((i+1)); done"
+        "i=0; while [ $i -lt {n} ]; do {} | tail -n 1; echo; i=$((i+1)); done",
+        common::netns::http_get("/bin/busybox", host, port)
     );
     let out = sh(c, pod, &script);
     let mut m = BTreeMap::new();
@@ -243,8 +244,10 @@ fn services_spread_over_nodes_answer_by_name_and_survive_an_agent_restart() {
         let host = &c.agent(from).host;
         let start = Instant::now();
         loop {
-            let out = host.ns.sh(&format!(
-                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {to_ip} {np}"
+            let out = host.ns.sh(&common::netns::http_get(
+                "busybox",
+                &to_ip.to_string(),
+                np as u16,
             ));
             if common::stdout(&out).contains("hello-from-web-") {
                 break;
@@ -261,8 +264,10 @@ fn services_spread_over_nodes_answer_by_name_and_survive_an_agent_restart() {
 
     // web-b's hostPort answers on its node's address.
     let n2_ip = c.agent("n2").host.ip;
-    let out = c.agent("n1").host.ns.sh(&format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {n2_ip} 18080"
+    let out = c.agent("n1").host.ns.sh(&common::netns::http_get(
+        "busybox",
+        &n2_ip.to_string(),
+        18080,
     ));
     assert!(
         common::stdout(&out).contains("hello-from-web-b"),
@@ -285,9 +290,11 @@ fn services_spread_over_nodes_answer_by_name_and_survive_an_agent_restart() {
     c.agents[0].kill();
     // The node itself (its exec path went with the agent) still reaches
     // the Service through the table left in place.
-    let during = c.agent("n1").host.ns.sh(&format!(
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 {cluster_ip} 80"
-    ));
+    let during = c
+        .agent("n1")
+        .host
+        .ns
+        .sh(&common::netns::http_get("busybox", &cluster_ip, 80));
     assert!(
         common::stdout(&during).contains("hello-from-web-"),
         "{}",

@@ -406,6 +406,13 @@ impl Drop for NetCluster {
     }
 }
 
+/// A shell command fetching `/` from `[host]:port` with busybox's nc
+/// (`busybox` is the binary's path: `/bin/busybox` in the test images;
+/// static busybox's wget needs NSS files the images lack).
+pub fn http_get(busybox: &str, host: &str, port: u16) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | {busybox} nc -w 2 {host} {port}")
+}
+
 /// Whether the test can create namespaces (root, util-linux, iproute2).
 pub fn available() -> bool {
     let _ = selur_cmd;
