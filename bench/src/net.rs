@@ -34,7 +34,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use selur_client::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -383,27 +383,36 @@ async fn create_services(api: &Arc<Api>, from: usize, to: usize) -> Result<Vec<S
     Ok(all.into_iter().map(|(_, ip)| ip).collect())
 }
 
-/// Ok(true): connected; Ok(false): refused (reset by the reject rule).
-async fn probe(addr: SocketAddr) -> Result<bool> {
-    match tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(addr)).await {
-        Ok(Ok(_)) => Ok(true),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(false),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => bail!("connect {addr}: timed out"),
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Probe {
+    Accepted,
+    /// Reset by the proxy's reject rule (no ready endpoint).
+    Refused,
+    /// No answer: the ClusterIP is not (yet) in the proxy's maps, whose
+    /// range rule drops it.
+    Silent,
+}
+
+async fn probe(addr: SocketAddr) -> Result<Probe> {
+    match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(Probe::Accepted),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(Probe::Refused),
+        Ok(Err(e)) => Err(anyhow!("connect {addr}: {e}")),
+        Err(_) => Ok(Probe::Silent),
     }
 }
 
 /// Poll until a connection to `addr` gives `want`; when it did.
-async fn until_probe(addr: SocketAddr, want: bool, timeout: Duration) -> Result<Instant> {
+async fn until_probe(addr: SocketAddr, want: Probe, timeout: Duration) -> Result<Instant> {
     let t = Instant::now();
     loop {
-        if probe(addr).await? == want {
+        let got = probe(addr).await?;
+        if got == want {
             return Ok(Instant::now());
         }
         ensure!(
             t.elapsed() < timeout,
-            "connect {addr}: still {} after {} s",
-            if want { "refused" } else { "accepted" },
+            "connect {addr}: still {got:?}, not {want:?}, after {} s",
             timeout.as_secs()
         );
         tokio::time::sleep(Duration::from_micros(500)).await;
@@ -459,7 +468,7 @@ async fn section_proxy(args: &Args, api: &Arc<Api>) -> Result<Vec<ScaleRow>> {
         ips.extend(more);
         let tc = Instant::now();
         let last = SocketAddr::new(Ipv6Addr::from_str(&ips[size - 1])?.into(), 80);
-        until_probe(last, true, Duration::from_secs(120)).await?;
+        until_probe(last, Probe::Accepted, Duration::from_secs(120)).await?;
         let converge = tc.elapsed();
         let nft_lines = sh("nft", &["list", "table", "ip6", "selur"])
             .map(|s| s.lines().count())
@@ -482,7 +491,12 @@ async fn section_proxy(args: &Args, api: &Arc<Api>) -> Result<Vec<ScaleRow>> {
             let i = (c / 2 * 7919 + size / 3) % size;
             let ready = c % 2 == 1;
             let addr = SocketAddr::new(Ipv6Addr::from_str(&ips[i])?.into(), 80);
-            until_probe(addr, !ready, Duration::from_secs(30)).await?;
+            let (before, after) = if ready {
+                (Probe::Refused, Probe::Accepted)
+            } else {
+                (Probe::Accepted, Probe::Refused)
+            };
+            until_probe(addr, before, Duration::from_secs(30)).await?;
             let path = format!("{SLICES}/s{i}-1");
             let mut body = api.get_json(&path).await?;
             let fresh = slice(i, ready);
@@ -490,7 +504,7 @@ async fn section_proxy(args: &Args, api: &Arc<Api>) -> Result<Vec<ScaleRow>> {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let t0 = Instant::now();
             put(api, &path, &body).await?;
-            let at = until_probe(addr, ready, Duration::from_secs(30)).await?;
+            let at = until_probe(addr, after, Duration::from_secs(30)).await?;
             let d = at - t0;
             if ready {
                 row.to_accepted.0.push(d);
@@ -525,6 +539,27 @@ async fn echo_dns() -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     Ok((addr, h))
 }
 
+/// Ask `server` once for `name` AAAA; (rcode, answer count) from the
+/// raw header.
+async fn ask(server: SocketAddr, name: &hickory_proto::rr::Name) -> Result<(u8, u16)> {
+    use hickory_proto::op::{Message, Query};
+    let mut m = Message::query();
+    m.metadata.id = 4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(
+        name.clone(),
+        hickory_proto::rr::RecordType::AAAA,
+    ));
+    let bytes = m.to_vec()?;
+    let sock = tokio::net::UdpSocket::bind("[::]:0").await?;
+    sock.connect(server).await?;
+    sock.send(&bytes).await?;
+    let mut buf = [0u8; 1500];
+    let n = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await??;
+    ensure!(n >= 12, "short DNS answer");
+    Ok((buf[3] & 0x0f, u16::from_be_bytes([buf[6], buf[7]])))
+}
+
 struct DnsRow {
     label: String,
     r: selur_dns::load::LoadReport,
@@ -546,7 +581,22 @@ async fn section_dns(args: &Args, services: usize) -> Result<Vec<DnsRow>> {
     // Warm-up, and a check that the names resolve.
     let w = selur_dns::load::run(server, &names, RecordType::AAAA, 200, 1, timeout).await?;
     ensure!(w.answered > 0, "cluster DNS {DNS} answers nothing: {w}");
+    let mut good = 0;
+    for n in &names {
+        if let Ok((0, an)) = ask(server, n).await {
+            if an > 0 {
+                good += 1;
+            }
+        }
+    }
     let mut rows = Vec::new();
+    rows.push(DnsRow {
+        label: format!(
+            "cluster DNS warm-up, 200 queries, c1 ({good} of {} names: NOERROR + AAAA)",
+            names.len()
+        ),
+        r: w,
+    });
     for conc in [1, args.dns_concurrency] {
         for (label, addr) in [
             (
@@ -574,7 +624,6 @@ async fn section_dns(args: &Args, services: usize) -> Result<Vec<DnsRow>> {
             });
         }
     }
-    // What one name resolves to (for the header).
     echo_task.abort();
     Ok(rows)
 }
@@ -610,6 +659,23 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
             host,
         )
         .await?,
+    );
+    // The agent sets the pod network up once the node has its podCIDR:
+    // wait for its route to the Service range and its nftables table.
+    let t = Instant::now();
+    wait_for(
+        "the agent's pod network",
+        Duration::from_secs(60),
+        || async {
+            let route = sh("ip", &["-6", "route", "show", "fd01::/112"]).unwrap_or_default();
+            let table = sh("nft", &["list", "table", "ip6", "selur"]).is_ok();
+            Ok((!route.trim().is_empty() && table).then_some(()))
+        },
+    )
+    .await?;
+    eprintln!(
+        "net-bench: pod network ready {:.1} s after the node registered",
+        t.elapsed().as_secs_f64()
     );
     let on = |s: &str| args.sections.iter().any(|x| x == s);
     let mut notes = Vec::new();
