@@ -190,15 +190,20 @@ impl Load {
     }
 }
 
-/// `concurrency` loops of `http_once` for `secs`.
-async fn http_load(addr: SocketAddr, concurrency: usize, secs: f64) -> Load {
+/// `concurrency` loops of `http_once` for `secs`, each request to the
+/// next of `addrs` (round robin per loop).
+async fn http_load(addrs: &[SocketAddr], concurrency: usize, secs: f64) -> Load {
     let t = Instant::now();
     let deadline = t + Duration::from_secs_f64(secs);
     let mut hs = Vec::new();
-    for _ in 0..concurrency {
+    for w in 0..concurrency {
+        let addrs = addrs.to_vec();
         hs.push(tokio::spawn(async move {
             let mut l = Load::default();
+            let mut i = w;
             while Instant::now() < deadline {
+                let addr = addrs[i % addrs.len()];
+                i += 1;
                 match tokio::time::timeout(Duration::from_secs(2), http_once(addr)).await {
                     Ok(Ok(d)) => l.lat.0.push(d),
                     _ => l.errors += 1,
@@ -286,22 +291,26 @@ async fn section_http(args: &Args, api: &Api, host: &Host) -> Result<HttpReport>
     let pods = api
         .get_json(&format!("{PODS}?labelSelector=app%3Dweb"))
         .await?;
-    let pod_ip = pods["items"]
+    let pod_ips: Vec<String> = pods["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .find_map(|p| p["status"]["podIP"].as_str())
-        .ok_or_else(|| anyhow!("no pod of web has a podIP"))?
-        .to_string();
-    let caddr = SocketAddr::new(Ipv6Addr::from_str(&cluster_ip)?.into(), 80);
-    let paddr = SocketAddr::new(Ipv6Addr::from_str(&pod_ip)?.into(), 8080);
+        .filter_map(|p| p["status"]["podIP"].as_str().map(String::from))
+        .collect();
+    ensure!(!pod_ips.is_empty(), "no pod of web has a podIP");
+    let caddr = [SocketAddr::new(Ipv6Addr::from_str(&cluster_ip)?.into(), 80)];
+    let paddr: Vec<SocketAddr> = pod_ips
+        .iter()
+        .map(|ip| Ok(SocketAddr::new(Ipv6Addr::from_str(ip)?.into(), 8080)))
+        .collect::<Result<_>>()?;
+    let pod_ip = pod_ips.join(", ");
     wait_for("ClusterIP answering", Duration::from_secs(30), || async {
-        Ok(http_once(caddr).await.ok())
+        Ok(http_once(caddr[0]).await.ok())
     })
     .await?;
     // Warm-up, untimed.
-    http_load(paddr, 1, 0.3).await;
-    http_load(caddr, 1, 0.3).await;
+    http_load(&paddr, 1, 0.3).await;
+    http_load(&caddr, 1, 0.3).await;
 
     let mut rows = Vec::new();
     for (conc, label) in [(1usize, "latency"), (args.concurrency, "throughput")] {
@@ -310,11 +319,11 @@ async fn section_http(args: &Args, api: &Api, host: &Host) -> Result<HttpReport>
         // Two rounds each, interleaved, so background load hits both alike.
         for _ in 0..2 {
             eprintln!("net-bench: {label}: pod IP, concurrency {conc}");
-            pod.add(http_load(paddr, conc, args.seconds / 2.0).await);
+            pod.add(http_load(&paddr, conc, args.seconds / 2.0).await);
             eprintln!("net-bench: {label}: ClusterIP, concurrency {conc}");
-            cip.add(http_load(caddr, conc, args.seconds / 2.0).await);
+            cip.add(http_load(&caddr, conc, args.seconds / 2.0).await);
         }
-        rows.push((format!("pod IP [{pod_ip}]:8080"), conc, pod));
+        rows.push(("pod IPs, round robin, :8080".to_string(), conc, pod));
         rows.push((format!("ClusterIP [{cluster_ip}]:80"), conc, cip));
     }
     let ratio_p50 = rows[1].2.lat.pct(0.5) / rows[0].2.lat.pct(0.5);
@@ -722,7 +731,8 @@ fn print_report(args: &Args, r: &Report) {
         println!();
         println!(
             "Deployment `web` ({} replicas of `{TAG}`, /usr/bin/web-server on 8080), Service `web` \
-             {} port 80 -> 8080; direct target: pod {}. Client: the bench process on the node \
+             {} port 80 -> 8080; direct: the pod IPs {} in turn (the ClusterIP spreads over the \
+             same pods). Client: the bench process on the node \
              (in the bench's netns), its own HTTP/1.1 loop: a new TCP connection per `GET /health` \
              with `Connection: close`, read to EOF. {:.1} s per target and concurrency, in two \
              interleaved rounds.",
@@ -730,21 +740,37 @@ fn print_report(args: &Args, r: &Report) {
         );
         println!();
         println!(
-            "| {:<44} | {:>4} | {:>8} | {:>8} | {:>7} | {:>7} | {:>7} | {:>6} |",
-            "target", "conc", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+            "| {:<44} | {:>4} | {:>8} | {:>8} | {:>7} | {:>7} | {:>7} | {:>8} | {:>8} | {:>6} |",
+            "target",
+            "conc",
+            "requests",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            ">200 ms",
+            "errors"
         );
         println!(
-            "|{}|------|----------|----------|---------|---------|---------|--------|",
+            "|{}|------|----------|----------|---------|---------|---------|----------|----------|--------|",
             "-".repeat(46)
         );
         for (l, c, load) in &h.rows {
             println!(
-                "| {l:<44} | {c:>4} | {:>8} | {:>8.0} | {:>7.3} | {:>7.3} | {:>7.3} | {:>6} |",
+                "| {l:<44} | {c:>4} | {:>8} | {:>8.0} | {:>7.3} | {:>7.3} | {:>7.3} | {:>8.1} | {:>8} | {:>6} |",
                 load.lat.0.len(),
                 load.rps(),
                 load.lat.pct(0.5),
                 load.lat.pct(0.9),
                 load.lat.pct(0.99),
+                load.lat.pct(1.0),
+                load
+                    .lat
+                    .0
+                    .iter()
+                    .filter(|d| **d > Duration::from_millis(200))
+                    .count(),
                 load.errors
             );
         }
