@@ -5,13 +5,20 @@
 //! same run:
 //!
 //! - the floor: N bare `runc run -d` of a bundle holding the same binary,
-//!   four at a time; and the same after `unshare --net=FILE true` per
-//!   container (the bundle joins that namespace by path);
+//!   four at a time; the same after `unshare --net=FILE true` per
+//!   container (the bundle joins that namespace by path); and the same
+//!   after loopback up and a CNI `bridge` ADD (host-local IPv6) in that
+//!   namespace, the floor for `--pod-network bridge` (the default);
 //! - `podman kube play --network none` of the same Deployment with its ports
 //!   removed (podman with runc, its storage in a temp dir), until `podman ps`
 //!   shows every container running.
 //!
-//! Needs root, runc, util-linux's unshare and podman. Everything it makes
+//! The whole bench runs in a network namespace of its own
+//! (`common::netns`), so the agent's bridge, routes and nftables table never
+//! touch the machine's.
+//!
+//! Needs root, runc, util-linux's unshare, containernetworking-plugins and
+//! podman. Everything it makes
 //! (server, containers, mounts, cgroups, log links, podman storage) is
 //! removed at the end, also on error or Ctrl-C. Run:
 //! `cargo build --release -p selur -p selur-bench && target/release/deploy-bench`.

@@ -12,13 +12,17 @@
 //!    floor variant once, then one pod): N `runc run -d` of a bundle holding
 //!    the same binary, command and user, bare; after a network namespace
 //!    (`unshare --net=FILE`, joined by path); after the whole sandbox the
-//!    agent makes (net/ipc/uts namespaces, hostname, loopback up); and with
-//!    the agent's own generated OCI spec for the pod's container.
+//!    agent makes (net/ipc/uts namespaces, hostname, loopback up); with
+//!    the agent's own generated OCI spec for the pod's container; and after
+//!    a network namespace wired by the CNI `bridge` plugin (host-local
+//!    IPv6), the floor for `--pod-network bridge` (the default).
 //! 3. Memory: RSS/PSS of the server process (API server + agent) idle, after
 //!    the image build, before and with M pods running, and PSS of every
 //!    `selur shim` process (and, not counted, the `runc run` each keeps).
 //!
-//! Needs root, runc, util-linux's unshare/nsenter and iproute2. Everything it
+//! The whole bench runs in a network namespace of its own (`common::netns`).
+//! Needs root, runc, util-linux's unshare/nsenter, iproute2 and
+//! containernetworking-plugins. Everything it
 //! makes (server, containers, mounts, cgroups, log links) is removed at the
 //! end, also on error or Ctrl-C. Run:
 //! `cargo build --release -p selur -p selur-bench && target/release/pod-bench --pods 50 --mem-pods 20`.
