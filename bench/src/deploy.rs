@@ -5,13 +5,20 @@
 //! same run:
 //!
 //! - the floor: N bare `runc run -d` of a bundle holding the same binary,
-//!   four at a time; and the same after `unshare --net=FILE true` per
-//!   container (the bundle joins that namespace by path);
+//!   four at a time; the same after `unshare --net=FILE true` per
+//!   container (the bundle joins that namespace by path); and the same
+//!   after loopback up and a CNI `bridge` ADD (host-local IPv6) in that
+//!   namespace, the floor for `--pod-network bridge` (the default);
 //! - `podman kube play --network none` of the same Deployment with its ports
 //!   removed (podman with runc, its storage in a temp dir), until `podman ps`
 //!   shows every container running.
 //!
-//! Needs root, runc, util-linux's unshare and podman. Everything it makes
+//! The whole bench runs in a network namespace of its own
+//! (`common::netns`), so the agent's bridge, routes and nftables table never
+//! touch the machine's.
+//!
+//! Needs root, runc, util-linux's unshare, containernetworking-plugins and
+//! podman. Everything it makes
 //! (server, containers, mounts, cgroups, log links, podman storage) is
 //! removed at the end, also on error or Ctrl-C. Run:
 //! `cargo build --release -p selur -p selur-bench && target/release/deploy-bench`.
@@ -42,7 +49,7 @@ const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 const NAME: &str = "web";
 const PARALLEL: usize = 4;
 const USAGE: &str = "usage: deploy-bench [--replicas N] [--podman-counts 20,100|none] \
-    [--selur PATH] [--demo PATH] [--server-log FILE]";
+    [--pod-network bridge|none] [--selur PATH] [--demo PATH] [--server-log FILE]";
 
 // ---------------------------------------------------------------- arguments
 
@@ -50,6 +57,8 @@ struct Args {
     selur: PathBuf,
     replicas: usize,
     podman_counts: Vec<usize>,
+    /// The server's `--pod-network` (bridge or none).
+    pod_network: String,
     demo: Option<PathBuf>,
     server_log: Option<PathBuf>,
 }
@@ -57,9 +66,17 @@ struct Args {
 fn parse_args() -> Result<Args> {
     let mut replicas = 100;
     let mut podman_counts = vec![20, 100];
+    let mut pod_network = "bridge".to_string();
     let common = common::args::parse_args(USAGE, |flag, val| {
         match flag {
             "--replicas" => replicas = val.parse().context("--replicas")?,
+            "--pod-network" => {
+                ensure!(
+                    val == "bridge" || val == "none",
+                    "--pod-network bridge|none, not {val}"
+                );
+                pod_network = val
+            }
             "--podman-counts" => {
                 podman_counts = if val == "none" {
                     Vec::new()
@@ -79,6 +96,7 @@ fn parse_args() -> Result<Args> {
         selur: common.selur,
         replicas,
         podman_counts,
+        pod_network,
         demo: common.demo,
         server_log: common.server_log,
     })
@@ -386,6 +404,8 @@ async fn run_floor(floor: Arc<Floor>, n: usize, v: Variant, tag: &str) -> Result
             each.0.extend(r?);
         }
         runc_delete_all(&floor.root);
+        let cni_errors = floor.cni_del_all();
+        ensure!(cni_errors.is_empty(), "CNI DEL: {cni_errors:?}");
         for b in &bundles {
             let _ = std::fs::remove_dir_all(b);
         }
@@ -636,6 +656,7 @@ struct Report {
     selur: SelurResult,
     floor_bare: FloorResult,
     floor_netns: FloorResult,
+    floor_cni: FloorResult,
     podman: Vec<PodmanResult>,
     podman_note: Option<String>,
 }
@@ -649,7 +670,14 @@ async fn run(args: &Args, host: &mut Host, pm: &mut Option<Podman>) -> Result<Re
     );
     let load_before = loadavg();
     eprintln!("deploy-bench: starting {} server", args.selur.display());
-    let api = start_server(&args.selur, args.server_log.as_deref(), &[], host).await?;
+    host.reset_with = Some(args.selur.clone());
+    let api = start_server(
+        &args.selur,
+        args.server_log.as_deref(),
+        &["--pod-network", &args.pod_network],
+        host,
+    )
+    .await?;
     let node = api.get_json(&format!("/api/v1/nodes/{NODE}")).await?;
     let allocatable_pods = node["status"]["allocatable"]["pods"]
         .as_str()
@@ -677,6 +705,10 @@ async fn run(args: &Args, host: &mut Host, pm: &mut Option<Podman>) -> Result<Re
     let floor_bare = run_floor(floor.clone(), n, Variant::Bare, "bare").await?;
     eprintln!("deploy-bench: floor: {n} netns + `runc run -d`, {PARALLEL} at a time");
     let floor_netns = run_floor(floor.clone(), n, Variant::Netns, "netns").await?;
+    eprintln!(
+        "deploy-bench: floor: {n} netns + CNI bridge ADD + `runc run -d`, {PARALLEL} at a time"
+    );
+    let floor_cni = run_floor(floor.clone(), n, Variant::Cni, "cni").await?;
     let left = umount_under(&floor_dir);
     ensure!(left.is_empty(), "cannot unmount {left:?}");
 
@@ -711,6 +743,7 @@ async fn run(args: &Args, host: &mut Host, pm: &mut Option<Podman>) -> Result<Re
         selur,
         floor_bare,
         floor_netns,
+        floor_cni,
         podman,
         podman_note,
     })
@@ -762,6 +795,10 @@ fn print_report(args: &Args, r: &Report) {
             "`unshare --net=FILE true` + `runc run -d` (joined)",
             &r.floor_netns,
         ),
+        (
+            "netns + lo up + CNI `bridge` ADD + `runc run -d`",
+            &r.floor_cni,
+        ),
     ] {
         println!(
             "| {l:<52} | {:>9.0} | {:>9.1} | {:>9.1} |",
@@ -802,6 +839,7 @@ fn print_report(args: &Args, r: &Report) {
     let s = &r.selur;
     let fb = r.floor_bare.wall.as_secs_f64() * 1000.0;
     let fnet = r.floor_netns.wall.as_secs_f64() * 1000.0;
+    let fcni = r.floor_cni.wall.as_secs_f64() * 1000.0;
     println!("| {:<60} | {:>9} | {:>8} |", "measure", "value", "target");
     println!("|{}|-----------|----------|", "-".repeat(62));
     let row = |m: String, v: String, t: &str| println!("| {m:<60} | {v:>9} | {t:>8} |");
@@ -816,9 +854,14 @@ fn print_report(args: &Args, r: &Report) {
         "",
     );
     row(
+        "all Ready / floor with netns + CNI bridge".into(),
+        format!("{:.2}x", s.all_ready / fcni),
+        "<= 1.5x",
+    );
+    row(
         "all Ready / floor with netns".into(),
         format!("{:.2}x", s.all_ready / fnet),
-        "<= 1.5x",
+        "",
     );
     row(
         "all Ready / bare floor".into(),
@@ -844,12 +887,27 @@ fn print_report(args: &Args, r: &Report) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Everything (server, agent, floor, podman) runs in a network namespace
+    // of its own.
+    common::netns::enter("deploy-bench")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(amain())
+}
+
+async fn amain() -> Result<()> {
     let args = parse_args()?;
     println!("# Selur Deployment benchmark");
     println!();
     println!("Machine: {}", machine());
+    println!();
+    println!(
+        "Pod network: `--pod-network {}`; everything runs in the bench's own network namespace ({}).",
+        args.pod_network,
+        common::netns::current()
+    );
     println!();
     let mut host = Host::new("deploy-bench");
     let mut pm: Option<Podman> = None;

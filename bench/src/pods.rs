@@ -12,13 +12,17 @@
 //!    floor variant once, then one pod): N `runc run -d` of a bundle holding
 //!    the same binary, command and user, bare; after a network namespace
 //!    (`unshare --net=FILE`, joined by path); after the whole sandbox the
-//!    agent makes (net/ipc/uts namespaces, hostname, loopback up); and with
-//!    the agent's own generated OCI spec for the pod's container.
+//!    agent makes (net/ipc/uts namespaces, hostname, loopback up); with
+//!    the agent's own generated OCI spec for the pod's container; and after
+//!    a network namespace wired by the CNI `bridge` plugin (host-local
+//!    IPv6), the floor for `--pod-network bridge` (the default).
 //! 3. Memory: RSS/PSS of the server process (API server + agent) idle, after
 //!    the image build, before and with M pods running, and PSS of every
 //!    `selur shim` process (and, not counted, the `runc run` each keeps).
 //!
-//! Needs root, runc, util-linux's unshare/nsenter and iproute2. Everything it
+//! The whole bench runs in a network namespace of its own (`common::netns`).
+//! Needs root, runc, util-linux's unshare/nsenter, iproute2 and
+//! containernetworking-plugins. Everything it
 //! makes (server, containers, mounts, cgroups, log links) is removed at the
 //! end, also on error or Ctrl-C. Run:
 //! `cargo build --release -p selur -p selur-bench && target/release/pod-bench --pods 50 --mem-pods 20`.
@@ -47,8 +51,8 @@ const TAG: &str = "localhost/bench:1";
 const EVENTS: &str = "/api/v1/namespaces/default/events";
 /// Wait before memory readings, so transient threads and buffers are gone.
 const SETTLE: Duration = Duration::from_secs(12);
-const USAGE: &str = "usage: pod-bench [--pods N] [--mem-pods M] [--selur PATH] \
-    [--image auto|demo|busybox] [--demo PATH] [--server-log FILE]";
+const USAGE: &str = "usage: pod-bench [--pods N] [--mem-pods M] [--pod-network bridge|none] \
+    [--selur PATH] [--image auto|demo|busybox] [--demo PATH] [--server-log FILE]";
 
 // ---------------------------------------------------------------- arguments
 
@@ -57,6 +61,8 @@ struct Args {
     selur: PathBuf,
     pods: usize,
     mem_pods: usize,
+    /// The server's `--pod-network` (bridge or none).
+    pod_network: String,
     image: ImageChoice,
     demo: Option<PathBuf>,
     server_log: Option<PathBuf>,
@@ -66,10 +72,18 @@ fn parse_args() -> Result<Args> {
     let mut pods = 50;
     let mut mem_pods = 20;
     let mut image = ImageChoice::Auto;
+    let mut pod_network = "bridge".to_string();
     let common = common::args::parse_args(USAGE, |flag, val| {
         match flag {
             "--pods" => pods = val.parse().context("--pods")?,
             "--mem-pods" => mem_pods = val.parse().context("--mem-pods")?,
+            "--pod-network" => {
+                ensure!(
+                    val == "bridge" || val == "none",
+                    "--pod-network bridge|none, not {val}"
+                );
+                pod_network = val
+            }
             "--image" => {
                 image = match val.as_str() {
                     "auto" => ImageChoice::Auto,
@@ -87,6 +101,7 @@ fn parse_args() -> Result<Args> {
         selur: common.selur,
         pods,
         mem_pods,
+        pod_network,
         image,
         demo: common.demo,
         server_log: common.server_log,
@@ -174,11 +189,12 @@ async fn delete_pods_and_wait(api: &Api, names: &[String], runc_root: &Path) -> 
 
 // ---------------------------------------------------------------- floor
 
-const FLOOR_ROWS: [&str; 4] = [
+const FLOOR_ROWS: [&str; 5] = [
     "floor: bare `runc run -d`",
     "floor + netns (`unshare --net=FILE true`, joined by path)",
     "floor + Selur's sandbox (net/ipc/uts, hostname, lo up)",
     "floor with Selur's generated OCI spec (bare, no sandbox)",
+    "floor + netns + lo up + CNI `bridge` ADD (host-local v6)",
 ];
 
 // ---------------------------------------------------------------- the run
@@ -194,7 +210,7 @@ struct Report {
     selur_running: Stats,
     selur_runc: Stats,
     /// Per FLOOR_ROWS.
-    floor: [Stats; 4],
+    floor: [Stats; 5],
     mem: Option<Mem>,
     delete_latency: Duration,
 }
@@ -251,7 +267,14 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     );
     let load_before = loadavg();
     eprintln!("pod-bench: starting {} server", args.selur.display());
-    let api = start_server(&args.selur, args.server_log.as_deref(), &[], host).await?;
+    host.reset_with = Some(args.selur.clone());
+    let api = start_server(
+        &args.selur,
+        args.server_log.as_deref(),
+        &["--pod-network", &args.pod_network],
+        host,
+    )
+    .await?;
     let server_pid = host.server_pid()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = rss_pss_kb(server_pid)?;
@@ -295,6 +318,7 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
         (floor.clone(), Variant::Netns),
         (floor.clone(), Variant::Sandbox),
         (spec_floor, Variant::Bare),
+        (floor.clone(), Variant::Cni),
     ];
     for (k, (f, v)) in variants.iter().enumerate() {
         floor_once(f.clone(), format!("f{k}-0"), *v).await?;
@@ -303,10 +327,10 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     // Rounds: each floor variant once, then one pod, so background load on
     // this machine hits all of them alike.
     let pause = || tokio::time::sleep(Duration::from_millis(30));
-    let mut floor_stats: [Stats; 4] = Default::default();
+    let mut floor_stats: [Stats; 5] = Default::default();
     let mut pods: Vec<(String, Instant, Instant)> = Vec::new();
     eprintln!(
-        "pod-bench: {} rounds of 4 floor starts and 1 pod",
+        "pod-bench: {} rounds of 5 floor starts and 1 pod",
         args.pods
     );
     for i in 1..=args.pods {
@@ -356,14 +380,16 @@ async fn run(args: &Args, host: &mut Host) -> Result<Report> {
     let selur_runc = parts.get("runc").cloned().unwrap_or_default();
 
     eprintln!("pod-bench: removing the floor's containers");
-    let root = floor.root.clone();
+    let fl = floor.clone();
     let fd = floor_dir.clone();
-    let left = tokio::task::spawn_blocking(move || {
-        runc_delete_all(&root);
-        umount_under(&fd)
+    let (cni_errors, left) = tokio::task::spawn_blocking(move || {
+        runc_delete_all(&fl.root);
+        let e = fl.cni_del_all();
+        (e, umount_under(&fd))
     })
     .await?;
     ensure!(left.is_empty(), "cannot unmount {left:?}");
+    ensure!(cni_errors.is_empty(), "CNI DEL: {cni_errors:?}");
     let mut names: Vec<String> = pods.iter().map(|p| p.0.clone()).collect();
     names.push("p000".into());
     eprintln!("pod-bench: deleting {} pods", names.len());
@@ -459,7 +485,7 @@ fn print_report(args: &Args, r: &Report) {
     println!();
     println!("## 2. Floor, same run");
     println!();
-    println!("{n} rounds, each: the four floor variants once, then one Selur pod (30 ms pauses between);");
+    println!("{n} rounds, each: the five floor variants once, then one Selur pod (30 ms pauses between);");
     println!("one untimed warm-up of each first. Floor containers keep running until the end, as the pods do.");
     println!();
     table_head();
@@ -480,9 +506,10 @@ fn print_report(args: &Args, r: &Report) {
         "|----------------------------------------------------|---------------|--------------|"
     );
     for (label, d) in [
-        ("Selur / bare floor (target <= 1.3x)", f(0)),
+        ("Selur / bare floor", f(0)),
         ("Selur / (floor + netns)", f(1)),
         ("Selur / (floor + Selur's sandbox)", f(2)),
+        ("Selur / (floor + netns + CNI bridge), target <= 1.3x", f(4)),
     ] {
         println!(
             "| {label:<50} | {:>12.2}x | {:>11.2}x |",
@@ -497,10 +524,12 @@ fn print_report(args: &Args, r: &Report) {
     );
     println!();
     println!(
-        "Over the bare floor at p50: netns {:.1} ms, Selur's whole sandbox {:.1} ms, Selur's OCI spec {:.1} ms.",
+        "Over the bare floor at p50: netns {:.1} ms, Selur's whole sandbox {:.1} ms, Selur's OCI spec {:.1} ms, \
+         netns + CNI bridge ADD {:.1} ms.",
         f(1) - f(0),
         f(2) - f(0),
-        f(3) - f(0)
+        f(3) - f(0),
+        f(4) - f(0)
     );
     println!();
     let mb = |kb: u64| format!("{:.1} MB", kb as f64 / 1024.0);
@@ -566,12 +595,26 @@ fn print_report(args: &Args, r: &Report) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Everything (server, agent, floor) runs in a network namespace of its own.
+    common::netns::enter("pod-bench")?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(amain())
+}
+
+async fn amain() -> Result<()> {
     let args = parse_args()?;
     println!("# Selur pod benchmark");
     println!();
     println!("Machine: {}", machine());
+    println!();
+    println!(
+        "Pod network: `--pod-network {}`; server, agent and floor run in the bench's own network namespace ({}).",
+        args.pod_network,
+        common::netns::current()
+    );
     println!();
     let mut host = Host::new("pod-bench");
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

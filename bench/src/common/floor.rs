@@ -1,12 +1,16 @@
 //! The runc floor: `runc run -d` of a bundle holding the same binary, bare,
-//! after a network namespace, or after the whole sandbox the agent makes.
+//! after a network namespace, after the whole sandbox the agent makes, or
+//! after a network namespace wired by the CNI `bridge` plugin (host-local
+//! IPAM, IPv6 /64 with the bridge as gateway: the plan Selur's bridge mode
+//! uses, on another /64 and bridge so both live in one namespace).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use super::host::sh;
@@ -19,13 +23,26 @@ pub enum Variant {
     Bare,
     Netns,
     Sandbox,
+    /// `unshare --net=FILE ip link set lo up`, then the CNI `bridge`
+    /// plugin's ADD (eth0, host-local IPv6 address, default route via the
+    /// bridge), then `runc run -d` joining the namespace.
+    Cni,
 }
+
+/// Where Debian's containernetworking-plugins live.
+pub const CNI_PATH: &str = "/usr/lib/cni";
+/// The floor's CNI bridge and /64 (Selur's first pod /64 is fd00::/64 on
+/// `selur0`; the floor takes another /64 of the same /48).
+pub const CNI_BRIDGE: &str = "cnibench0";
+pub const CNI_SUBNET: &str = "fd00:0:0:ff::/64";
 
 pub struct Floor {
     pub dir: PathBuf,
     pub root: PathBuf,
     pub template: Value,
     pub binary: (PathBuf, &'static str),
+    /// CNI ADDs done (container id, netns path), for `cni_del_all`.
+    pub cni_added: Mutex<Vec<(String, PathBuf)>>,
 }
 
 impl Floor {
@@ -55,6 +72,7 @@ impl Floor {
             root: self.root.clone(),
             template: spec,
             binary: self.binary.clone(),
+            cni_added: Mutex::new(Vec::new()),
         }
     }
 
@@ -72,6 +90,7 @@ impl Floor {
             root: dir.join("runc"),
             template: spec,
             binary: w.binary.clone(),
+            cni_added: Mutex::new(Vec::new()),
         })
     }
 
@@ -89,7 +108,7 @@ impl Floor {
         spec["linux"]["cgroupsPath"] = json!(format!("/selur-{NODE}/floor/{id}"));
         let paths: &[&str] = match v {
             Variant::Bare => &[],
-            Variant::Netns => &["network"],
+            Variant::Netns | Variant::Cni => &["network"],
             Variant::Sandbox => &["network", "ipc", "uts"],
         };
         if let Some(list) = spec["linux"]["namespaces"].as_array_mut() {
@@ -123,6 +142,16 @@ impl Floor {
             Variant::Netns => {
                 sh("unshare", &[&nsarg("net", "network"), "true"])?;
             }
+            Variant::Cni => {
+                sh(
+                    "unshare",
+                    &[&nsarg("net", "network"), "ip", "link", "set", "lo", "up"],
+                )?;
+                self.cni("ADD", id, &ns.join("network"))?;
+                if let Ok(mut v) = self.cni_added.lock() {
+                    v.push((id.to_string(), ns.join("network")));
+                }
+            }
             Variant::Sandbox => {
                 sh(
                     "unshare",
@@ -153,6 +182,72 @@ impl Floor {
         let took = t.elapsed();
         ensure!(st.success(), "runc run -d {id}: {st}");
         Ok(took)
+    }
+}
+
+impl Floor {
+    /// The network config handed to the `bridge` plugin on stdin.
+    pub fn cni_config(&self) -> serde_json::Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "selur-bench",
+            "type": "bridge",
+            "bridge": CNI_BRIDGE,
+            "isGateway": true,
+            "hairpinMode": true,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": CNI_SUBNET}]],
+                "routes": [{"dst": "::/0"}],
+                "dataDir": self.dir.join("cni-ipam").display().to_string(),
+            },
+        })
+    }
+
+    /// Run the CNI `bridge` plugin binary with `command` (ADD, DEL) for
+    /// container `id` in the namespace at `netns`.
+    pub fn cni(&self, command: &str, id: &str, netns: &Path) -> Result<String> {
+        let conf = serde_json::to_vec(&self.cni_config())?;
+        let mut child = Command::new(Path::new(CNI_PATH).join("bridge"))
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", CNI_PATH)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| {
+                format!("running {CNI_PATH}/bridge (apt-get install containernetworking-plugins)")
+            })?;
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("no stdin"))?
+            .write_all(&conf)?;
+        let out = child.wait_with_output()?;
+        ensure!(
+            out.status.success(),
+            "CNI bridge {command} {id}: {}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// CNI DEL of every ADD done (before the namespaces are unmounted);
+    /// returns the failures.
+    pub fn cni_del_all(&self) -> Vec<String> {
+        let added: Vec<(String, PathBuf)> = self
+            .cni_added
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        added
+            .iter()
+            .filter_map(|(id, ns)| self.cni("DEL", id, ns).err().map(|e| format!("{e:#}")))
+            .collect()
     }
 }
 

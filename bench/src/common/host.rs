@@ -192,6 +192,10 @@ pub struct Host {
     pub data: Option<tempfile::TempDir>,
     pub floor: Option<tempfile::TempDir>,
     pub server: Option<std::process::Child>,
+    /// The selur binary: set, `cleanup` runs `selur node reset --data-dir`
+    /// on the server's data dir once the server is gone (bridge, routes,
+    /// nftables table; call only inside the bench's own network namespace).
+    pub reset_with: Option<PathBuf>,
 }
 
 impl Host {
@@ -201,6 +205,7 @@ impl Host {
             data: None,
             floor: None,
             server: None,
+            reset_with: None,
         }
     }
 
@@ -269,6 +274,21 @@ impl Host {
                     .args(["-9", &pid.to_string()])
                     .stderr(Stdio::null())
                     .status();
+            }
+        }
+        if let (Some(selur), Some(d)) = (&self.reset_with, &self.data) {
+            match Command::new(selur)
+                .args(["node", "reset", "--data-dir"])
+                .arg(d.path())
+                .stdin(Stdio::null())
+                .output()
+            {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => problems.push(format!(
+                    "selur node reset: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => problems.push(format!("selur node reset: {e}")),
             }
         }
         for d in &dirs {

@@ -4,6 +4,7 @@
 pub mod args;
 pub mod floor;
 pub mod host;
+pub mod netns;
 pub mod server;
 pub mod stats;
 pub mod workload;
