@@ -222,6 +222,7 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
     let mut proxy = Proxy::new(selur_proxy::Nft::new());
     let me = agent.config.node_name.clone();
     let mut failing = false;
+    let mut last_host_ports: Option<Vec<HostPort>> = None;
     loop {
         // Wait for a change, then gather what follows closely. Pods matter
         // only for DNS pod names and hostPorts: a burst of pod changes alone
@@ -271,6 +272,12 @@ pub async fn run(agent: Arc<Agent>, node: Arc<NodeNetwork>) {
                 continue;
             }
         };
+        // Pods alone change the rules only through hostPorts: skip the
+        // render (the costly part with many Services) when those stayed.
+        if !services_changed && !failing && last_host_ports.as_ref() == Some(&cfg.host_ports) {
+            continue;
+        }
+        last_host_ports = Some(cfg.host_ports.clone());
         let ruleset = selur_proxy::render(&cfg, &svc, &sl);
         let (result, p) = match tokio::task::spawn_blocking(move || {
             let r = proxy.apply(ruleset);
