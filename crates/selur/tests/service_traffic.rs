@@ -426,7 +426,7 @@ fn cluster_dns_forwards_outside_names_and_fails_fast_without_upstream() {
     let (ok, text) = nslookup(&c, "client", "-type=AAAA gone.example.");
     let took = start.elapsed();
     assert!(!ok && text.contains("SERVFAIL"), "{text}");
-    assert!(took < Duration::from_secs(6), "SERVFAIL took {took:?}");
+    assert!(took < Duration::from_secs(10), "SERVFAIL took {took:?}");
     // Cluster names still answer meanwhile.
     let (ok, text) = nslookup(
         &c,
