@@ -82,6 +82,40 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The data dir 0700 and the store's files 0600, created so or tightened
+/// when an older Selur left them readable: they hold every object,
+/// Secrets included. SQLite gives the WAL and shared-memory files the main
+/// file's mode, so creating `state.db` 0600 first covers them.
+fn private_files(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let fail = |what: &str, path: &Path, e: std::io::Error| {
+        StoreError::Backend(format!("cannot {what} {}: {e}", path.display()))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| fail("create data dir", dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| fail("restrict data dir", dir, e))?;
+    let db = dir.join("state.db");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&db)
+        .map_err(|e| fail("create", &db, e))?;
+    for name in ["state.db", "state.db-wal", "state.db-shm"] {
+        let p = dir.join(name);
+        match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(fail("restrict", &p, e)),
+        }
+    }
+    Ok(())
+}
+
 fn read_meta(conn: &Connection, name: &str) -> Result<i64> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
@@ -113,9 +147,7 @@ fn get_kv(conn: &Connection, key: &str) -> Result<Option<KeyValue>> {
 impl SqliteStore {
     /// Open (or create) the store in `dir/state.db`.
     pub fn open(dir: &Path, opts: SqliteOptions) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display()))
-        })?;
+        private_files(dir)?;
         let path = dir.join("state.db");
         let conn = open_conn(&path)?;
         conn.execute_batch(
@@ -698,6 +730,30 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_dir_and_store_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = SqliteStore::open(&dir, SqliteOptions::default()).unwrap();
+        drop(s);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let p = dir.join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+        // An older, readable store is tightened at the next open.
+        std::fs::set_permissions(dir.join("state.db"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        drop(SqliteStore::open(&dir, SqliteOptions::default()).unwrap());
+        assert_eq!(mode(&dir.join("state.db")), 0o600);
+    }
 
     fn open(dir: &Path) -> SqliteStore {
         SqliteStore::open(dir, SqliteOptions::default()).unwrap()
