@@ -136,3 +136,45 @@ fn namespace_and_its_objects_share_a_file_and_failures_roll_back() {
         "deployment rolled back"
     );
 }
+
+#[test]
+fn an_oversized_object_is_refused_with_413_and_named() {
+    let s = Server::start(&["--disable-agent"]);
+    let big = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  x: \"{}\"\n",
+        "a".repeat(4 << 20)
+    );
+    assert_rejected(
+        &s,
+        "big.yaml",
+        &big,
+        &["ConfigMap \"big\"", "Request entity too large", "3145728"],
+    );
+    // The API answers a Kubernetes Status with code 413.
+    let url = format!("{}/api/v1/namespaces/default/configmaps", s.url);
+    let body = format!("{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"x\":\"{}\"}}}}", "a".repeat(4 << 20));
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            "@-",
+            &url,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "Status");
+    assert_eq!(v["code"], 413);
+    assert_eq!(v["reason"], "RequestEntityTooLarge");
+}

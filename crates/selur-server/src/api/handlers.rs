@@ -70,14 +70,33 @@ pub(super) fn dry_run(q: &HashMap<String, String>) -> ApiResult<bool> {
     }
 }
 
+/// The largest request body the API takes (Kubernetes' 3 MiB).
+pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
+
 pub(super) async fn dispatch(
     State(state): State<Arc<ApiState>>,
     method: Method,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!(
+                    "Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes; split the manifest into several files or make the object smaller"
+                ),
+            )
+            .into_response();
+        }
+        Err(r) => {
+            return ApiError::bad_request(format!("reading the request body: {r}")).into_response()
+        }
+    };
     match handle(&state, method, uri.path(), &q, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),

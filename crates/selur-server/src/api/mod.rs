@@ -61,5 +61,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             any(crate::pod_stream::portforward),
         )
         .fallback(dispatch)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            handlers::MAX_REQUEST_BODY_BYTES,
+        ))
         .with_state(state)
 }
