@@ -372,7 +372,16 @@ pub async fn resolve(
         .as_ref()
         .and_then(|s| s.enable_service_links)
         .unwrap_or(true);
-    let services = services_for(agent, ns, links).await?;
+    // Without the API (down, or partitioned away) a container still
+    // (re)starts, without Service variables, as the kubelet does from an
+    // empty informer: a restart must never wait for the control plane.
+    let services = match services_for(agent, ns, links).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(namespace = ns, error = %e, "no Service variables for a container start: the Services could not be read");
+            Vec::new()
+        }
+    };
     for (k, v) in service_vars(&services, ns, links) {
         // The container's own variables win, as with the kubelet.
         if !out.iter().any(|(n, _)| *n == k) {

@@ -375,7 +375,8 @@ mod tests {
             Ok(PodNetworkMode::Bridge)
         );
         assert_eq!("none".parse::<PodNetworkMode>(), Ok(PodNetworkMode::None));
-        assert!("cni"
+        assert_eq!("cni".parse::<PodNetworkMode>(), Ok(PodNetworkMode::Cni));
+        assert!("flannel"
             .parse::<PodNetworkMode>()
             .unwrap_err()
             .contains("bridge"));
