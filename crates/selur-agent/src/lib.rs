@@ -285,8 +285,17 @@ impl Agent {
         ]);
         labels.extend(self.config.labels.clone());
         let user_taints: Vec<Value> = self.config.taints.iter().map(Taint::to_json).collect();
+        // The node's address, known to the server's node IPAM before the
+        // first status write (it never hands out a range holding it).
+        let annotations: BTreeMap<String, String> = self
+            .config
+            .network
+            .node_ip
+            .map(|ip| ("selur.io/node-ip".to_string(), ip.to_string()))
+            .into_iter()
+            .collect();
         let node = json!({"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.config.node_name, "labels": labels},
+            "metadata": {"name": self.config.node_name, "labels": labels, "annotations": annotations},
             "spec": {"taints": user_taints}});
         let (code, existing) = self
             .call(
@@ -321,7 +330,7 @@ impl Agent {
                 })
                 .unwrap_or_default();
             taints.extend(user_taints);
-            let patch = json!({"metadata": {"labels": labels}, "spec": {"taints": taints}});
+            let patch = json!({"metadata": {"labels": labels, "annotations": annotations}, "spec": {"taints": taints}});
             let (c, v) = self
                 .call(
                     reqwest::Method::PATCH,

@@ -15,6 +15,50 @@ use selur_runtime::sandbox::{ip, ip_output, link_exists};
 
 use super::NetworkError;
 
+/// Refuse `ranges` (each with what it is) when a route of the node's own
+/// network (not the bridge's, not Selur's routes to other nodes) overlaps
+/// one: a bridge holding `fd00::1/64` on a machine whose own subnet is
+/// `fd00::/64` would take over its gateway's address.
+pub fn check_free(bridge: &str, ranges: &[(&str, Ipv6Cidr)]) -> Result<(), NetworkError> {
+    let out = ip_output(&["-6", "-j", "route", "show"])?;
+    let routes: Vec<Value> = serde_json::from_slice(&out).unwrap_or_default();
+    overlap(&routes, bridge, ranges)
+}
+
+fn overlap(
+    routes: &[Value],
+    bridge: &str,
+    ranges: &[(&str, Ipv6Cidr)],
+) -> Result<(), NetworkError> {
+    for r in routes {
+        let dev = r["dev"].as_str().unwrap_or("");
+        if dev.is_empty()
+            || dev == bridge
+            || dev == "lo"
+            || r["protocol"] == super::routes::ROUTE_PROTO
+        {
+            continue;
+        }
+        let Some(dst) = r["dst"].as_str().filter(|d| *d != "default") else {
+            continue;
+        };
+        let parsed = if dst.contains('/') {
+            dst.parse::<Ipv6Cidr>()
+        } else {
+            format!("{dst}/128").parse::<Ipv6Cidr>()
+        };
+        let Ok(route) = parsed else { continue };
+        for (what, range) in ranges {
+            if route.overlaps(range) {
+                return Err(NetworkError::Settings(format!(
+                    "{what} {range} overlaps the route {dst} on {dev}, this machine's own network: the node bridge would take over its addresses. Give the server a --cluster-cidr (and --service-cidr) this network does not use, e.g. fd10::/48 and fd11::/112"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The bridge's link-local address.
 pub const BRIDGE_LINK_LOCAL: &str = "fe80::1/64";
 
@@ -155,6 +199,26 @@ fn pick_node_ip(links: &[Value], bridge: &str) -> Option<Ipv6Addr> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ranges_the_machines_own_network_uses_are_refused() {
+        let routes = vec![
+            json!({"dst": "fd00::/64", "dev": "eth0", "protocol": "kernel"}),
+            json!({"dst": "default", "gateway": "fd00::1", "dev": "eth0"}),
+            json!({"dst": "fd00:0:0:2::/64", "gateway": "fdfa::2", "dev": "eth0", "protocol": "83"}),
+            json!({"dst": "fd00:0:0:1::/64", "dev": "selur0", "protocol": "kernel"}),
+            json!({"dst": "fe80::/64", "dev": "eth0", "protocol": "kernel"}),
+        ];
+        let mine: Ipv6Cidr = "fd00:0:0:1::/64".parse().unwrap();
+        let svc: Ipv6Cidr = "fd01::/112".parse().unwrap();
+        assert!(overlap(&routes, "selur0", &[("pods", mine), ("services", svc)]).is_ok());
+        let taken: Ipv6Cidr = "fd00::/64".parse().unwrap();
+        let e = overlap(&routes, "selur0", &[("this node's pod range", taken)]).unwrap_err();
+        assert!(
+            e.to_string().contains("on eth0") && e.to_string().contains("--cluster-cidr"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_node_address_skips_the_bridge_pods_and_tentative_ones() {

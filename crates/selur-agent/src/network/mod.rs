@@ -313,6 +313,13 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
     let dns64_prefix = cfg.dns64_prefix;
     let net = tokio::task::spawn_blocking(move || -> Result<NodeNetwork, NetworkError> {
         if cni.is_none() {
+            bridge::check_free(
+                &bridge_name,
+                &[
+                    ("this node's pod range (spec.podCIDR)", pod_cidr),
+                    ("the Service range", service_cidr),
+                ],
+            )?;
             bridge::ensure(&bridge_name, pod_cidr, gateway, dns)?;
             bridge::route_services(&bridge_name, service_cidr)?;
         } else if let Some(d) = dns {

@@ -24,10 +24,20 @@ pub fn relevant(ev: &Event) -> bool {
     ev.kv.key.starts_with("/registry/core/nodes/") && !super::contains(&ev.kv.value, b"\"podCIDR\"")
 }
 
+/// The annotation an agent puts its node address in at registration, so a
+/// range is chosen knowing it (the Node's status comes a moment later).
+pub const NODE_IP_ANNOTATION: &str = "selur.io/node-ip";
+
 /// The ranges to hand out: for each node without one (in name order), the
-/// lowest range no node holds. Nodes that cannot get one (the range is
-/// used up) are left out.
-pub fn plan(net: &ClusterNetwork, nodes: &[(String, Option<String>)]) -> Vec<(String, Ipv6Cidr)> {
+/// lowest range no node holds and that holds none of the nodes' own
+/// addresses `avoid` (a machine whose network is `fd00::/64` must not get
+/// that range for its pods: its bridge would take over the machine's own
+/// subnet). Nodes that cannot get one (the range is used up) are left out.
+pub fn plan(
+    net: &ClusterNetwork,
+    nodes: &[(String, Option<String>)],
+    avoid: &[std::net::Ipv6Addr],
+) -> Vec<(String, Ipv6Cidr)> {
     let mask = net.node_cidr_mask;
     let mut used: BTreeSet<u128> = BTreeSet::new();
     for (name, cidr) in nodes {
@@ -57,7 +67,12 @@ pub fn plan(net: &ClusterNetwork, nodes: &[(String, Option<String>)]) -> Vec<(St
     let mut out = Vec::new();
     let mut next: u128 = 0;
     for name in want {
-        while used.contains(&next) {
+        while used.contains(&next)
+            || net
+                .cluster_cidr
+                .subnet(mask, next)
+                .is_some_and(|c| avoid.iter().any(|ip| c.contains(*ip)))
+        {
             next += 1;
         }
         let Some(c) = net.cluster_cidr.subnet(mask, next) else {
@@ -71,12 +86,33 @@ pub fn plan(net: &ClusterNetwork, nodes: &[(String, Option<String>)]) -> Vec<(St
     out
 }
 
+/// A Node's own IPv6 addresses: its annotation and status addresses.
+fn node_addresses(n: &Value) -> Vec<std::net::Ipv6Addr> {
+    let mut out: Vec<std::net::Ipv6Addr> = n
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["address"].as_str()?.parse().ok())
+        .collect();
+    if let Some(ip) = n
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(NODE_IP_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+    {
+        out.push(ip);
+    }
+    out
+}
+
 /// One pass over all nodes.
 pub async fn pass(reg: Registry, net: ClusterNetwork) -> ApiResult<()> {
     let node_kind = kinds::by_cli_name("nodes")
         .ok_or_else(|| ApiError::internal("kind nodes missing".to_string()))?;
     let (items, _) = reg.list_all(&prefix(node_kind, None)).await?;
     let mut nodes = Vec::new();
+    let mut avoid = Vec::new();
     for kv in &items {
         let n = decode_kv(kv)?;
         let Some(name) = n.pointer("/metadata/name").and_then(Value::as_str) else {
@@ -91,8 +127,9 @@ pub async fn pass(reg: Registry, net: ClusterNetwork) -> ApiResult<()> {
             .filter(|s| !s.is_empty())
             .map(String::from);
         nodes.push((name.to_string(), cidr));
+        avoid.extend(node_addresses(&n));
     }
-    for (name, cidr) in plan(&net, &nodes) {
+    for (name, cidr) in plan(&net, &nodes, &avoid) {
         let c = cidr.to_string();
         let patch = json!({"spec": {"podCIDR": c, "podCIDRs": [c]}});
         match reg
@@ -129,6 +166,7 @@ mod tests {
                 // Not one of the cluster's ranges: kept, nothing reserved.
                 n("e", Some("fd09::/64")),
             ],
+            &[],
         );
         let got: Vec<(String, String)> = got.into_iter().map(|(a, c)| (a, c.to_string())).collect();
         assert_eq!(
@@ -148,8 +186,19 @@ mod tests {
         }
         .resolve()
         .unwrap();
-        let got = plan(&net, &[n("a", None), n("b", None), n("c", None)]);
+        let got = plan(&net, &[n("a", None), n("b", None), n("c", None)], &[]);
         assert_eq!(got.len(), 2);
         assert_eq!(got[1].1.to_string(), "fd00:0:0:1::/64");
+    }
+
+    #[test]
+    fn ranges_holding_a_nodes_own_address_are_skipped() {
+        // The machine's network is fd00::/64 (eth0 fd00::2): its pods must
+        // not get that range, or the node bridge takes over its subnet.
+        let net = ClusterNetwork::default();
+        let avoid = ["fd00::2".parse().unwrap()];
+        let got = plan(&net, &[n("a", None), n("b", None)], &avoid);
+        let got: Vec<String> = got.into_iter().map(|(_, c)| c.to_string()).collect();
+        assert_eq!(got, ["fd00:0:0:1::/64", "fd00:0:0:2::/64"]);
     }
 }
