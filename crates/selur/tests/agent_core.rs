@@ -86,7 +86,7 @@ fn restart_on_same_port(s: &mut Server) {
     s.kill();
     let port = s.url.rsplit(':').next().unwrap().to_string();
     let log = std::fs::File::create(s.data_dir().join("server2.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_selur"))
+    let child = common::selur_cmd()
         .arg("server")
         .arg("--data-dir")
         .arg(s.data_dir())
