@@ -178,3 +178,41 @@ fn an_oversized_object_is_refused_with_413_and_named() {
     assert_eq!(v["code"], 413);
     assert_eq!(v["reason"], "RequestEntityTooLarge");
 }
+
+#[test]
+fn yaml_bombs_are_refused_quickly_and_named() {
+    let s = Server::start(&["--disable-agent"]);
+    // Alias expansion ("billion laughs"): refused, not expanded.
+    let mut laughs = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\na: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for w in names.windows(2) {
+        let refs = vec![format!("*{}", w[0]); 9].join(",");
+        laughs.push_str(&format!("{}: &{} [{refs}]\n", w[1], w[1]));
+    }
+    let start = std::time::Instant::now();
+    let f = write_file(&s, "laughs.yaml", &laughs);
+    let out = s.selur(&["apply", "-f", &f]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("laughs.yaml") && err.contains("repetition limit exceeded"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    // Nesting depth.
+    let deep = format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+    let f = write_file(&s, "deep.yaml", &deep);
+    let out = s.selur(&["apply", "-f", &f]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("deep.yaml") && err.contains("recursion limit exceeded"),
+        "{err}"
+    );
+}
