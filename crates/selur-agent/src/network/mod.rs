@@ -303,10 +303,8 @@ pub async fn set_up(agent: &Agent) -> Result<Option<Arc<NodeNetwork>>, NetworkEr
         Some(c) => cni_bridge(c).unwrap_or_else(|| "cni0".into()),
         None => cfg.bridge.clone(),
     };
-    let node_ip = match cfg.node_ip {
-        Some(ip) => Some(ip),
-        None => bridge::detect_node_ip(&bridge_name),
-    };
+    // Detected (when not given) once, by `run`, before registration.
+    let node_ip = cfg.node_ip;
     let pods_dir = agent.config.data_dir.join("pods");
     let data_dir = agent.config.data_dir.clone();
     let resolv_conf = cfg.resolv_conf.clone();
