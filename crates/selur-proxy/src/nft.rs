@@ -297,8 +297,15 @@ mod tests {
         );
         let err = with_program("/nonexistent/nft").list("selur").unwrap_err();
         assert!(matches!(err, ProxyError::Spawn { .. }), "{err:?}");
-        // `true` ignores its stdin: a transaction "succeeds".
-        with_program("true")
+        // A program that reads the whole transaction and exits 0 succeeds.
+        // (Not `true`: it may exit before the write, and a transaction nft
+        // did not read is rightly an error.)
+        let dir = tempfile::tempdir().unwrap();
+        let reader = dir.path().join("reads-stdin");
+        std::fs::write(&reader, "#!/bin/sh\ncat >/dev/null\n").unwrap();
+        std::fs::set_permissions(&reader, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        with_program(reader.to_str().unwrap())
             .run_json(&serde_json::json!({"nftables": []}))
             .unwrap();
     }
